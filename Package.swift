@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Vigil",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vigil", targets: ["vigil"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // JSON scanning, the JSON Schema subset the contracts use, the streaming event validator, time.
+        .target(name: "VigilContract"),
+        // Rule language: read YAML -> collect -> check against the contract -> compile. Pure.
+        .target(name: "VigilRules", dependencies: [
+            "VigilContract",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Runtime: per-child state, windows, deadlines, evaluation, alerts. Pure of Kafka and files.
+        .target(name: "VigilEngine", dependencies: [
+            "VigilContract", "VigilRules",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Files and processes: rule directories, replay over files.
+        .target(name: "VigilService", dependencies: ["VigilContract", "VigilRules", "VigilEngine"]),
+        .executableTarget(name: "vigil", dependencies: [
+            "VigilContract", "VigilRules", "VigilEngine", "VigilService",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "VigilContractTests", dependencies: ["VigilContract"]),
+        .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
+        .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService"]),
+    ]
+)

@@ -1,0 +1,71 @@
+/// A typed value captured from a validated JSON message.
+public enum FieldValue: Equatable, Sendable {
+    case missing
+    case bool(Bool)
+    case int(Int64)
+    case symbol(Symbol)
+    case string(String)
+    case date(Day)
+    case instant(Instant)
+    /// An array of enum values.
+    case symbols(SymbolSet)
+    /// An array of strings.
+    case strings([String])
+
+    @inlinable public var isMissing: Bool { if case .missing = self { return true }; return false }
+    @inlinable public var symbol: Symbol? { if case .symbol(let s) = self { return s }; return nil }
+    @inlinable public var string: String? { if case .string(let s) = self { return s }; return nil }
+    @inlinable public var instant: Instant? { if case .instant(let t) = self { return t }; return nil }
+    @inlinable public var date: Day? { if case .date(let d) = self { return d }; return nil }
+    @inlinable public var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
+    @inlinable public var int: Int64? { if case .int(let i) = self { return i }; return nil }
+}
+
+/// The captured fields of one message, indexed by slot. Reused from message to message: `reset()` clears
+/// only the slots the last message wrote, so a decode costs nothing for fields no rule reads.
+public struct EventRecord: Sendable {
+    public var values: [FieldValue]
+    @usableFromInline var written: [Int32] = []
+
+    public init(slotCount: Int) {
+        values = Array(repeating: .missing, count: slotCount)
+        written.reserveCapacity(32)
+    }
+
+    @inlinable public subscript(slot: Int) -> FieldValue {
+        values[slot]
+    }
+
+    @inlinable public mutating func set(_ slot: Int, _ v: FieldValue) {
+        values[slot] = v
+        written.append(Int32(slot))
+    }
+
+    public mutating func reset() {
+        for s in written { values[Int(s)] = .missing }
+        written.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Why a message is not a valid event: a JSON path and a reason that never quotes the message's values.
+public struct ValidationFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case invalidJSON = "invalid-json"
+        case invalidUTF8 = "invalid-utf8"
+        case contract = "contract"
+        case unsupportedSchemaVersion = "unsupported-schema-version"
+        case tooLarge = "too-large"
+    }
+    public var kind: Kind
+    /// JSONPath of the offending value (`$.data.outcome`), or `$` for the whole message.
+    public var path: String
+    public var reason: String
+
+    public init(kind: Kind, path: String, reason: String) {
+        self.kind = kind
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "\(path): \(reason)" }
+}

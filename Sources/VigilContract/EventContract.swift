@@ -59,6 +59,8 @@ public struct EventContract: Sendable {
     public let eventTypeIndexBySymbol: [Int16]
     public let fields: [String: ContractField]
     public let slotCount: Int
+    /// Dotted path of each slot.
+    public let slotPaths: [String]
     public let schemaVersion: Int64
 
     /// Slots the engine always reads.
@@ -93,6 +95,7 @@ public struct EventContract: Sendable {
         for (k, s) in typeNode.enumSymbols.enumerated() { bySymbol[Int(s.id)] = Int16(k) }
         self.eventTypeIndexBySymbol = bySymbol
         self.slotCount = compiler.slotPaths.count
+        self.slotPaths = compiler.slotPaths
         self.symbols = compiler.symbols
 
         var catalogue: [String: (slot: Int, kind: FieldKind, types: Set<Int>, allowed: [Int: SymbolSet])] = [:]

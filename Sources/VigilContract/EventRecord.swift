@@ -1,5 +1,5 @@
 /// A typed value captured from a validated JSON message.
-public enum FieldValue: Equatable, Sendable {
+public enum FieldValue: Hashable, Sendable, Codable {
     case missing
     case bool(Bool)
     case int(Int64)

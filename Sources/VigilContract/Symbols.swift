@@ -2,14 +2,14 @@
 ///
 /// Every distinct enum string in the contract gets one id, so comparing two enum values anywhere in the
 /// engine is an integer comparison.
-public struct Symbol: Hashable, Comparable, Sendable {
+public struct Symbol: Hashable, Comparable, Sendable, Codable {
     public var id: UInt16
     @inlinable public init(_ id: UInt16) { self.id = id }
     @inlinable public static func < (a: Symbol, b: Symbol) -> Bool { a.id < b.id }
 }
 
 /// A set of symbols as a 256-bit bitmap: arrays of enum values (`attending_agencies`) and literal lists.
-public struct SymbolSet: Hashable, Sendable {
+public struct SymbolSet: Hashable, Sendable, Codable {
     public var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
 
     public static let capacity = 256

@@ -2,7 +2,7 @@
 ///
 /// Event time in Vigil is always an `Instant`: rules reason over `occurred_at`, never over the wall clock.
 /// Sub-microsecond digits of an RFC 3339 timestamp are truncated.
-public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct Instant: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     public var micros: Int64
 
     @inlinable public init(micros: Int64) { self.micros = micros }
@@ -27,7 +27,7 @@ public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
 }
 
 /// A civil date (proleptic Gregorian), as a day number: days since 1970-01-01.
-public struct Day: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct Day: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     public var number: Int32
     @inlinable public init(number: Int32) { self.number = number }
 

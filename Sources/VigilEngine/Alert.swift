@@ -1,0 +1,122 @@
+import Crypto
+import VigilContract
+import VigilRules
+
+/// Where an event was read from, when it came from Kafka.
+public struct SourcePosition: Hashable, Sendable, Codable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+
+    public init(topic: String, partition: Int32, offset: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// A reference to an event, as cited in an alert's evidence. Carries no payload.
+public struct EventRef: Hashable, Sendable, Codable {
+    public var eventId: String
+    public var type: Symbol
+    public var agency: Symbol
+    public var occurredAt: Instant
+    public var position: SourcePosition?
+
+    public init(eventId: String, type: Symbol, agency: Symbol, occurredAt: Instant, position: SourcePosition? = nil) {
+        self.eventId = eventId
+        self.type = type
+        self.agency = agency
+        self.occurredAt = occurredAt
+        self.position = position
+    }
+}
+
+/// One alert, as `alert.schema.json` describes it.
+public struct Alert: Sendable, Hashable {
+    public enum Status: String, Sendable { case fired, withdrawn }
+
+    public var alertId: String
+    public var status: Status
+    public var withdraws: String?
+    public var ruleIndex: Int
+    public var childId: String
+    public var firedAt: Instant
+    public var deadline: Instant?
+    public var summary: String
+    public var evidence: [EventRef]
+
+    /// `alert_id` is a pure function of the rule id, the child id, `fired_at` and the evidence event ids,
+    /// so replaying the same input yields the same ids.
+    public static func identity(ruleId: String, childId: String, firedAt: Instant, eventIds: [String]) -> String {
+        var h = SHA256()
+        var bytes: [UInt8] = Array("vigil-alert-v1\u{0}\(ruleId)\u{0}\(childId)\u{0}\(firedAt.micros)".utf8)
+        for e in eventIds {
+            bytes.append(0)
+            bytes.append(contentsOf: e.utf8)
+        }
+        h.update(data: bytes)
+        let d = h.finalize()
+        return "a-" + d.prefix(16).map { hex2($0) }.joined()
+    }
+}
+
+@inline(__always) func hex2(_ b: UInt8) -> String {
+    let digits: [Character] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"]
+    return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
+}
+
+/// Renders alerts as JSON (the alert contract) or as one readable line.
+public struct AlertFormatter: Sendable {
+    public let rules: CompiledRuleSet
+
+    public init(rules: CompiledRuleSet) { self.rules = rules }
+
+    /// One JSON object, no trailing newline. `emittedAt` is the wall clock, when the caller has one.
+    public func json(_ a: Alert, emittedAt: Instant? = nil) -> String {
+        let rule = rules.rules[a.ruleIndex]
+        let symbols = rules.contract.symbols
+        var w = JSONWriter(capacity: 512)
+        w.raw("{")
+        w.key("schema_version"); w.raw("1")
+        w.raw(","); w.key("alert_id"); w.string(a.alertId)
+        w.raw(","); w.key("status"); w.string(a.status.rawValue)
+        if let x = a.withdraws { w.raw(","); w.key("withdraws"); w.string(x) }
+        w.raw(","); w.key("rule_id"); w.string(rule.id)
+        w.raw(","); w.key("rule_version"); w.string(rule.version)
+        w.raw(","); w.key("severity"); w.string(rule.severity.rawValue)
+        w.raw(","); w.key("child_id"); w.string(a.childId)
+        w.raw(","); w.key("fired_at"); w.string(a.firedAt.description)
+        if let e = emittedAt { w.raw(","); w.key("emitted_at"); w.string(e.description) }
+        if let d = a.deadline { w.raw(","); w.key("deadline"); w.string(d.description) }
+        w.raw(","); w.key("summary"); w.string(a.summary)
+        w.raw(","); w.key("evidence"); w.raw("[")
+        for (k, e) in a.evidence.enumerated() {
+            if k > 0 { w.raw(",") }
+            w.raw("{")
+            w.key("event_id"); w.string(e.eventId)
+            w.raw(","); w.key("type"); w.string(symbols.name(e.type))
+            w.raw(","); w.key("agency"); w.string(symbols.name(e.agency))
+            w.raw(","); w.key("occurred_at"); w.string(e.occurredAt.description)
+            if let p = e.position {
+                w.raw(","); w.key("topic"); w.string(p.topic)
+                w.raw(","); w.key("partition"); w.int(Int64(p.partition))
+                w.raw(","); w.key("offset"); w.int(p.offset)
+            }
+            w.raw("}")
+        }
+        w.raw("]}")
+        return w.text
+    }
+
+    /// `2007-03-14T00:00:00Z  critical  unchecked-adult-with-access  C-HGY-0001  summary`
+    public func line(_ a: Alert) -> String {
+        let rule = rules.rules[a.ruleIndex]
+        let status = a.status == .withdrawn ? "WITHDRAWN " : ""
+        return "\(a.firedAt)  \(rule.severity.rawValue.padding(8))  \(status)\(rule.id)  \(a.childId)  \(a.summary)"
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

@@ -1,0 +1,84 @@
+import VigilContract
+
+/// An event already read for a child, remembered to recognise duplicates (a 64-bit hash of its id).
+struct SeenEvent: Sendable, Codable, Hashable {
+    var idHash: UInt64
+    var at: Instant
+}
+
+/// The latest value of a declared state (one per key for keyed states), with the event that set it.
+struct StateEntry: Sendable, Codable, Hashable {
+    var state: UInt16
+    /// Correlation key for keyed states; empty for unkeyed ones.
+    var key: String
+    var value: FieldValue
+    var ref: EventRef
+}
+
+/// One event kept in a window (or a look-back) for a child.
+struct WindowEntry: Sendable, Codable, Hashable {
+    var window: UInt16
+    var at: Instant
+    /// The value `distinct(...)` counts (a symbol id or a hash).
+    var distinct: UInt64
+    /// The look-back correlation key, if the window has one.
+    var key: String
+    var ref: EventRef
+}
+
+/// An armed expectation waiting for its deadline.
+public struct PendingExpectation: Sendable, Codable, Hashable {
+    public var rule: Int32
+    public var clause: Int16
+    /// Unique within the child; the deadline queue refers to it.
+    public var id: UInt32
+    public var key: String
+    public var armedAt: Instant
+    public var deadline: Instant
+    public var ref: EventRef
+    /// Template values captured at arming.
+    public var args: [String]
+}
+
+/// When a rule last fired for the child (for suppression).
+struct FiredMark: Sendable, Codable, Hashable {
+    var rule: Int32
+    var at: Instant
+}
+
+/// Everything the engine keeps about one child. Bounded: every list is pruned by time and capped.
+public struct ChildState: Sendable, Codable {
+    public var id: String
+    /// The newest `occurred_at` read for this child.
+    public var newest: Instant = .distantPast
+    var seen: [SeenEvent] = []
+    var states: [StateEntry] = []
+    var entries: [WindowEntry] = []
+    public internal(set) var pending: [PendingExpectation] = []
+    var fired: [FiredMark] = []
+    var nextPendingId: UInt32 = 1
+
+    init(id: String) { self.id = id }
+
+    /// Approximate heap bytes held (for benchmarks).
+    public var approximateBytes: Int {
+        func arr(_ count: Int, _ stride: Int) -> Int { count == 0 ? 0 : 32 + count * stride }
+        var b = MemoryLayout<ChildState>.stride + (id.utf8.count > 15 ? 32 + id.utf8.count : 0)
+        b += arr(seen.capacity, MemoryLayout<SeenEvent>.stride)
+        b += arr(states.capacity, MemoryLayout<StateEntry>.stride)
+        b += arr(entries.capacity, MemoryLayout<WindowEntry>.stride)
+        b += arr(pending.capacity, MemoryLayout<PendingExpectation>.stride)
+        b += arr(fired.capacity, MemoryLayout<FiredMark>.stride)
+        return b
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process and must not be persisted).
+@inline(__always) func stableHash(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 {
+        h ^= UInt64(b)
+        h = h &* 0x0000_0100_0000_01b3
+    }
+    return h
+}

@@ -1,0 +1,77 @@
+import VigilContract
+
+/// A duration as written in a rule: `90 days`, `1 working day`, `3 months`, `24 hours`.
+///
+/// Minutes, hours, days and weeks are exact (a day is 24 hours). Working days and months are calendar
+/// arithmetic that ends at a local midnight, so they need a calendar.
+public struct RuleDuration: Hashable, Sendable, CustomStringConvertible {
+    public enum Unit: String, Sendable, CaseIterable {
+        case minutes, hours, days, weeks, workingDays = "working days", months
+    }
+    public var amount: Int
+    public var unit: Unit
+
+    public init(_ amount: Int, _ unit: Unit) {
+        self.amount = amount
+        self.unit = unit
+    }
+
+    /// Exact length in microseconds, or nil for working days and months.
+    public var exactMicros: Int64? {
+        let a = Int64(amount)
+        switch unit {
+        case .minutes: return a * Instant.microsPerMinute
+        case .hours: return a * Instant.microsPerHour
+        case .days: return a * Instant.microsPerDay
+        case .weeks: return a * 7 * Instant.microsPerDay
+        case .workingDays, .months: return nil
+        }
+    }
+
+    public var description: String {
+        let singular: String
+        switch unit {
+        case .minutes: singular = "minute"
+        case .hours: singular = "hour"
+        case .days: singular = "day"
+        case .weeks: singular = "week"
+        case .workingDays: singular = "working day"
+        case .months: singular = "month"
+        }
+        return amount == 1 ? "1 \(singular)" : "\(amount) \(unit.rawValue)"
+    }
+
+    /// Parses `N unit` (`1 day`, `10 working days`, `3 months`). The error says what was wrong.
+    public static func parse(_ text: String) -> Result<RuleDuration, DurationError> {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)
+        guard let first = words.first else { return .failure(DurationError(message: "empty duration; write it as a number and a unit, e.g. '10 working days'")) }
+        guard let n = Int(first) else {
+            return .failure(DurationError(message: "'\(first)' is not a whole number; write a duration as a number and a unit, e.g. '10 working days'"))
+        }
+        guard n > 0 else { return .failure(DurationError(message: "a duration must be positive")) }
+        guard n <= 100_000 else { return .failure(DurationError(message: "a duration of \(n) units is out of range")) }
+        let unitText = words.dropFirst().joined(separator: " ")
+        guard let unit = unit(unitText) else {
+            return .failure(DurationError(message: unitText.isEmpty ? "missing unit (minutes, hours, days, weeks, working days, months)"
+                                                             : "unknown unit '\(unitText)' (minutes, hours, days, weeks, working days, months)"))
+        }
+        return .success(RuleDuration(n, unit))
+    }
+
+    static func unit(_ s: String) -> Unit? {
+        switch s {
+        case "minute", "minutes": return .minutes
+        case "hour", "hours": return .hours
+        case "day", "days": return .days
+        case "week", "weeks": return .weeks
+        case "working day", "working days": return .workingDays
+        case "month", "months": return .months
+        default: return nil
+        }
+    }
+}
+
+/// Why a duration does not parse.
+public struct DurationError: Error, Sendable {
+    public var message: String
+}

@@ -1,0 +1,140 @@
+import Foundation
+import VigilContract
+
+/// UTC offsets of one IANA time zone, precomputed as a table of transitions so that converting an instant
+/// to a local day, or a local day to its midnight, is a binary search and no Foundation call.
+public struct ZoneTable: Sendable, Hashable {
+    public let identifier: String
+    /// Transition instants (UTC seconds) and the offset in force from each one on.
+    @usableFromInline let transitions: [Int64]
+    @usableFromInline let offsets: [Int32]
+    @usableFromInline let initialOffset: Int32
+
+    /// The table covers 1900-2200; outside it the nearest known offset applies.
+    public init?(identifier: String) {
+        guard let tz = TimeZone(identifier: identifier) else { return nil }
+        self.identifier = identifier
+        var t = Date(timeIntervalSince1970: -2_208_988_800)  // 1900-01-01
+        let stop = Date(timeIntervalSince1970: 7_258_118_400)  // 2200-01-01
+        initialOffset = Int32(tz.secondsFromGMT(for: t))
+        var ts: [Int64] = []
+        var os: [Int32] = []
+        while let next = tz.nextDaylightSavingTimeTransition(after: t), next < stop {
+            ts.append(Int64(next.timeIntervalSince1970.rounded()))
+            os.append(Int32(tz.secondsFromGMT(for: next)))
+            t = next
+        }
+        transitions = ts
+        offsets = os
+    }
+
+    /// Offset from UTC, in seconds, in force at a UTC instant (seconds).
+    @inlinable public func offset(atUTCSeconds s: Int64) -> Int64 {
+        var lo = 0, hi = transitions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if transitions[mid] <= s { lo = mid + 1 } else { hi = mid }
+        }
+        return Int64(lo == 0 ? initialOffset : offsets[lo - 1])
+    }
+
+    /// The local calendar day of an instant.
+    public func localDay(_ t: Instant) -> Day {
+        let s = floorDivide(t.micros, Instant.microsPerSecond)
+        let local = s + offset(atUTCSeconds: s)
+        return Day(number: Int32(floorDivide(local, 86_400)))
+    }
+
+    /// 00:00 local time on `day`. (Zones whose transitions skip midnight itself get the instant that local
+    /// midnight would have had under the offset in force just before it; Europe/London changes at 01:00 UTC.)
+    public func startOfDay(_ day: Day) -> Instant {
+        let localMidnight = Int64(day.number) * 86_400
+        let guess = localMidnight - offset(atUTCSeconds: localMidnight - offset(atUTCSeconds: localMidnight))
+        return Instant(micros: guess * Instant.microsPerSecond)
+    }
+}
+
+@inlinable func floorDivide(_ a: Int64, _ b: Int64) -> Int64 {
+    let q = a / b
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+}
+
+/// Working days in one jurisdiction: a time zone, weekend days and a list of holidays.
+///
+/// Deadlines follow RULES.md: "within N working days of T" is 00:00 local on the day after the N-th working
+/// day strictly after T's local date; "within N months of T" is 00:00 local on the day after T's local date
+/// plus N calendar months (clamped to the month's end).
+public struct WorkingCalendar: Sendable {
+    public let name: String
+    public let zone: ZoneTable
+    /// ISO weekdays (1 = Monday ... 7 = Sunday) that are not working days.
+    public let weekend: Set<Int>
+    public let holidays: Set<Day>
+    /// First and last holiday listed; working-day arithmetic outside this range sees weekends only.
+    public let coverage: ClosedRange<Day>?
+    /// Content hash input: changes when any date, the zone or the weekend changes.
+    public let fingerprint: String
+
+    public init(name: String, zone: ZoneTable, weekend: Set<Int>, holidays: Set<Day>) {
+        self.name = name
+        self.zone = zone
+        self.weekend = weekend
+        self.holidays = holidays
+        if let lo = holidays.min(), let hi = holidays.max() { coverage = lo...hi } else { coverage = nil }
+        fingerprint = "zone=\(zone.identifier);weekend=\(weekend.sorted());holidays=" + holidays.sorted().map(\.description).joined(separator: ",")
+    }
+
+    public func isWorkingDay(_ d: Day) -> Bool { !weekend.contains(d.isoWeekday) && !holidays.contains(d) }
+
+    /// The N-th working day strictly after `d` (N >= 1).
+    public func workingDay(_ n: Int, after d: Day) -> Day {
+        var day = d
+        var left = n
+        var guardSteps = 0
+        while left > 0, guardSteps < 100_000 {
+            day = day.adding(days: 1)
+            if isWorkingDay(day) { left -= 1 }
+            guardSteps += 1
+        }
+        return day
+    }
+
+    /// Deadline for "within N working days of t".
+    public func deadline(workingDays n: Int, after t: Instant) -> Instant {
+        let w = workingDay(n, after: zone.localDay(t))
+        return zone.startOfDay(w.adding(days: 1))
+    }
+
+    /// Deadline for "within N months of t".
+    public func deadline(months n: Int, after t: Instant) -> Instant {
+        zone.startOfDay(zone.localDay(t).adding(months: n).adding(days: 1))
+    }
+
+    /// 00:00 local on `day` plus N months (clamped): the instant a child "turns N months".
+    public func start(of day: Day, plusMonths n: Int) -> Instant {
+        zone.startOfDay(day.adding(months: n))
+    }
+
+    /// Parses a holiday CSV (`date,name` with a header line). Returns the dates, or the 1-based line of
+    /// the first bad row.
+    public static func parseHolidays(csv: String) -> Result<Set<Day>, HolidayFileError> {
+        var days = Set<Day>()
+        for (k, raw) in csv.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let first = line.split(separator: ",", maxSplits: 1).first.map(String.init) ?? ""
+            if k == 0, first.lowercased() == "date" { continue }
+            guard let d = RFC3339.parseDate(first) else {
+                return .failure(HolidayFileError(line: k + 1, reason: "expected a date (YYYY-MM-DD) in the first column"))
+            }
+            days.insert(d)
+        }
+        return .success(days)
+    }
+}
+
+/// A bad row in a holiday file.
+public struct HolidayFileError: Error, Sendable {
+    public var line: Int
+    public var reason: String
+}

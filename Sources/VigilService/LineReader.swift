@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads a file line by line through a fixed buffer, handing out each line's bytes without copying.
+/// Lines end at `\n` (a preceding `\r` is dropped); a last line without a newline is still a line.
+/// A line longer than `maxLine` is skipped and reported as oversized, with its length but not its bytes.
+public final class LineReader {
+    public let path: String
+    let fd: Int32
+    var buffer: [UInt8]
+    var start = 0
+    var end = 0
+    var eof = false
+    /// 1-based number of the line last returned.
+    public private(set) var lineNumber = 0
+    /// Byte offset in the file of the line last returned.
+    public private(set) var lineOffset: Int64 = 0
+    /// File offset of `buffer[start]`.
+    var position: Int64 = 0
+    public let maxLine: Int
+
+    public struct OpenError: Error, CustomStringConvertible {
+        public let path: String
+        public let code: Int32
+        public var description: String { "\(path): \(String(cString: strerror(code)))" }
+    }
+
+    /// One line: its bytes (empty when oversized) and its full length.
+    public struct Line {
+        public let bytes: UnsafeRawBufferPointer
+        public let length: Int
+        public var oversized: Bool { bytes.count < length }
+    }
+
+    public init(path: String, maxLine: Int = 1 << 20) throws(OpenError) {
+        self.path = path
+        self.maxLine = maxLine
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw OpenError(path: path, code: errno) }
+        self.fd = fd
+        buffer = [UInt8](repeating: 0, count: max(1 << 16, maxLine + 1))
+    }
+
+    deinit { close(fd) }
+
+    /// Moves to a byte offset that starts line number `line` (for index-driven reads).
+    public func seek(to offset: Int64, line: Int) {
+        lseek(fd, off_t(offset), SEEK_SET)
+        start = 0
+        end = 0
+        eof = false
+        position = offset
+        lineNumber = line - 1
+    }
+
+    /// Calls `body` with the next line; returns nil at the end of the file.
+    public func next<R>(_ body: (Line) -> R) -> R? {
+        while true {
+            if let nl = find(0x0A, from: start) {
+                var stop = nl
+                if stop > start, buffer[stop - 1] == 0x0D { stop -= 1 }
+                return emit(start, stop, length: stop - start, consumed: nl + 1 - start, body)
+            }
+            if end - start >= maxLine { return skipOversized(body) }
+            if eof {
+                guard end > start else { return nil }
+                return emit(start, end, length: end - start, consumed: end - start, body)
+            }
+            fill()
+        }
+    }
+
+    func emit<R>(_ a: Int, _ b: Int, length: Int, consumed: Int, _ body: (Line) -> R) -> R {
+        lineNumber += 1
+        lineOffset = position
+        let r = buffer.withUnsafeBytes { body(Line(bytes: UnsafeRawBufferPointer(rebasing: $0[a..<b]), length: length)) }
+        start += consumed
+        position += Int64(consumed)
+        return r
+    }
+
+    func skipOversized<R>(_ body: (Line) -> R) -> R {
+        lineNumber += 1
+        lineOffset = position
+        var length = 0
+        while true {
+            if let nl = find(0x0A, from: start) {
+                length += nl - start
+                position += Int64(nl + 1 - start)
+                start = nl + 1
+                break
+            }
+            length += end - start
+            position += Int64(end - start)
+            start = end
+            if eof { break }
+            fill()
+        }
+        return body(Line(bytes: UnsafeRawBufferPointer(start: nil, count: 0), length: max(length, maxLine + 1)))
+    }
+
+    func find(_ byte: UInt8, from i: Int) -> Int? {
+        var k = i
+        while k < end {
+            if buffer[k] == byte { return k }
+            k += 1
+        }
+        return nil
+    }
+
+    func fill() {
+        if start > 0 {
+            let n = end - start
+            if n > 0 {
+                let from = start
+                buffer.withUnsafeMutableBytes { p in
+                    if let base = p.baseAddress { _ = memmove(base, base + from, n) }
+                }
+            }
+            start = 0
+            end = n
+        }
+        let got = buffer.withUnsafeMutableBytes { p -> Int in
+            guard let base = p.baseAddress, p.count > end else { return 0 }
+            return read(fd, base + end, p.count - end)
+        }
+        if got <= 0 { eof = true } else { end += got }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import VigilContract
+import VigilEngine
+import VigilRules
+import VigilService
+
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Evaluate rules over event files in event-time order and print the alerts.",
+        discussion: """
+        Input is JSON Lines, one event per line ('-' reads standard input). Alerts go to standard output \
+        (JSON Lines by default); each invalid line is reported on standard error as file:line: reason.
+        Exit status: 0 success; 1 the rules or an input file could not be read; 65 some input lines were invalid \
+        (their alerts are still printed).
+        """
+    )
+
+    @Argument(help: ArgumentHelp("Event files (JSON Lines); '-' for standard input.", valueName: "FILE"))
+    var files: [String]
+
+    @OptionGroup var rulesOptions: RulesOptions
+
+    @Option(help: ArgumentHelp("After the input, run the clock on to this instant so deadlines up to it fire.", valueName: "ISO"))
+    var until: String?
+
+    @Option(help: "Alert format: json (the alert contract, one per line) or text (one readable line).")
+    var format: Format = .json
+
+    @Option(help: ArgumentHelp("Largest accepted event, in bytes.", valueName: "BYTES"))
+    var maxEventBytes: Int = EventDecoder.defaultMaxBytes
+
+    @Flag(help: "Do not print the closing summary on standard error.")
+    var quiet = false
+
+    enum Format: String, ExpressibleByArgument { case json, text }
+
+    func validate() throws {
+        if let until, RFC3339.parseDateTime(until) == nil {
+            throw ValidationError("--until must be an RFC 3339 date-time such as 2007-08-03T00:00:00Z")
+        }
+        guard maxEventBytes > 0 else { throw ValidationError("--max-event-bytes must be positive") }
+    }
+
+    func run() throws {
+        let set = try rulesOptions.compile()
+        var paths: [String] = []
+        var spooled: String?
+        defer { if let spooled { try? FileManager.default.removeItem(atPath: spooled) } }
+        for f in files {
+            if f == "-" {
+                let tmp = NSTemporaryDirectory() + "vigil-stdin-\(getpid()).jsonl"
+                guard FileManager.default.createFile(atPath: tmp, contents: FileHandle.standardInput.readDataToEndOfFile(),
+                                                    attributes: [.posixPermissions: 0o600]) else {
+                    Output.error("vigil: cannot spool standard input to \(tmp)")
+                    throw ExitCode(1)
+                }
+                spooled = tmp
+                paths.append(tmp)
+            } else {
+                paths.append(f)
+            }
+        }
+        let replay = Replay(rules: set, maxEventBytes: maxEventBytes)
+        let formatter = AlertFormatter(rules: set)
+        let color = Output.stdoutIsTerminal
+        let summary: Replay.Summary
+        do {
+            summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), onInvalid: { bad in
+                let shown = bad.file == spooled ? "-" : bad.file
+                Output.error("\(shown):\(bad.line): \(bad.failure.kind.rawValue): \(bad.failure)")
+            }, onAlert: { alert in
+                switch format {
+                case .json: Output.shared.line(formatter.json(alert))
+                case .text:
+                    let sev = set.rules[alert.ruleIndex].severity
+                    Output.shared.line(ANSI.color(formatter.line(alert), ANSI.severity(sev), enabled: color))
+                }
+            })
+        } catch {
+            Output.shared.flush()
+            Output.error("vigil: \(error)")
+            throw ExitCode(1)
+        }
+        Output.shared.flush()
+        if !quiet {
+            let e = summary.engine
+            var text = "replay: \(summary.valid + summary.invalid) events in \(summary.files) file\(summary.files == 1 ? "" : "s"): "
+            text += "\(summary.valid) valid, \(summary.invalid) invalid, \(e.duplicates) duplicate; \(e.alerts) alerts"
+            if e.suppressed > 0 { text += " (\(e.suppressed) suppressed)" }
+            if !summary.invalidByKind.isEmpty {
+                text += "; invalid by kind: " + summary.invalidByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            }
+            if e.overflowDrops > 0 || e.pendingRefused > 0 {
+                text += "; state limits hit: \(e.overflowDrops) entries dropped, \(e.pendingRefused) deadlines refused"
+            }
+            Output.error(text)
+        }
+        if summary.invalid > 0 { throw ExitCode(65) }
+    }
+}

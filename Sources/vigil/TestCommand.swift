@@ -1,6 +1,69 @@
 import ArgumentParser
+import VigilEngine
+import VigilRules
+import VigilService
 
 struct TestCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "test", abstract: "Run the rule tests kept beside the rules.")
-    func run() throws { throw ExitCode(1) }
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Run the rule tests kept beside the rules (DIR/tests/*.yaml).",
+        discussion: "Each test replays its events in event-time order through a fresh engine and compares the alerts. Exits 1 on any failure."
+    )
+
+    @Argument(help: ArgumentHelp("Rule pack directory.", valueName: "DIR"))
+    var directory: String = "Rules"
+
+    @Option(help: ArgumentHelp("Run only tests whose name contains this text.", valueName: "TEXT"))
+    var filter: String?
+
+    @Flag(help: "Print every test, not only failures, and the alerts each raised.")
+    var verbose = false
+
+    @Flag(help: "Print, for each rule, how many tests expect it to fire and how many say it must not.")
+    var coverage = false
+
+    @Option(help: ArgumentHelp("Fail unless every rule has at least N tests that fire and N that must not.", valueName: "N"))
+    var requireCoverage: Int?
+
+    func run() throws {
+        let sources: RuleSources
+        do { sources = try RuleDirectory.load(directory) } catch {
+            Output.error("vigil: \(error)")
+            throw ExitCode(1)
+        }
+        let set = try RulesOptions.compile(directory)
+        let suite = RuleTestSuite.run(sources, rules: set, filter: filter)
+        let color = Output.stdoutIsTerminal
+        for d in suite.diagnostics { Output.error(d.rendered(sources: sources)) }
+        for r in suite.results {
+            let where_ = "\(r.test.location.file):\(r.test.location.line)"
+            if r.passed {
+                if verbose { Output.shared.line("\(ANSI.color("PASS", "32", enabled: color))  \(where_)  \(r.test.name)") }
+            } else {
+                Output.shared.line("\(ANSI.color("FAIL", "1;31", enabled: color))  \(where_)  \(r.test.name)")
+                for e in r.errors { Output.shared.line("        error       \(e)") }
+                for m in r.missing { Output.shared.line("        missing     \(m.rule) at \(m.at.map(\.description) ?? "?")") }
+                for u in r.unexpected { Output.shared.line("        unexpected  \(u.rule) at \(u.at)") }
+                for f in r.forbidden { Output.shared.line("        must not    \(f.rule)\(f.at.map { " at \($0)" } ?? "") fired") }
+            }
+            if verbose || !r.passed {
+                if r.raised.isEmpty { Output.shared.line("        (no alerts raised)") }
+                for a in r.raised where verbose || !r.passed { Output.shared.line("        raised      \(a.rule) at \(a.at)") }
+            }
+        }
+        var coverageOK = true
+        if coverage || requireCoverage != nil {
+            for c in suite.coverage(of: set) {
+                let short = requireCoverage.map { c.fires < $0 || c.mustNot < $0 } ?? false
+                if short { coverageOK = false }
+                if coverage || short {
+                    Output.shared.line("\(short ? "SHORT" : "     ")  \(c.rule.padding(toLength: 36, withPad: " ", startingAt: 0))  fires \(c.fires)  must-not \(c.mustNot)")
+                }
+            }
+        }
+        Output.shared.flush()
+        let failed = suite.failed.count
+        Output.error("\(suite.results.count) tests: \(suite.results.count - failed) passed, \(failed) failed\(suite.diagnostics.isEmpty ? "" : "; \(suite.diagnostics.count) problems in test files")")
+        if failed > 0 || suite.diagnostics.contains(where: { $0.severity == .error }) || !coverageOK { throw ExitCode(1) }
+    }
 }

@@ -1,0 +1,84 @@
+import VigilContract
+import VigilRules
+
+/// The outcome of one rule test.
+public struct RuleTestResult: Sendable {
+    public let test: RuleTest
+    /// Expected alerts that did not fire.
+    public let missing: [RuleTest.Expectation]
+    /// Alerts in scope that no `expect` entry names.
+    public let unexpected: [(rule: String, at: Instant)]
+    /// `expect_not` entries that fired.
+    public let forbidden: [RuleTest.Expectation]
+    /// Problems that stopped the test from running (an invalid event, an unknown rule id).
+    public let errors: [String]
+    /// Every alert the test raised, in order.
+    public let raised: [(rule: String, at: Instant)]
+
+    public var passed: Bool { missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty }
+}
+
+/// Runs rule tests: each test gets a fresh engine, its events replayed in event-time order.
+public enum RuleTestRunner {
+    public static func run(_ test: RuleTest, rules: CompiledRuleSet) -> RuleTestResult {
+        var errors: [String] = []
+        let known = Set(rules.rules.map(\.id))
+        for id in test.scope.sorted() where !known.contains(id) { errors.append("unknown rule '\(id)'") }
+        let decoder = EventDecoder(contract: rules.contract)
+        var records: [EventRecord] = []
+        for e in test.events {
+            var r = decoder.makeRecord()
+            if let f = decoder.decode(e.json, into: &r) {
+                errors.append("\(e.location): the event is not valid: \(f)")
+            } else {
+                records.append(r)
+            }
+        }
+        guard errors.isEmpty else {
+            return RuleTestResult(test: test, missing: [], unexpected: [], forbidden: [], errors: errors, raised: [])
+        }
+        var engine = Engine(rules: rules)
+        let alerts = engine.replay(records, until: test.until)
+        let raised = alerts.map { (rules.rules[$0.ruleIndex].id, $0.firedAt) }
+        var pool = raised.filter { test.scope.contains($0.0) }
+        var missing: [RuleTest.Expectation] = []
+        for e in test.expect {
+            if let i = pool.firstIndex(where: { $0.0 == e.rule && $0.1 == e.at }) { pool.remove(at: i) } else { missing.append(e) }
+        }
+        let forbidden = test.expectNot.filter { n in raised.contains { $0.0 == n.rule && (n.at == nil || n.at == $0.1) } }
+        pool.removeAll { a in forbidden.contains { $0.rule == a.0 && ($0.at == nil || $0.at == a.1) } }
+        return RuleTestResult(test: test, missing: missing, unexpected: pool.map { (rule: $0.0, at: $0.1) },
+                              forbidden: forbidden, errors: [], raised: raised.map { (rule: $0.0, at: $0.1) })
+    }
+}
+
+/// All the tests of a rule pack: reading, running, and how well they cover each rule.
+public struct RuleTestSuite: Sendable {
+    public let results: [RuleTestResult]
+    public let diagnostics: [Diagnostic]
+
+    /// Reads every test file of `sources` and runs the tests whose name contains `filter` (all if nil).
+    public static func run(_ sources: RuleSources, rules: CompiledRuleSet, filter: String? = nil) -> RuleTestSuite {
+        var results: [RuleTestResult] = []
+        var diagnostics: [Diagnostic] = []
+        for f in sources.files where RuleCompiler.isTestFile(f.relativePath) {
+            let (tests, diags) = RuleTestReader.read(f, contract: rules.contract)
+            diagnostics += diags
+            for t in tests where filter.map({ t.name.contains($0) }) ?? true {
+                results.append(RuleTestRunner.run(t, rules: rules))
+            }
+        }
+        return RuleTestSuite(results: results, diagnostics: diagnostics)
+    }
+
+    public var failed: [RuleTestResult] { results.filter { !$0.passed } }
+
+    /// Per rule: how many tests expect it to fire, and how many say it must not.
+    public func coverage(of rules: CompiledRuleSet) -> [(rule: String, fires: Int, mustNot: Int)] {
+        rules.rules.map { r in
+            (r.id,
+             results.filter { $0.test.expect.contains { $0.rule == r.id } }.count,
+             results.filter { $0.test.expectNot.contains { $0.rule == r.id } }.count)
+        }
+    }
+}

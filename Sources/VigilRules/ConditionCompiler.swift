@@ -162,6 +162,10 @@ extension PackCompiler {
             diags.error(.unknownMacro, "unknown macro '\(name)'", at: location(ctx, span), notes: hint + fieldHint)
             return failed(ctx, &code)
         }
+        if ctx.macroStack.count >= 32 {
+            diags.error(.macroCycle, "macros are nested more than 32 deep: \(ctx.macroStack.joined(separator: " -> "))", at: location(ctx, span))
+            return failed(ctx, &code)
+        }
         if ctx.macroStack.contains(name) {
             diags.error(.macroCycle, "macro '\(name)' refers to itself: \((ctx.macroStack + [name]).joined(separator: " -> "))",
                         at: m.condition.location)
@@ -266,7 +270,7 @@ extension PackCompiler {
                           into code: inout [Instruction]) -> Analysis {
         guard let lt = resolve(l, ctx) else { return failed(ctx, &code) }
         guard let rt = resolve(r, ctx) else { return failed(ctx, &code) }
-        let loc = location(ctx, r.span)
+        let right = Located(source: ctx.source, offset: r.span.start)
         func mismatch() -> Analysis {
             diags.error(.typeMismatch, "cannot compare \(lt.describe) with \(rt.describe) using '\(op.rawValue)'", at: location(ctx, span))
             return failed(ctx, &code)
@@ -289,7 +293,7 @@ extension PackCompiler {
         switch (lt, rt) {
         case (.field(let ref, .symbol, let allowed, let types, let path), .identifier(let v)),
              (.field(let ref, .symbol, let allowed, let types, let path), .string(let v)):
-            guard let sym = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: loc) else { return failed(ctx, &code) }
+            guard let sym = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: right.location) else { return failed(ctx, &code) }
             let result = equality(ref, .symbolIs(ref, sym), types: types)
             if path == "type" {
                 let t = contract.eventTypeIndex(sym)
@@ -322,7 +326,7 @@ extension PackCompiler {
             }
             let bound: AgeBound
             if d.unit == .months { bound = .months(d.amount) } else if let m = d.exactMicros { bound = .micros(m) } else {
-                diags.error(.badDuration, "an age is measured in months, weeks, days, hours or minutes, not \(d.unit.rawValue)", at: loc)
+                diags.error(.badDuration, "an age is measured in months, weeks, days, hours or minutes, not \(d.unit.rawValue)", at: right.location)
                 return failed(ctx, &code)
             }
             guard let cal = ctx.calendar else {
@@ -334,7 +338,7 @@ extension PackCompiler {
             return Analysis(possible: ctx.types.intersection(types), exact: false)
         case (.window(let w, let micros, let distinct), .number(let n)):
             guard n >= 0, n <= Int64(Int32.max) else {
-                diags.error(.typeMismatch, "a window count is compared with a whole number", at: loc)
+                diags.error(.typeMismatch, "a window count is compared with a whole number", at: right.location)
                 return failed(ctx, &code)
             }
             code.append(distinct ? .windowDistinct(window: w, micros: micros, op, Int(n)) : .windowCount(window: w, micros: micros, op, Int(n)))
@@ -354,9 +358,10 @@ extension PackCompiler {
 
     /// Resolves an enum literal against the values a field allows on the types in scope.
     mutating func checkedSymbol(_ v: String, allowed: SymbolSet, path: String, types: Set<Int>, _ ctx: ConditionContext,
-                                at loc: SourceLocation) -> Symbol? {
+                                at where_: @autoclosure () -> SourceLocation) -> Symbol? {
         if let s = contract.symbols.symbol(v), allowed.contains(s) { return s }
         let names = allowed.members.map { contract.symbols.name($0) }
+        let loc = where_()
         if path == "type" {
             diags.error(.unknownEventType, "unknown event type '\(v)'", at: loc, notes: suggestion(for: v, among: contract.eventTypes))
             return nil
@@ -369,13 +374,13 @@ extension PackCompiler {
     }
 
     /// Expands a set's items (list names included) into literal texts with their locations.
-    mutating func expand(_ items: [SetItem], listName: String?, _ ctx: ConditionContext, depth: Int = 0) -> [(SetItem.Kind, SourceLocation)]? {
+    mutating func expand(_ items: [SetItem], listName: String?, _ ctx: ConditionContext, depth: Int = 0) -> [(SetItem.Kind, Located)]? {
         if let listName, lists[listName] == nil {
             diags.error(.unknownList, "unknown list '\(listName)'", at: location(ctx, items.first?.span ?? Span(0, 0)),
                         notes: suggestion(for: listName, among: lists.keys))
             return nil
         }
-        var out: [(SetItem.Kind, SourceLocation)] = []
+        var out: [(SetItem.Kind, Located)] = []
         for item in items {
             if case .identifier(let name) = item.kind, let list = lists[name] {
                 guard depth < 8 else {
@@ -386,13 +391,13 @@ extension PackCompiler {
                     if lists[entry.text] != nil, let nested = expand([SetItem(kind: .identifier(entry.text), span: Span(0, 0))], listName: nil, ctx, depth: depth + 1) {
                         out += nested
                     } else if let n = Int64(entry.text) {
-                        out.append((.number(n), entry.location))
+                        out.append((.number(n), Located(source: entry.source, offset: 0)))
                     } else {
-                        out.append((.identifier(entry.text), entry.location))
+                        out.append((.identifier(entry.text), Located(source: entry.source, offset: 0)))
                     }
                 }
             } else {
-                out.append((item.kind, location(ctx, item.span)))
+                out.append((item.kind, Located(source: ctx.source, offset: item.span.start)))
             }
         }
         return out
@@ -406,9 +411,9 @@ extension PackCompiler {
         for (kind, loc) in expanded {
             switch kind {
             case .identifier(let v), .string(let v):
-                if let s = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: loc) { set.insert(s) } else { ok = false }
+                if let s = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: loc.location) { set.insert(s) } else { ok = false }
             case .number:
-                diags.error(.typeMismatch, "\(path) holds enum values, not numbers", at: loc)
+                diags.error(.typeMismatch, "\(path) holds enum values, not numbers", at: loc.location)
                 ok = false
             }
         }
@@ -439,7 +444,7 @@ extension PackCompiler {
             for (kind, loc) in expanded {
                 switch kind {
                 case .identifier(let v), .string(let v): strings.insert(v)
-                case .number: diags.error(.typeMismatch, "\(path) holds strings, not numbers", at: loc); return failed(ctx, &code)
+                case .number: diags.error(.typeMismatch, "\(path) holds strings, not numbers", at: loc.location); return failed(ctx, &code)
                 }
             }
             test = .stringIn(ref, strings)
@@ -449,7 +454,7 @@ extension PackCompiler {
             guard let expanded = expand(items, listName: listName, ctx) else { return failed(ctx, &code) }
             var ints = Set<Int64>()
             for (kind, loc) in expanded {
-                guard case .number(let n) = kind else { diags.error(.typeMismatch, "\(path) holds integers", at: loc); return failed(ctx, &code) }
+                guard case .number(let n) = kind else { diags.error(.typeMismatch, "\(path) holds integers", at: loc.location); return failed(ctx, &code) }
                 ints.insert(n)
             }
             test = .intIn(ref, ints)
@@ -473,11 +478,11 @@ extension PackCompiler {
 
     mutating func contains(_ l: Operand, _ r: Operand, _ span: Span, _ ctx: ConditionContext, into code: inout [Instruction]) -> Analysis {
         guard let lt = resolve(l, ctx), let rt = resolve(r, ctx) else { return failed(ctx, &code) }
-        let loc = location(ctx, r.span)
+        let right = Located(source: ctx.source, offset: r.span.start)
         switch (lt, rt) {
         case (.field(let ref, .symbolArray, let allowed, let types, let path), .identifier(let v)),
              (.field(let ref, .symbolArray, let allowed, let types, let path), .string(let v)):
-            guard let s = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: loc) else { return failed(ctx, &code) }
+            guard let s = checkedSymbol(v, allowed: allowed, path: path, types: types, ctx, at: right.location) else { return failed(ctx, &code) }
             code.append(.arrayHasSymbol(ref, s))
             return Analysis(possible: ctx.types.intersection(types), exact: false)
         case (.field(let ref, .symbolArray, _, let types, _), .field(let other, .symbol, _, let ot, _)):
@@ -492,7 +497,7 @@ extension PackCompiler {
             return Analysis(possible: ctx.types.intersection(types), exact: false)
         case (.keyedState(let i, .symbol, let allowed, let name), .identifier(let v)),
              (.keyedState(let i, .symbol, let allowed, let name), .string(let v)):
-            guard let s = checkedSymbol(v, allowed: allowed, path: "state.\(name)", types: allTypes, ctx, at: loc) else { return failed(ctx, &code) }
+            guard let s = checkedSymbol(v, allowed: allowed, path: "state.\(name)", types: allTypes, ctx, at: right.location) else { return failed(ctx, &code) }
             code.append(.keyedHas(state: i, .symbol(s)))
             if ctx.collectsEvidence { evidenceStates.append((i, .symbol(s))) }
             return Analysis(possible: ctx.types, exact: false)
@@ -541,4 +546,11 @@ extension PackCompiler {
         if ctx.collectsEvidence { evidenceWindows.append((w, micros)) }
         return (w, micros)
     }
+}
+
+/// A position in a scalar, turned into a file location only when a diagnostic needs it.
+struct Located {
+    let source: ScalarSource
+    let offset: Int
+    var location: SourceLocation { source.location(ofOffset: offset) }
 }

@@ -191,6 +191,10 @@ enum ConditionLexer {
 public struct ConditionParser {
     var tokens: [Token]
     var i = 0
+    var depth = 0
+
+    /// Deeper nesting than this is refused rather than risk the stack.
+    public static let maxDepth = 64
 
     static let keywords: Set<String> = ["and", "or", "not", "in", "contains", "intersects", "exists", "any", "none",
                                         "count", "distinct", "age", "it", "true", "false"]
@@ -269,6 +273,9 @@ public struct ConditionParser {
     }
 
     mutating func condition() throws(ConditionSyntaxError) -> Condition {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= ConditionParser.maxDepth else { throw error("the condition is nested more than \(ConditionParser.maxDepth) levels deep") }
         var left = try andExpr()
         while acceptWord("or") { left = .or(left, try andExpr()) }
         return left
@@ -283,6 +290,9 @@ public struct ConditionParser {
     mutating func unary() throws(ConditionSyntaxError) -> Condition {
         if isWord("not") {
             let s = next().span
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= ConditionParser.maxDepth else { throw error("the condition is nested more than \(ConditionParser.maxDepth) levels deep") }
             let inner = try unary()
             return .not(inner, s.to(inner.span))
         }

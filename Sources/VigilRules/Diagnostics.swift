@@ -41,7 +41,6 @@ public struct SourceLocation: Hashable, Sendable, Comparable, CustomStringConver
 
 /// Every class of problem the rule compiler reports. The raw value is the code printed in `error[CODE]`.
 public enum DiagnosticCode: String, Sendable, CaseIterable {
-    case io = "io"
     case yamlSyntax = "yaml-syntax"
     case notAList = "not-a-list"
     case unknownItem = "unknown-item"
@@ -199,10 +198,14 @@ func editDistance(_ a: String, _ b: String) -> Int {
     return prev[y.count]
 }
 
-/// The closest candidate within a small edit distance, as a note.
+/// The closest candidate within a small edit distance (or the shortest that starts with the word), as a note.
 func suggestion(for word: String, among candidates: some Sequence<String>) -> [String] {
     var best: (word: String, distance: Int)?
-    for c in candidates {
+    let all = Array(candidates)
+    if word.count >= 3, let prefixed = all.filter({ $0.hasPrefix(word) && $0 != word }).min(by: { $0.count < $1.count }) {
+        return ["did you mean '\(prefixed)'?"]
+    }
+    for c in all {
         let d = editDistance(word, c)
         if d <= max(2, word.count / 3), d < (best?.distance ?? Int.max) { best = (c, d) }
     }

@@ -52,6 +52,7 @@ struct PackCompiler {
     var states: [StateDefinition] = []
     var statePossible: [Set<Int>] = []
     var calendars: [WorkingCalendar] = []
+    var calendarDigests: [String] = []
     var calendarIndex: [String: Int] = [:]
 
     var program: [Instruction] = []
@@ -177,7 +178,7 @@ struct PackCompiler {
 
     mutating func compileCalendar(_ c: RawCalendar) {
         guard calendarIndex[c.name.text] == nil else { return }
-        guard let zone = ZoneTable(identifier: c.timeZone.text) else {
+        guard let zone = ZoneTable.named(c.timeZone.text) else {
             diags.error(.badCalendar, "unknown time zone '\(c.timeZone.text)' (an IANA name such as Europe/London)", at: c.timeZone.location)
             return
         }
@@ -205,7 +206,9 @@ struct PackCompiler {
                         notes: ["used by calendar '\(c.name.text)' at \(c.name.location)"])
         case .success(let days):
             calendarIndex[c.name.text] = calendars.count
-            calendars.append(WorkingCalendar(name: c.name.text, zone: zone, weekend: weekend, holidays: days))
+            let cal = WorkingCalendar(name: c.name.text, zone: zone, weekend: weekend, holidays: days)
+            calendars.append(cal)
+            calendarDigests.append(SHA256.hash(data: Array(cal.fingerprint.utf8)).prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined())
         }
     }
 
@@ -557,7 +560,8 @@ struct PackCompiler {
                 return parts
             }
             let name = String(String.UnicodeScalarView(s[(i + 1)..<close])).trimmingCharacters(in: .whitespaces)
-            let loc = o.source.location(ofOffset: i + 1)
+            let placeholder = Located(source: o.source, offset: i + 1)
+            var loc: SourceLocation { placeholder.location }
             if !text.isEmpty { parts.append(.text(text)); text = "" }
             switch name {
             case "deadline":
@@ -621,10 +625,7 @@ struct PackCompiler {
         }
     }
 
-    func calendarRef(_ i: Int) -> String {
-        let digest = SHA256.hash(data: Array(calendars[i].fingerprint.utf8))
-        return "cal#" + digest.prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined()
-    }
+    func calendarRef(_ i: Int) -> String { "cal#" + calendarDigests[i] }
 
     func canonical(_ ins: Instruction) -> String {
         switch ins {

@@ -66,6 +66,10 @@ struct YAMLFile {
     func compose(into diags: inout DiagnosticBag) -> Node? {
         do {
             return try Yams.compose(yaml: text)
+        } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+            let key = duplicates.first ?? "?"
+            diags.error(.duplicateKey, "key '\(key)' appears twice in this mapping", at: secondOccurrence(of: key, after: context.mark),
+                        notes: ["first at \(path):\(context.mark.line):\(context.mark.column)"])
         } catch let e as YamlError {
             let (message, mark) = YAMLFile.describe(e)
             diags.error(.yamlSyntax, message, at: SourceLocation(file: path, line: mark?.line ?? 1, column: mark?.column ?? 1))
@@ -73,6 +77,20 @@ struct YAMLFile {
             diags.error(.yamlSyntax, "cannot parse YAML: \(error)", at: SourceLocation(file: path, line: 1, column: 1))
         }
         return nil
+    }
+
+    /// Where a key repeats: the next line, after the first key's, that starts with the key at the same column.
+    func secondOccurrence(of key: String, after mark: Mark) -> SourceLocation {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (k, line) in lines.enumerated() where k + 1 > mark.line {
+            let indent = line.prefix { $0 == " " }.count
+            let rest = line.dropFirst(indent).drop { $0 == "-" || $0 == " " }
+            let col = line.count - rest.count + 1
+            guard col == mark.column, rest.hasPrefix(key) else { continue }
+            let after = rest.dropFirst(key.count).drop { $0 == " " }
+            if after.hasPrefix(":") { return SourceLocation(file: path, line: k + 1, column: col) }
+        }
+        return SourceLocation(file: path, line: mark.line, column: mark.column)
     }
 
     static func describe(_ e: YamlError) -> (String, Mark?) {

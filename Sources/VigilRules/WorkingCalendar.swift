@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VigilContract
 
 /// UTC offsets of one IANA time zone, precomputed as a table of transitions so that converting an instant
@@ -9,6 +10,16 @@ public struct ZoneTable: Sendable, Hashable {
     @usableFromInline let transitions: [Int64]
     @usableFromInline let offsets: [Int32]
     @usableFromInline let initialOffset: Int32
+
+    private static let cache = Mutex<[String: ZoneTable]>([:])
+
+    /// A shared table per zone (building one walks 300 years of transitions).
+    public static func named(_ identifier: String) -> ZoneTable? {
+        if let z = cache.withLock({ $0[identifier] }) { return z }
+        guard let z = ZoneTable(identifier: identifier) else { return nil }
+        cache.withLock { $0[identifier] = z }
+        return z
+    }
 
     /// The table covers 1900-2200; outside it the nearest known offset applies.
     public init?(identifier: String) {
@@ -117,7 +128,16 @@ public struct WorkingCalendar: Sendable {
 
     /// Parses a holiday CSV (`date,name` with a header line). Returns the dates, or the 1-based line of
     /// the first bad row.
+    private static let parsed = Mutex<[String: Set<Day>]>([:])
+
     public static func parseHolidays(csv: String) -> Result<Set<Day>, HolidayFileError> {
+        if let days = parsed.withLock({ $0[csv] }) { return .success(days) }
+        let result = parseHolidaysUncached(csv: csv)
+        if case .success(let days) = result { parsed.withLock { $0[csv] = days } }
+        return result
+    }
+
+    static func parseHolidaysUncached(csv: String) -> Result<Set<Day>, HolidayFileError> {
         var days = Set<Day>()
         for (k, raw) in csv.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -32,6 +32,8 @@ public struct PendingExpectation: Sendable, Codable, Hashable {
     public var clause: Int16
     /// Unique within the child; the deadline queue refers to it.
     public var id: UInt32
+    /// Engine-wide arming order: deadlines at the same instant fire in this order.
+    public var seq: UInt64
     public var key: String
     public var armedAt: Instant
     public var deadline: Instant

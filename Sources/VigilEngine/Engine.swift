@@ -50,9 +50,9 @@ public struct Engine: Sendable {
     var index: [String: Int32] = [:]
     var queue = DeadlineQueue()
     var seq: UInt64 = 0
-    public private(set) var stats = EngineStats()
+    public internal(set) var stats = EngineStats()
     /// The instant the clock was last advanced to.
-    public private(set) var clock: Instant = .distantPast
+    public internal(set) var clock: Instant = .distantPast
     let emptyRecord: EventRecord
     let c: EventContract
 
@@ -295,9 +295,9 @@ public struct Engine: Sendable {
         let args = rule.templateSlots.map { render(r[$0]) ?? "unknown" }
         let id = children[ci].nextPendingId
         children[ci].nextPendingId &+= 1
-        children[ci].pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, key: k,
-                                                       armedAt: ref.occurredAt, deadline: due, ref: ref, args: args))
         seq += 1
+        children[ci].pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: seq, key: k,
+                                                       armedAt: ref.occurredAt, deadline: due, ref: ref, args: args))
         queue.push(Timer(deadline: due, seq: seq, child: Int32(ci), pending: id))
         stats.deadlinesArmed += 1
     }

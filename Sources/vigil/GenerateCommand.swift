@@ -1,6 +1,39 @@
 import ArgumentParser
+import VigilContract
+import VigilService
 
 struct GenerateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate a synthetic event stream.")
-    func run() throws { throw ExitCode(1) }
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Write a synthetic, contract-valid multi-agency event stream (JSON Lines, event-time order) to standard output.",
+        discussion: """
+        Deterministic for a seed. Routine contacts dominate; a fraction of children (--risk-rate) carry one planted \
+        risk pattern, counted on standard error. For benchmarks and demos: the data is invented.
+        """
+    )
+
+    @Option(help: "Number of children.") var children: Int = 1000
+    @Option(help: "Number of days, from --start.") var days: Int = 365
+    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: ArgumentHelp("First day (YYYY-MM-DD).", valueName: "DATE")) var start: String = "2024-01-01"
+    @Option(help: "Fraction of children with a planted risk pattern.") var riskRate: Double = 0.05
+    @Option(help: "Fraction of children on a child protection plan.") var planRate: Double = 0.15
+    @Option(help: "Multiplier of the routine contact rate.") var rate: Double = 1
+
+    func validate() throws {
+        guard children > 0 else { throw ValidationError("--children must be positive") }
+        guard days > 0, days <= 36_500 else { throw ValidationError("--days must be between 1 and 36500") }
+        guard RFC3339.parseDate(start) != nil else { throw ValidationError("--start must be a date such as 2024-01-01") }
+        guard (0...1).contains(riskRate), (0...1).contains(planRate) else { throw ValidationError("--risk-rate and --plan-rate are fractions between 0 and 1") }
+        guard rate > 0, rate <= 100 else { throw ValidationError("--rate must be in (0, 100]") }
+    }
+
+    func run() throws {
+        guard let first = RFC3339.parseDate(start) else { throw ValidationError("--start must be a date") }
+        var g = StreamGenerator(.init(children: children, days: days, seed: seed, start: first, riskRate: riskRate, planRate: planRate, rate: rate))
+        g.generate { Output.shared.line($0) }
+        Output.shared.flush()
+        let planted = g.planted.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
+        Output.error("generate: \(g.eventsWritten) events, \(children) children, \(days) days, seed \(seed); planted: \(planted.isEmpty ? "none" : planted)")
+    }
 }

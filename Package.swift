@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // JSON scanning, the JSON Schema subset the contracts use, the streaming event validator, time.
@@ -26,14 +27,29 @@ let package = Package(
             "VigilContract", "VigilRules",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // Files and processes: rule directories, replay over files.
-        .target(name: "VigilService", dependencies: ["VigilContract", "VigilRules", "VigilEngine"]),
+        // librdkafka from Debian (pkg-config rdkafka), with a shim for its variadic calls.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // The only module that imports CRdKafka: consumer, producer, embedded broker.
+        .target(name: "VigilKafka", dependencies: [
+            "CRdKafka",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The pipeline and everything with files, processes and threads: replay, audit log, `vigil run`.
+        .target(name: "VigilService", dependencies: [
+            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "vigil", dependencies: [
-            "VigilContract", "VigilRules", "VigilEngine", "VigilService",
+            "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VigilContractTests", dependencies: ["VigilContract"]),
         .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
         .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService"]),
+        // Integration tests: a real broker protocol over TCP (the embedded broker), the `vigil` binary, kcat.
+        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
     ]
 )

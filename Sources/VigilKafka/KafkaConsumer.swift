@@ -1,0 +1,230 @@
+import CRdKafka
+import Logging
+
+/// One consumed message. Its bytes stay owned by librdkafka until the batch holding it is released, so the
+/// payload is read in place, never copied.
+public struct KafkaMessage: @unchecked Sendable {
+    let raw: UnsafeMutablePointer<rd_kafka_message_t>
+
+    /// 0, or the error this "message" reports (`KafkaError.partitionEOF` at the end of a partition).
+    public var errorCode: Int32 { raw.pointee.err.rawValue }
+    public var errorMessage: String { String(cString: rd_kafka_message_errstr(raw)) }
+    public var partition: Int32 { raw.pointee.partition }
+    public var offset: Int64 { raw.pointee.offset }
+    public var topic: String { raw.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
+
+    public var value: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: raw.pointee.payload, count: raw.pointee.payload == nil ? 0 : raw.pointee.len)
+    }
+
+    public var key: UnsafeRawBufferPointer? {
+        guard let k = raw.pointee.key else { return nil }
+        return UnsafeRawBufferPointer(start: k, count: raw.pointee.key_len)
+    }
+
+    /// Milliseconds since the epoch, if the broker gave a timestamp.
+    public var timestampMs: Int64? {
+        var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let t = rd_kafka_message_timestamp(raw, &type)
+        return type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : t
+    }
+
+    /// The message's headers, in order.
+    public func headers() -> [(String, [UInt8])] {
+        var hdrs: OpaquePointer?
+        guard rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return [] }
+        var out: [(String, [UInt8])] = []
+        var i = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            out.append((name.map { String(cString: $0) } ?? "", bytes))
+            i += 1
+        }
+        return out
+    }
+}
+
+/// A batch of consumed messages, destroyed when the last reference to it goes: hand it to any thread.
+public final class KafkaMessageBatch: @unchecked Sendable {
+    public let messages: [KafkaMessage]
+    init(_ messages: [KafkaMessage]) { self.messages = messages }
+    deinit { for m in messages { rd_kafka_message_destroy(m.raw) } }
+}
+
+let rebalanceTrampoline: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { rk, err, parts, _ in
+    guard let rk else { return }
+    let b = box(rk)
+    let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+    let items = PartitionList.read(parts).map(\.0)
+    switch err {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        if let overrides = b?.onAssign?(items), let parts, let elems = parts.pointee.elems {
+            for i in 0..<Int(parts.pointee.cnt) {
+                let tp = TopicPartition(elems[i].topic.map { String(cString: $0) } ?? "", elems[i].partition)
+                if let o = overrides[tp] { elems[i].offset = o }
+            }
+        }
+        b?.logger.info("partitions assigned: \(items.map(\.description).joined(separator: ", "))")
+        if cooperative {
+            if let e = rd_kafka_incremental_assign(rk, parts) { rd_kafka_error_destroy(e) }
+        } else {
+            rd_kafka_assign(rk, parts)
+        }
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        b?.onRevoke?(items)
+        b?.logger.info("partitions revoked: \(items.map(\.description).joined(separator: ", "))")
+        if cooperative {
+            if let e = rd_kafka_incremental_unassign(rk, parts) { rd_kafka_error_destroy(e) }
+        } else {
+            rd_kafka_assign(rk, nil)
+        }
+    default:
+        b?.logger.error("rebalance failed: \(String(cString: rd_kafka_err2str(err)))")
+        rd_kafka_assign(rk, nil)
+    }
+}
+
+/// A Kafka consumer in a consumer group (or with a manual assignment).
+///
+/// Threading: `poll`, `subscribe`, `assign` and `close` belong to one thread, the polling thread; the
+/// rebalance handlers run on it, inside `poll`. `storeOffsets` and `commit` may be called from any thread.
+public final class KafkaConsumer: @unchecked Sendable {
+    let rk: OpaquePointer
+    let queue: OpaquePointer
+    let callbacks: CallbackBox
+    var closed = false
+    var buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
+    let bufferSize = 4096
+
+    /// - Parameters:
+    ///   - onAssign: called with newly assigned partitions; may return start offsets that override the
+    ///     committed ones.
+    ///   - onRevoke: called before partitions are taken away; finish their work and commit before returning.
+    public init(config: KafkaConfig, logger: Logger,
+                onAssign: (([TopicPartition]) -> [TopicPartition: Int64])? = nil,
+                onRevoke: (([TopicPartition]) -> Void)? = nil,
+                onError: (@Sendable (KafkaError, Bool) -> Void)? = nil) throws(KafkaError) {
+        let b = CallbackBox(logger: logger)
+        b.onAssign = onAssign
+        b.onRevoke = onRevoke
+        b.onError = onError
+        callbacks = b
+        let handle = try makeHandle(config, kind: RD_KAFKA_CONSUMER, box: b) { conf in
+            rd_kafka_conf_set_rebalance_cb(conf, rebalanceTrampoline)
+        }
+        rk = handle
+        rd_kafka_poll_set_consumer(handle)
+        guard let q = rd_kafka_queue_get_consumer(handle) else {
+            rd_kafka_destroy(handle)
+            throw KafkaError(code: -1, message: "the consumer has no queue (is group.id set?)")
+        }
+        queue = q
+        buffer = .allocate(capacity: bufferSize)
+    }
+
+    deinit {
+        close()
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(rk)
+        buffer.deallocate()
+    }
+
+    public func subscribe(_ topics: [String]) throws(KafkaError) {
+        guard let list = PartitionList.make(topics.map { (TopicPartition($0, Int32(RD_KAFKA_PARTITION_UA)), nil) }) else {
+            throw KafkaError(code: -1, message: "cannot allocate a partition list")
+        }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_subscribe(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
+    }
+
+    /// Consumes the given partitions from the given positions, outside any group rebalancing.
+    public func assign(_ partitions: [(TopicPartition, KafkaOffset)]) throws(KafkaError) {
+        guard let list = PartitionList.make(partitions.map { ($0.0, $0.1.native) }) else {
+            throw KafkaError(code: -1, message: "cannot allocate a partition list")
+        }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_assign(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign") }
+    }
+
+    /// The partitions of `topic`, from the cluster's metadata.
+    public func partitions(of topic: String, timeoutMs: Int32 = 10_000) throws(KafkaError) -> [Int32] {
+        try metadataPartitions(rk, topic: topic, timeoutMs: timeoutMs)
+    }
+
+    /// Waits up to `timeoutMs` for messages; returns at most `max` of them (possibly none). Partition-end
+    /// notices and consumer errors come back as messages with `errorCode` set.
+    public func poll(max: Int = 1000, timeoutMs: Int32 = 100) -> KafkaMessageBatch {
+        let n = rd_kafka_consume_batch_queue(queue, Int32(timeoutMs), buffer, Swift.min(max, bufferSize))
+        guard n > 0 else { return KafkaMessageBatch([]) }
+        var out: [KafkaMessage] = []
+        out.reserveCapacity(n)
+        for i in 0..<n { if let m = buffer[i] { out.append(KafkaMessage(raw: m)) } }
+        return KafkaMessageBatch(out)
+    }
+
+    /// Records the next offsets to commit (offset of the last processed message + 1).
+    public func storeOffsets(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        guard let list = PartitionList.make(offsets.map { ($0.key, $0.value) }) else { return }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_offsets_store(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__STATE {
+            throw KafkaError(err, context: "offsets store")
+        }
+    }
+
+    /// Commits the stored offsets now, waiting for the broker.
+    public func commit() throws(KafkaError) {
+        let err = rd_kafka_commit(rk, nil, 0)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(err, context: "commit")
+        }
+    }
+
+    /// Committed offsets of the given partitions (-1001 where none).
+    public func committed(_ partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws(KafkaError) -> [TopicPartition: Int64] {
+        guard let list = PartitionList.make(partitions.map { ($0, nil) }) else { return [:] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_committed(rk, list, timeoutMs)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "committed") }
+        var out: [TopicPartition: Int64] = [:]
+        for (tp, o, _) in PartitionList.read(list) { out[tp] = o }
+        return out
+    }
+
+    /// Current assignment.
+    public func assignment() -> [TopicPartition] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [] }
+        defer { if let list { rd_kafka_topic_partition_list_destroy(list) } }
+        return PartitionList.read(list).map(\.0)
+    }
+
+    /// Leaves the group (running the revoke handler) and stops consuming. Idempotent.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        rd_kafka_consumer_close(rk)
+    }
+}
+
+func metadataPartitions(_ rk: OpaquePointer, topic: String, timeoutMs: Int32) throws(KafkaError) -> [Int32] {
+    guard let rkt = rd_kafka_topic_new(rk, topic, nil) else { throw KafkaError(code: -1, message: "cannot open topic \(topic)") }
+    defer { rd_kafka_topic_destroy(rkt) }
+    var md: UnsafePointer<rd_kafka_metadata>?
+    let err = rd_kafka_metadata(rk, 0, rkt, &md, timeoutMs)
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let md else { throw KafkaError(err, context: "metadata for \(topic)") }
+    defer { rd_kafka_metadata_destroy(md) }
+    guard md.pointee.topic_cnt > 0, let t = md.pointee.topics?[0] ?? nil as rd_kafka_metadata_topic? else {
+        throw KafkaError(code: -1, message: "no metadata for topic \(topic)")
+    }
+    if t.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(t.err, context: "topic \(topic)") }
+    var out: [Int32] = []
+    for i in 0..<Int(t.partition_cnt) { if let p = t.partitions?[i] { out.append(p.id) } }
+    return out.sorted()
+}

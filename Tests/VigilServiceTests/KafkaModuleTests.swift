@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import VigilKafka
+
+let quietLogger: Logger = {
+    var l = Logger(label: "test")
+    l.logLevel = .warning
+    return l
+}()
+
+/// Consumer settings that suit the embedded broker (short fetch waits; see KAFKA-NOTES).
+func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
+    var c = KafkaConfig(bootstrapServers: bootstrap)
+    c.set("group.id", group)
+    c.set("auto.offset.reset", "earliest")
+    c.set("enable.auto.offset.store", "false")
+    c.set("fetch.wait.max.ms", "10")
+    c.set("enable.partition.eof", "true")
+    return c
+}
+
+@Suite(.serialized) struct KafkaModuleTests {
+    @Test func produceWithDeliveryReportsThenConsumeInAGroup() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("t", partitions: 2)
+        let delivered = Mutex<[UInt64]>([])
+        let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: broker.bootstrapServers), logger: quietLogger) { token, error in
+            if error == nil { delivered.withLock { $0.append(token) } }
+        }
+        for i in 1...10 {
+            try producer.produce(topic: "t", key: Array("k\(i % 3)".utf8), value: Array("v\(i)".utf8), headers: [("h", [1, 2])], token: UInt64(i))
+        }
+        #expect(producer.flush(timeoutMs: 10_000))
+        #expect(delivered.withLock { $0.sorted() } == Array(1...10))
+
+        let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
+        try consumer.subscribe(["t"])
+        var values: [String] = []
+        var headers: [[(String, [UInt8])]] = []
+        let deadline = Date().addingTimeInterval(20)
+        while values.count < 10, Date() < deadline {
+            let batch = consumer.poll(max: 100, timeoutMs: 200)
+            for m in batch.messages where m.errorCode == 0 {
+                values.append(String(decoding: m.value, as: UTF8.self))
+                headers.append(m.headers())
+                #expect(m.topic == "t")
+            }
+        }
+        #expect(Set(values) == Set((1...10).map { "v\($0)" }))
+        #expect(headers.first?.first?.0 == "h")
+        #expect(headers.first?.first?.1 == [1, 2])
+        consumer.close()
+    }
+
+    @Test func propertiesAreCheckedByLibrdkafka() {
+        var c = KafkaConfig(bootstrapServers: "127.0.0.1:1")
+        c.set("no.such.property", "1")
+        #expect(throws: KafkaError.self) { try KafkaProducer(config: c, logger: quietLogger) { _, _ in } }
+        var d = KafkaConfig(bootstrapServers: "x")
+        #expect(throws: KafkaError.self) { try d.apply(passThrough: ["novalue"]) }
+        #expect(throws: Never.self) { try d.apply(passThrough: ["security.protocol=ssl", "a=b=c"]) }
+        #expect(d.value("a") == "b=c")
+    }
+
+    @Test func aFixedBootstrapPortReachesTheBroker() throws {
+        let broker = try EmbeddedBroker()
+        try broker.listen(port: 0)
+        #expect(broker.bootstrapServers.hasPrefix("127.0.0.1:"))
+        #expect(broker.bootstrapServers != broker.brokerAddresses)
+        try broker.createTopic("p", partitions: 1)
+        let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: broker.bootstrapServers), logger: quietLogger) { _, _ in }
+        #expect(try producer.partitions(of: "p") == [0])
+    }
+}

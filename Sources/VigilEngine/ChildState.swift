@@ -53,6 +53,8 @@ public struct ChildState: Sendable, Codable {
     public var id: String
     /// The newest `occurred_at` read for this child.
     public var newest: Instant = .distantPast
+    /// The clock domain (input partition) of the child's latest event.
+    public var domain: Int32 = 0
     var seen: [SeenEvent] = []
     var states: [StateEntry] = []
     var entries: [WindowEntry] = []

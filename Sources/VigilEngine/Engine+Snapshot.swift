@@ -11,6 +11,17 @@ public struct EngineSnapshot: Sendable, Codable {
     public var seq: UInt64
     public var clock: Instant
     public var stats: EngineStats
+
+    public init(ruleVersions: [String], children: [ChildState], seq: UInt64, clock: Instant, stats: EngineStats) {
+        self.ruleVersions = ruleVersions
+        self.children = children
+        self.seq = seq
+        self.clock = clock
+        self.stats = stats
+    }
+
+    /// The version list a snapshot of an engine for `rules` carries.
+    public static func versions(of rules: CompiledRuleSet) -> [String] { rules.rules.map { "\($0.id)@\($0.version)" } }
 }
 
 extension Engine {
@@ -39,7 +50,9 @@ extension Engine {
         }
         // Rebuild the deadline queue from the pending expectations, keeping their arming order.
         for (i, c) in children.enumerated() {
-            for p in c.pending { queue.push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
+            let d = Int(max(c.domain, 0))
+            while queues.count <= d { queues.append(DeadlineQueue()) }
+            for p in c.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
         }
     }
 }

@@ -48,7 +48,8 @@ public struct Engine: Sendable {
     let formatter: AlertFormatter
     var children: [ChildState] = []
     var index: [String: Int32] = [:]
-    var queue = DeadlineQueue()
+    /// One deadline queue per clock domain (an input partition; replay uses domain 0).
+    var queues: [DeadlineQueue] = [DeadlineQueue()]
     var seq: UInt64 = 0
     public internal(set) var stats = EngineStats()
     /// The instant the clock was last advanced to.
@@ -72,7 +73,7 @@ public struct Engine: Sendable {
 
     /// Approximate bytes of per-child state (benchmarks).
     public var approximateStateBytes: Int {
-        children.reduce(0) { $0 + $1.approximateBytes } + index.count * 48 + queue.count * MemoryLayout<Timer>.stride
+        children.reduce(0) { $0 + $1.approximateBytes } + index.count * 48 + queues.reduce(0) { $0 + $1.count } * MemoryLayout<Timer>.stride
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -84,11 +85,18 @@ public struct Engine: Sendable {
 
     // MARK: clock
 
-    /// Fires every pending deadline at or before `t`, in (deadline, arming order) order.
+    /// Fires every pending deadline at or before `t` in every clock domain, in (deadline, arming order) order
+    /// within a domain.
     public mutating func advance(to t: Instant, into alerts: inout [Alert]) {
+        for d in queues.indices { advance(domain: d, to: t, into: &alerts) }
+    }
+
+    /// Fires the pending deadlines at or before `t` of the children whose events come from `domain`.
+    public mutating func advance(domain d: Int, to t: Instant, into alerts: inout [Alert]) {
         if t > clock { clock = t }
-        while let top = queue.top, top.deadline <= t {
-            _ = queue.pop()
+        guard d >= 0, d < queues.count else { return }
+        while let top = queues[d].top, top.deadline <= t {
+            _ = queues[d].pop()
             let ci = Int(top.child)
             guard let pi = children[ci].pending.firstIndex(where: { $0.id == top.pending }),
                   children[ci].pending[pi].deadline == top.deadline else { continue }
@@ -104,8 +112,11 @@ public struct Engine: Sendable {
     // MARK: events
 
     /// Applies one validated event (decoded with a decoder that captures `rules.capturedSlots`).
+    ///
+    /// `domain` is the clock domain (input partition) the event came from; the child's future deadlines are
+    /// kept in that domain's queue.
     @discardableResult
-    public mutating func process(_ r: EventRecord, position: SourcePosition? = nil, into alerts: inout [Alert]) -> Outcome {
+    public mutating func process(_ r: EventRecord, position: SourcePosition? = nil, domain: Int = 0, into alerts: inout [Alert]) -> Outcome {
         guard case .symbol(let typeSym) = r[c.typeSlot], case .string(let childId) = r[c.childIdSlot],
               case .instant(let at) = r[c.occurredAtSlot], case .string(let eventId) = r[c.eventIdSlot],
               case .symbol(let agency) = r[c.agencySlot], c.eventTypeIndex(typeSym) >= 0 else {
@@ -114,6 +125,10 @@ public struct Engine: Sendable {
         let t = c.eventTypeIndex(typeSym)
         let ci = childIndex(childId)
         stats.events += 1
+        if domain >= 0 {
+            children[ci].domain = Int32(domain)
+            while queues.count <= domain { queues.append(DeadlineQueue()) }
+        }
 
         // Duplicates: same event id for the same child within the horizon.
         let h = stableHash(eventId)
@@ -298,7 +313,7 @@ public struct Engine: Sendable {
         seq += 1
         children[ci].pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: seq, key: k,
                                                        armedAt: ref.occurredAt, deadline: due, ref: ref, args: args))
-        queue.push(Timer(deadline: due, seq: seq, child: Int32(ci), pending: id))
+        queues[Int(children[ci].domain)].push(Timer(deadline: due, seq: seq, child: Int32(ci), pending: id))
         stats.deadlinesArmed += 1
     }
 

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import VigilContract
+import VigilKafka
+
+/// An alert as read back from the audit log or the alerts topic.
+public struct TailedAlert: Sendable {
+    public let json: JSONValue
+    public let text: String
+
+    public var ruleId: String { json["rule_id"]?.stringValue ?? "?" }
+    public var severity: String { json["severity"]?.stringValue ?? "?" }
+    public var childId: String { json["child_id"]?.stringValue ?? "?" }
+    public var firedAt: String { json["fired_at"]?.stringValue ?? "?" }
+    public var status: String { json["status"]?.stringValue ?? "fired" }
+    public var summary: String { json["summary"]?.stringValue ?? "" }
+
+    /// `fired_at  severity  [WITHDRAWN] rule  child  summary`
+    public var line: String {
+        let sev = severity.count >= 8 ? severity : severity + String(repeating: " ", count: 8 - severity.count)
+        return "\(firedAt)  \(sev)  \(status == "withdrawn" ? "WITHDRAWN " : "")\(ruleId)  \(childId)  \(summary)"
+    }
+}
+
+/// Which alerts `vigil tail` shows.
+public struct AlertFilter: Sendable {
+    static let ranks = ["low": 0, "medium": 1, "high": 2, "critical": 3]
+    public var minimumSeverity: String?
+    public var rules: Set<String> = []
+    public var children: Set<String> = []
+    /// Only alerts with `fired_at` at or after this instant.
+    public var since: Instant?
+
+    public init(minimumSeverity: String? = nil, rules: Set<String> = [], children: Set<String> = [], since: Instant? = nil) {
+        self.minimumSeverity = minimumSeverity
+        self.rules = rules
+        self.children = children
+        self.since = since
+    }
+
+    public func accepts(_ a: TailedAlert) -> Bool {
+        if let m = minimumSeverity, (AlertFilter.ranks[a.severity] ?? -1) < (AlertFilter.ranks[m] ?? 0) { return false }
+        if !rules.isEmpty, !rules.contains(a.ruleId) { return false }
+        if !children.isEmpty, !children.contains(a.childId) { return false }
+        if let since, let t = RFC3339.parseDateTime(a.firedAt), t < since { return false }
+        return true
+    }
+
+    public static func isSeverity(_ s: String) -> Bool { ranks[s] != nil }
+}
+
+/// Reads alerts from an audit log, and keeps reading as the file grows (like `tail -f`). Partial lines are
+/// held back until complete; a file that shrinks (rotated or replaced) is read again from the start.
+public final class AuditFollower {
+    public let path: String
+    var offset: Int64 = 0
+    var pending: [UInt8] = []
+
+    public init(path: String, fromEnd: Bool) {
+        self.path = path
+        if fromEnd, let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? Int64 {
+            offset = size
+        }
+    }
+
+    /// Alerts appended since the last call (complete lines only).
+    public func poll() -> [TailedAlert] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return [] }
+        if Int64(st.st_size) < offset {
+            offset = 0
+            pending = []
+        }
+        guard Int64(st.st_size) > offset else { return [] }
+        var buf = [UInt8](repeating: 0, count: Int(Int64(st.st_size) - offset))
+        let got = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard got > 0 else { return [] }
+        offset += Int64(got)
+        pending += buf[0..<got]
+        var out: [TailedAlert] = []
+        while let nl = pending.firstIndex(of: 0x0A) {
+            let line = Array(pending[..<nl])
+            pending.removeSubrange(...nl)
+            if let v = try? JSONValue.parse(line), let alert = v["alert"] {
+                out.append(TailedAlert(json: alert, text: alert.jsonText))
+            }
+        }
+        return out
+    }
+}
+
+/// Reads alerts from the alerts topic, every partition, from the beginning or the end. Never commits.
+public final class TopicFollower {
+    let consumer: KafkaConsumer
+
+    public init(brokers: String, topic: String, fromEnd: Bool, properties: [String], logger: Logger) throws {
+        var c = KafkaConfig(bootstrapServers: brokers)
+        try c.apply(passThrough: properties)
+        c.set("group.id", "vigil-tail-\(getpid())-\(Int(Date().timeIntervalSince1970))")
+        c.set("enable.auto.commit", "false")
+        c.set("enable.auto.offset.store", "false")
+        c.set("fetch.wait.max.ms", "50")
+        consumer = try KafkaConsumer(config: c, logger: logger)
+        let partitions = try consumer.partitions(of: topic)
+        try consumer.assign(partitions.map { (TopicPartition(topic, $0), fromEnd ? KafkaOffset.end : .beginning) })
+    }
+
+    /// Alerts received within `timeoutMs`.
+    public func poll(timeoutMs: Int32 = 200) -> [TailedAlert] {
+        let batch = consumer.poll(max: 500, timeoutMs: timeoutMs)
+        var out: [TailedAlert] = []
+        for m in batch.messages where m.errorCode == 0 {
+            if let v = try? JSONValue.parse(Array(m.value)) { out.append(TailedAlert(json: v, text: v.jsonText)) }
+        }
+        return out
+    }
+
+    public func close() { consumer.close() }
+}

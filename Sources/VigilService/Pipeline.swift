@@ -1,0 +1,356 @@
+import Foundation
+import Logging
+import VigilContract
+import VigilEngine
+import VigilKafka
+import VigilRules
+
+/// A FIFO between threads. `put` never blocks (the pipeline bounds what is in flight); `take` waits.
+///
+/// A taken item is released at once (consumed Kafka messages must not outlive their use: librdkafka's
+/// shutdown waits for every one of them).
+final class HandOff<T>: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var items: [T?] = []
+    private var head = 0
+
+    func put(_ x: T) {
+        cond.lock()
+        items.append(x)
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// The next item, waiting at most `timeout` seconds; nil on timeout.
+    func take(timeout: TimeInterval) -> T? {
+        cond.lock()
+        defer { cond.unlock() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while head >= items.count {
+            if !cond.wait(until: deadline) { return nil }
+        }
+        let x = items[head]
+        items[head] = nil
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return x
+    }
+}
+
+/// One unit of work for a shard: a slice of one consumed batch, plus clock movements, in intake order.
+struct ShardWork: @unchecked Sendable {
+    enum Item {
+        case event(index: Int32, partition: Int32, clock: Instant)
+        case tick(partition: Int32, clock: Instant)
+        case tickAll(Instant)
+    }
+    let epoch: Int
+    let batch: KafkaMessageBatch
+    var items: [Item]
+}
+
+/// An alert with its JSON, ready for the audit log and the alerts topic.
+struct RenderedAlert: Sendable {
+    let alertId: String
+    let childId: String
+    let json: String
+    let alert: Alert
+}
+
+/// What intake sends the sink for each epoch: where the epoch ends, and the messages to dead-letter.
+struct EpochHeader: @unchecked Sendable {
+    struct DeadLetter {
+        let index: Int32
+        let failure: ValidationFailure
+    }
+    let epoch: Int
+    let batch: KafkaMessageBatch
+    /// Next offset to commit per partition once the epoch is durable.
+    let offsets: [TopicPartition: Int64]
+    let deadLetters: [DeadLetter]
+}
+
+enum SinkItem: @unchecked Sendable {
+    case header(EpochHeader)
+    case result(epoch: Int, shard: Int, alerts: [RenderedAlert], stats: EngineStats)
+    case stop
+}
+
+/// Counters reported at shutdown (and periodically in the log).
+public struct PipelineSummary: Sendable {
+    public var messages = 0
+    public var events = 0
+    public var deadLetters = 0
+    public var deadLettersByKind: [String: Int] = [:]
+    public var alerts = 0
+    public var alertsByRule: [String: Int] = [:]
+    public var auditWritten = 0
+    public var auditSkippedDuplicates = 0
+    public var deliveryRetries = 0
+    public var engine = EngineStats()
+    public var auditHead: (seq: Int, hash: String) = (0, AuditLog.genesis)
+}
+
+/// `vigil run`: Kafka in, alerts out.
+///
+/// Threads: intake (the caller of `run`) polls Kafka in batches, validates each message against the
+/// contract, keeps one event-time clock per input partition and hands each shard its slice of the batch
+/// with the clock as of every event. Shards (one thread each) own an `Engine` for the children hashed to
+/// them. The sink (one thread) writes alerts to the audit log (one fsync per batch), produces alerts and
+/// dead letters, and stores an epoch's input offsets only when everything it caused is acknowledged by the
+/// broker and fsynced. Nothing is handed between threads per message.
+public final class Pipeline: @unchecked Sendable {
+    public let config: PipelineConfig
+    let rules: CompiledRuleSet
+    let logger: Logger
+    let formatter: AlertFormatter
+    let stopLock = NSCondition()
+    var stopRequested = false
+    var inFlight = 0
+    var fatal: String?
+    /// Called on the sink thread for each alert once it is durable (audit fsynced, broker acknowledged).
+    public var onAlert: (@Sendable (Alert, String) -> Void)?
+    /// Called once when intake first catches up with every assigned partition.
+    public var onCaughtUp: (@Sendable () -> Void)?
+    /// Stop once caught up with every assigned partition (after the catch-up clock move): backtests.
+    public var stopWhenCaughtUp = false
+
+    public init(config: PipelineConfig, rules: CompiledRuleSet, logger: Logger) {
+        self.config = config
+        self.rules = rules
+        self.logger = logger
+        formatter = AlertFormatter(rules: rules)
+    }
+
+    /// Asks the pipeline to stop: intake stops, in-flight work drains, then everything is flushed. Safe from
+    /// any thread (a signal handler's queue included).
+    public func requestStop() {
+        stopLock.lock()
+        stopRequested = true
+        stopLock.broadcast()
+        stopLock.unlock()
+    }
+
+    var stopping: Bool {
+        stopLock.lock()
+        defer { stopLock.unlock() }
+        return stopRequested
+    }
+
+    func fail(_ reason: String) {
+        stopLock.lock()
+        if fatal == nil { fatal = reason }
+        stopRequested = true
+        stopLock.broadcast()
+        stopLock.unlock()
+    }
+
+    func epochDone() {
+        stopLock.lock()
+        inFlight -= 1
+        stopLock.broadcast()
+        stopLock.unlock()
+    }
+
+    /// Blocks until every epoch handed out is durable and its offsets stored.
+    func drain() {
+        stopLock.lock()
+        while inFlight > 0 { _ = stopLock.wait(until: Date().addingTimeInterval(0.05)) }
+        stopLock.unlock()
+    }
+
+    public struct RunError: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// Runs until `requestStop()`; returns the counters. Throws when it cannot start, or on a fatal error.
+    public func run() throws -> PipelineSummary {
+        try config.validate()
+        let audit: AuditLogWriter
+        do { audit = try AuditLogWriter(path: config.auditFile) } catch { throw RunError(message: "\(error)") }
+        if audit.repairedBytes > 0 {
+            logger.warning("audit log: removed a torn final record (\(audit.repairedBytes) bytes) left by a crash; it was never acknowledged")
+        }
+        logger.info("audit log \(config.auditFile): \(audit.count) records, head \(audit.head.prefix(16))…")
+
+        let stateFile = config.effectiveStateFile
+        let state = try PipelineState.load(path: stateFile, rules: rules)
+        if let state {
+            logger.info("restored state from \(stateFile): \(state.children.count) children, \(state.offsets.count) partition offsets")
+        }
+        let n = config.effectiveShards
+        var shards: [Shard] = []
+        let sinkInbox = HandOff<SinkItem>()
+        for i in 0..<n {
+            let engine = try state?.engine(shard: i, of: n, rules: rules) ?? Engine(rules: rules)
+            shards.append(Shard(index: i, engine: engine, rules: rules, topic: config.inputTopic, maxBytes: config.maxEventBytes,
+                                formatter: formatter, sink: sinkInbox))
+        }
+
+        var base = KafkaConfig(bootstrapServers: config.brokers)
+        do { try base.apply(passThrough: config.kafka) } catch { throw RunError(message: "\(error)") }
+        var producerConfig = base
+        producerConfig.set("enable.idempotence", "true")
+        producerConfig.set("acks", "all")
+        if base.value("linger.ms") == nil { producerConfig.set("linger.ms", "5") }
+        for (k, v) in base.properties { producerConfig.set(k, v) }
+        do { try producerConfig.apply(passThrough: config.kafkaProducer) } catch { throw RunError(message: "\(error)") }
+
+        let sink = Sink(pipeline: self, audit: audit, shards: n, logger: logger)
+        let producer: KafkaProducer
+        do {
+            producer = try KafkaProducer(config: producerConfig, logger: logger) { [sink] token, error in sink.delivered(token, error) }
+        } catch { throw RunError(message: "\(error)") }
+        sink.producer = producer
+
+        var consumerConfig = base
+        consumerConfig.set("group.id", config.group)
+        consumerConfig.set("enable.auto.offset.store", "false")
+        consumerConfig.set("enable.partition.eof", "true")
+        if base.value("enable.auto.commit") == nil { consumerConfig.set("enable.auto.commit", "true") }
+        if base.value("auto.offset.reset") == nil { consumerConfig.set("auto.offset.reset", "earliest") }
+        if base.value("partition.assignment.strategy") == nil { consumerConfig.set("partition.assignment.strategy", "cooperative-sticky") }
+        if base.value("fetch.wait.max.ms") == nil { consumerConfig.set("fetch.wait.max.ms", "100") }
+        for (k, v) in base.properties { consumerConfig.set(k, v) }
+        do { try consumerConfig.apply(passThrough: config.kafkaConsumer) } catch { throw RunError(message: "\(error)") }
+
+        let intake = Intake(pipeline: self, shards: shards, sinkInbox: sinkInbox, state: state)
+        let consumer: KafkaConsumer
+        do {
+            consumer = try KafkaConsumer(config: consumerConfig, logger: logger,
+                                         onAssign: { [intake] parts in intake.assigned(parts) },
+                                         onRevoke: { [intake] parts in intake.revoked(parts) },
+                                         onError: { [weak self] error, isFatal in
+                                             if isFatal { self?.fail("Kafka: \(error.message)") } else { self?.logger.warning("Kafka: \(error.message)") }
+                                         })
+        } catch { throw RunError(message: "\(error)") }
+        sink.consumer = consumer
+        intake.consumer = consumer
+
+        for s in shards { s.start() }
+        sink.start(inbox: sinkInbox)
+        do { try consumer.subscribe([config.inputTopic]) } catch { throw RunError(message: "\(error)") }
+        logger.info("consuming \(config.inputTopic) as group \(config.group) with \(n) shard\(n == 1 ? "" : "s"); alerts to \(config.alertsTopic), dead letters to \(config.deadLetterTopic), clock \(config.clock.rawValue)")
+
+        intake.loop()
+
+        // Shutdown: intake has stopped; finish what is in flight, then flush, save state, commit, leave.
+        logger.info("stopping: draining in-flight work")
+        drain()
+        for s in shards { s.stop() }
+        sinkInbox.put(.stop)
+        sink.join()
+        for s in shards { s.join() }
+        if !producer.flush(timeoutMs: 30_000) { logger.error("producer: undelivered messages remain after 30 s") }
+        do { try audit.sync() } catch { logger.error("\(error)") }
+        var summary = sink.summary
+        summary.messages = intake.messages
+        summary.events = intake.validEvents
+        for s in shards { summary.engine.add(s.engine.stats) }
+        let newState = PipelineState(rules: rules, offsets: intake.nextOffsets, clocks: intake.clocks, maxEventTime: intake.maxEventTime,
+                                     shards: shards.map { $0.engine.snapshot() })
+        do {
+            try newState.save(path: stateFile)
+            logger.info("state saved to \(stateFile): \(newState.children.count) children")
+        } catch {
+            logger.error("cannot save state to \(stateFile): \(error)")
+        }
+        do { try consumer.commit() } catch { logger.warning("final commit: \(error)") }
+        consumer.close()
+        // The clients' callbacks hold the stages and the stages hold the clients: break the cycles so both
+        // are destroyed (and their librdkafka threads stopped) before returning.
+        sink.producer = nil
+        sink.consumer = nil
+        intake.consumer = nil
+        summary.auditHead = (audit.seq, audit.head)
+        logger.info("audit head: seq \(audit.seq) sha256 \(audit.head)")
+        if let fatal { throw RunError(message: fatal) }
+        return summary
+    }
+}
+
+/// One worker thread and the engine it owns.
+final class Shard: @unchecked Sendable {
+    let index: Int
+    var engine: Engine
+    let decoder: EventDecoder
+    var record: EventRecord
+    let topic: String
+    let formatter: AlertFormatter
+    let inbox = HandOff<ShardWork?>()
+    let sink: HandOff<SinkItem>
+    let done = DispatchSemaphore(value: 0)
+
+    init(index: Int, engine: Engine, rules: CompiledRuleSet, topic: String, maxBytes: Int, formatter: AlertFormatter, sink: HandOff<SinkItem>) {
+        self.index = index
+        self.engine = engine
+        decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots, maxBytes: maxBytes)
+        record = decoder.makeRecord()
+        self.topic = topic
+        self.formatter = formatter
+        self.sink = sink
+    }
+
+    func start() {
+        let t = Thread { [self] in
+            run()
+            done.signal()
+        }
+        t.name = "vigil-shard-\(index)"
+        t.start()
+    }
+
+    func stop() { inbox.put(nil) }
+    func join() { done.wait() }
+
+    func run() {
+        var alerts: [Alert] = []
+        while true {
+            guard let next = inbox.take(timeout: 3600) else { continue }
+            guard let work = next else { return }
+            let before = engine.stats
+            for item in work.items {
+                switch item {
+                case .event(let i, let partition, let clock):
+                    let m = work.batch.messages[Int(i)]
+                    engine.advance(domain: Int(partition), to: clock, into: &alerts)
+                    if decoder.decode(m.value, into: &record) == nil {
+                        engine.process(record, position: SourcePosition(topic: topic, partition: partition, offset: m.offset),
+                                       domain: Int(partition), into: &alerts)
+                    }
+                case .tick(let partition, let clock):
+                    engine.advance(domain: Int(partition), to: clock, into: &alerts)
+                case .tickAll(let t):
+                    engine.advance(to: t, into: &alerts)
+                }
+            }
+            let now = Instant.now
+            let rendered = alerts.map { RenderedAlert(alertId: $0.alertId, childId: $0.childId, json: formatter.json($0, emittedAt: now), alert: $0) }
+            alerts.removeAll(keepingCapacity: true)
+            var delta = engine.stats
+            delta.subtract(before)
+            sink.put(.result(epoch: work.epoch, shard: index, alerts: rendered, stats: delta))
+        }
+    }
+}
+
+extension EngineStats {
+    mutating func subtract(_ o: EngineStats) {
+        events -= o.events; duplicates -= o.duplicates; alerts -= o.alerts; suppressed -= o.suppressed
+        deadlinesArmed -= o.deadlinesArmed; deadlinesMet -= o.deadlinesMet; deadlinesCancelled -= o.deadlinesCancelled
+        deadlinesFired -= o.deadlinesFired; overflowDrops -= o.overflowDrops; pendingRefused -= o.pendingRefused
+    }
+}
+
+extension Instant {
+    /// The wall clock. Only the service edge reads it; the engine never does.
+    public static var now: Instant {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Instant(micros: Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import VigilContract
+import Yams
+
+/// How the engine's clocks move.
+public enum ClockMode: String, Sendable, CaseIterable {
+    /// Live: each partition's clock is its largest event time minus the allowed lateness; once caught up,
+    /// clocks follow the wall clock minus the allowed lateness, so deadlines fire when nothing arrives.
+    case wall
+    /// Backtests, demos, tests: once caught up, every clock moves to the largest event time seen, so a
+    /// caught-up pipeline agrees with `vigil replay` on the same input.
+    case event
+}
+
+/// Everything `vigil run` needs. Each setting also has a `--flag` and a key in the YAML `--config` file
+/// (the same name, with dashes).
+public struct PipelineConfig: Sendable {
+    public var brokers = "localhost:9092"
+    public var group = "vigil"
+    public var inputTopic = "agency-events"
+    public var alertsTopic = "vigil-alerts"
+    public var deadLetterTopic = "vigil-dead-letters"
+    public var auditFile = "vigil-audit.jsonl"
+    /// Where the engine state is saved at shutdown (default: `<audit file>.state`).
+    public var stateFile: String?
+    public var rules = "Rules"
+    /// Worker threads evaluating rules; 0 means one per core.
+    public var shards = 0
+    public var clock = ClockMode.wall
+    /// Allowed lateness, in seconds: clocks trail the largest event time (or the wall clock) by this much.
+    public var allowedLateness: Int64 = 0
+    public var maxEventBytes = EventDecoder.defaultMaxBytes
+    /// Messages taken from Kafka per poll (one epoch).
+    public var batchSize = 1000
+    /// Epochs in flight before intake stops fetching (backpressure).
+    public var maxInFlight = 8
+    /// `key=value` librdkafka properties for every client (TLS, SASL, tuning).
+    public var kafka: [String] = []
+    /// Properties for the consumer only, and for the producer only (applied after `kafka`).
+    public var kafkaConsumer: [String] = []
+    public var kafkaProducer: [String] = []
+
+    public init() {}
+
+    public var effectiveShards: Int { shards > 0 ? shards : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    public var effectiveStateFile: String { stateFile ?? auditFile + ".state" }
+
+    public struct ConfigError: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    public static let keys = ["brokers", "group", "input-topic", "alerts-topic", "dead-letter-topic", "audit-file", "state-file",
+                              "rules", "shards", "clock", "allowed-lateness", "max-event-bytes", "batch-size", "max-in-flight", "kafka",
+                              "kafka-consumer", "kafka-producer"]
+
+    /// Reads settings from a YAML mapping; keys as the flags (`input-topic: ...`); `kafka` is a mapping of
+    /// librdkafka properties.
+    public mutating func load(yaml text: String, path: String) throws(ConfigError) {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ConfigError(message: "\(path): not valid YAML: \(error)") }
+        guard case .mapping(let m)? = node else { throw ConfigError(message: "\(path): expected a mapping of settings") }
+        for (k, v) in m {
+            guard let key = k.string else { continue }
+            let line = k.mark?.line ?? 0
+            func str() throws(ConfigError) -> String {
+                guard let s = v.string else { throw ConfigError(message: "\(path):\(line): \(key) must be a single value") }
+                return s
+            }
+            func int() throws(ConfigError) -> Int {
+                guard let s = v.string, let i = Int(s) else { throw ConfigError(message: "\(path):\(line): \(key) must be a whole number") }
+                return i
+            }
+            switch key {
+            case "brokers": brokers = try str()
+            case "group": group = try str()
+            case "input-topic": inputTopic = try str()
+            case "alerts-topic": alertsTopic = try str()
+            case "dead-letter-topic": deadLetterTopic = try str()
+            case "audit-file": auditFile = try str()
+            case "state-file": stateFile = try str()
+            case "rules": rules = try str()
+            case "shards": shards = try int()
+            case "clock":
+                guard let c = ClockMode(rawValue: try str()) else { throw ConfigError(message: "\(path):\(line): clock must be wall or event") }
+                clock = c
+            case "allowed-lateness": allowedLateness = Int64(try int())
+            case "max-event-bytes": maxEventBytes = try int()
+            case "batch-size": batchSize = try int()
+            case "max-in-flight": maxInFlight = try int()
+            case "kafka", "kafka-consumer", "kafka-producer":
+                guard case .mapping(let props) = v else { throw ConfigError(message: "\(path):\(line): \(key) must be a mapping of librdkafka properties") }
+                var list: [String] = []
+                for (pk, pv) in props {
+                    guard let name = pk.string, let value = pv.string else { continue }
+                    list.append("\(name)=\(value)")
+                }
+                if key == "kafka" { kafka += list } else if key == "kafka-consumer" { kafkaConsumer += list } else { kafkaProducer += list }
+            default:
+                throw ConfigError(message: "\(path):\(line): unknown setting '\(key)' (known: \(PipelineConfig.keys.joined(separator: ", ")))")
+            }
+        }
+    }
+
+    /// Checks values that have no natural type check.
+    public func validate() throws(ConfigError) {
+        guard shards >= 0, shards <= 256 else { throw ConfigError(message: "shards must be between 0 (one per core) and 256") }
+        guard batchSize > 0, batchSize <= 100_000 else { throw ConfigError(message: "batch-size must be between 1 and 100000") }
+        guard maxInFlight > 0, maxInFlight <= 1000 else { throw ConfigError(message: "max-in-flight must be between 1 and 1000") }
+        guard allowedLateness >= 0 else { throw ConfigError(message: "allowed-lateness must not be negative") }
+        guard maxEventBytes > 0 else { throw ConfigError(message: "max-event-bytes must be positive") }
+        for (name, t) in [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic)] where t.isEmpty {
+            throw ConfigError(message: "\(name) must not be empty")
+        }
+        guard Set([inputTopic, alertsTopic, deadLetterTopic]).count == 3 else {
+            throw ConfigError(message: "the input, alerts and dead-letter topics must be different topics")
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Synchronization
+import VigilContract
+import VigilEngine
+import VigilKafka
+import VigilRules
+import VigilService
+
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Everything in one command: an embedded broker, the pipeline with the shipped rules, the Haringey scenario produced to it, alerts as they arrive, and a summary.",
+        discussion: "The demo's audit log and state are written to --dir (replaced at each run). The broker lives as long as the demo."
+    )
+
+    @Option(help: "Rule pack directory.") var rules: String = ProcessInfo.processInfo.environment["VIGIL_RULES"] ?? "Rules"
+    @Option(help: "The scenario to produce.") var scenario: String = "scenarios/haringey-2006-2007.jsonl"
+    @Option(help: "Also produce this many generated events (vigil generate).") var generate: Int = 0
+    @Option(help: "Folder for the demo's audit log and state.") var dir: String = "vigil-demo"
+    @Option(help: "Partitions of the input topic.") var partitions: Int = 4
+    @Option(help: "Log level.") var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        guard generate >= 0, generate <= 5_000_000 else { throw ValidationError("--generate must be between 0 and 5000000") }
+        guard partitions > 0, partitions <= 256 else { throw ValidationError("--partitions must be between 1 and 256") }
+    }
+
+    func run() throws {
+        let logger = LoggingSetup.bootstrap(level: logLevel)
+        let set = try RulesOptions.compile(rules)
+        let color = Output.stdoutIsTerminal
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let auditPath = dir + "/audit.jsonl"
+        for f in [auditPath, auditPath + ".state"] where fm.fileExists(atPath: f) { try fm.removeItem(atPath: f) }
+
+        let broker: EmbeddedBroker
+        do {
+            broker = try EmbeddedBroker(logger: logger)
+            try broker.createTopic("agency-events", partitions: partitions)
+            try broker.createTopic("vigil-alerts", partitions: partitions)
+            try broker.createTopic("vigil-dead-letters", partitions: 1)
+        } catch {
+            Output.error("vigil demo: \(error)")
+            throw ExitCode(1)
+        }
+        Output.error("embedded broker on \(broker.bootstrapServers); topics agency-events (\(partitions) partitions), vigil-alerts, vigil-dead-letters")
+
+        // Produce the input first, keyed by child id, so the run below reads a finished stream.
+        var lines: [String] = []
+        guard let text = try? String(contentsOfFile: scenario, encoding: .utf8) else {
+            Output.error("vigil demo: cannot read \(scenario)")
+            throw ExitCode(1)
+        }
+        lines = text.split(separator: "\n").map(String.init)
+        if generate > 0 {
+            var g = StreamGenerator(.init(children: max(50, generate / 20), days: 365, seed: 1))
+            var n = 0
+            g.generate { line in
+                if n < generate { lines.append(line); n += 1 }
+            }
+        }
+        let delivered = Atomic<Int>(0)
+        do {
+            let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: broker.bootstrapServers), logger: logger) { _, error in
+                if error == nil { delivered.add(1, ordering: .relaxed) }
+            }
+            let decoder = EventDecoder()
+            var record = decoder.makeRecord()
+            for (i, line) in lines.enumerated() {
+                _ = decoder.decode(line, into: &record)
+                let key = record[decoder.contract.childIdSlot].string.map { Array($0.utf8) }
+                try producer.produce(topic: "agency-events", key: key, value: Array(line.utf8), token: UInt64(i + 1))
+                if i % 10_000 == 0 { producer.poll() }
+            }
+            guard producer.flush(timeoutMs: 60_000) else { throw KafkaError(code: -1, message: "could not deliver the input in 60 s") }
+        } catch {
+            Output.error("vigil demo: \(error)")
+            throw ExitCode(1)
+        }
+        Output.error("produced \(delivered.load(ordering: .relaxed)) events (\(scenario)\(generate > 0 ? " + \(generate) generated" : "")); running the pipeline")
+
+        var config = PipelineConfig()
+        config.brokers = broker.bootstrapServers
+        config.group = "vigil-demo"
+        config.auditFile = auditPath
+        config.rules = rules
+        config.clock = .event
+        config.kafkaConsumer = ["fetch.wait.max.ms=10"]
+        let pipeline = Pipeline(config: config, rules: set, logger: logger)
+        let shown = Atomic<Int>(0)
+        let limit = 60
+        pipeline.onAlert = { alert, _ in
+            let n = shown.add(1, ordering: .relaxed).newValue
+            guard n <= limit else { return }
+            let rule = set.rules[alert.ruleIndex]
+            Output.shared.line(ANSI.color(AlertFormatter(rules: set).line(alert), ANSI.severity(rule.severity), enabled: color))
+            if n == limit { Output.shared.line("... (more alerts in \(auditPath): vigil tail --audit \(auditPath))") }
+            Output.shared.flush()
+        }
+        pipeline.stopWhenCaughtUp = true
+        let trap = SignalTrap { pipeline.requestStop() }
+        _ = trap
+        let summary: PipelineSummary
+        do { summary = try pipeline.run() } catch {
+            Output.error("vigil demo: \(error)")
+            throw ExitCode(1)
+        }
+        var out = "\nsummary: \(summary.messages) messages in, \(summary.events) events, \(summary.deadLetters) dead letters, \(summary.alerts) alerts\n"
+        for (rule, n) in summary.alertsByRule.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
+            out += "  \(String(n).leftPad(6))  \(rule)\n"
+        }
+        let verdict = (try? AuditLog.verify(path: auditPath)).map { v -> String in
+            if case .ok(let n, _, let h) = v { return "audit log \(auditPath): \(n) records, chain intact (head \(h.prefix(16))…)" }
+            return "audit log \(auditPath): \(v)"
+        } ?? "audit log: unreadable"
+        out += verdict
+        Output.shared.line(out)
+        Output.shared.flush()
+        withExtendedLifetime(broker) {}
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

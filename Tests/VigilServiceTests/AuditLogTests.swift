@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import VigilContract
+@testable import VigilService
+
+func tempPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "vigil-\(name)-\(UUID().uuidString)"
+}
+
+func alertJSON(_ id: String, rule: String = "child-not-seen", severity: String = "high", child: String = "C-1",
+               firedAt: String = "2007-02-06T00:00:00Z") -> String {
+    #"{"schema_version":1,"alert_id":"\#(id)","status":"fired","rule_id":"\#(rule)","rule_version":"0123456789abcdef","severity":"\#(severity)","child_id":"\#(child)","fired_at":"\#(firedAt)","summary":"s","evidence":[{"event_id":"e1","type":"home_visit","agency":"gp","occurred_at":"2007-01-01T00:00:00Z"}]}"#
+}
+
+/// An audit log with `n` records, and its lines.
+func writeLog(_ n: Int) throws -> (path: String, lines: [String]) {
+    let path = tempPath("audit")
+    let w = try AuditLogWriter(path: path)
+    for i in 1...n { try w.append(alertId: "a-\(i)", alertJSON: alertJSON("a-\(i)")) }
+    try w.sync()
+    let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+    return (path, lines)
+}
+
+func rewrite(_ path: String, _ lines: [String], trailingNewline: Bool = true) throws {
+    try (lines.joined(separator: "\n") + (trailingNewline ? "\n" : "")).write(toFile: path, atomically: false, encoding: .utf8)
+}
+
+@Suite struct AuditLogTests {
+    @Test func anIntactLogVerifiesWithItsCountAndHead() throws {
+        let (path, lines) = try writeLog(5)
+        guard case .ok(let count, let seq, let head) = try AuditLog.verify(path: path) else { Issue.record("not ok"); return }
+        #expect(count == 5 && seq == 5)
+        #expect(head == AuditLog.hash(Array(lines[4].utf8)))
+        #expect(lines[0].hasPrefix(#"{"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","alert":{"#))
+    }
+
+    @Test func theFileIsCreatedReadableOnlyByItsOwner() throws {
+        let (path, _) = try writeLog(1)
+        let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? 0
+        #expect(mode == 0o600)
+    }
+
+    @Test func aModifiedRecordIsCaught() throws {
+        var (path, lines) = try writeLog(5)
+        lines[2] = lines[2].replacingOccurrences(of: "\"severity\":\"high\"", with: "\"severity\":\"low\"")
+        try rewrite(path, lines)
+        #expect(try AuditLog.verify(path: path) == .bad(line: 4, reason: "prev does not match the SHA-256 of the record before: that record was modified, or this one's prev was edited"))
+    }
+
+    @Test func aDeletedRecordIsCaught() throws {
+        var (path, lines) = try writeLog(5)
+        lines.remove(at: 1)
+        try rewrite(path, lines)
+        guard case .bad(let line, _) = try AuditLog.verify(path: path) else { Issue.record("not caught"); return }
+        #expect(line == 2)
+    }
+
+    @Test func anInsertedRecordIsCaught() throws {
+        var (path, lines) = try writeLog(5)
+        lines.insert(AuditLog.record(seq: 3, prev: AuditLog.hash(Array(lines[1].utf8)), alertJSON: alertJSON("forged")), at: 2)
+        try rewrite(path, lines)
+        guard case .bad(let line, let reason) = try AuditLog.verify(path: path) else { Issue.record("not caught"); return }
+        #expect(line == 4)
+        #expect(reason.contains("prev does not match"))
+    }
+
+    @Test func reorderedRecordsAreCaught() throws {
+        var (path, lines) = try writeLog(5)
+        lines.swapAt(1, 2)
+        try rewrite(path, lines)
+        guard case .bad(let line, _) = try AuditLog.verify(path: path) else { Issue.record("not caught"); return }
+        #expect(line == 2)
+    }
+
+    @Test func aTruncatedRecordIsCaught() throws {
+        var (path, lines) = try writeLog(5)
+        lines[4] = String(lines[4].prefix(40))
+        try rewrite(path, lines, trailingNewline: false)
+        #expect(try AuditLog.verify(path: path) == .bad(line: 5, reason: "the last record is cut short (no end of line): the file was truncated or is being written"))
+        try rewrite(path, Array(lines.prefix(4)) + [lines[4]])
+        guard case .bad(5, let reason) = try AuditLog.verify(path: path) else { Issue.record("not caught"); return }
+        #expect(reason.hasPrefix("not an audit record"))
+    }
+
+    @Test func aRepeatedAlertIdIsCaught() throws {
+        let path = tempPath("audit")
+        var lines: [String] = []
+        var prev = AuditLog.genesis
+        for (i, id) in ["x", "y", "x"].enumerated() {
+            let l = AuditLog.record(seq: i + 1, prev: prev, alertJSON: alertJSON(id))
+            lines.append(l)
+            prev = AuditLog.hash(Array(l.utf8))
+        }
+        try rewrite(path, lines)
+        #expect(try AuditLog.verify(path: path) == .bad(line: 3, reason: "alert_id x already appears at line 1"))
+    }
+
+    @Test func aRestartContinuesTheChainAndNeverWritesAnIdTwice() throws {
+        let (path, _) = try writeLog(3)
+        let w = try AuditLogWriter(path: path)
+        #expect(w.count == 3)
+        #expect(try w.append(alertId: "a-2", alertJSON: alertJSON("a-2")) == false)
+        #expect(try w.append(alertId: "a-4", alertJSON: alertJSON("a-4")) == true)
+        try w.sync()
+        guard case .ok(let count, _, _) = try AuditLog.verify(path: path) else { Issue.record("chain broken"); return }
+        #expect(count == 4)
+    }
+
+    @Test func aTornFinalRecordIsRemovedOnOpenAndATamperedLogIsRefused() throws {
+        var (path, lines) = try writeLog(3)
+        try rewrite(path, Array(lines.prefix(2)) + [String(lines[2].prefix(30))], trailingNewline: false)
+        let w = try AuditLogWriter(path: path)
+        #expect(w.count == 2)
+        #expect(w.repairedBytes == 30)
+        lines[0] = lines[0].replacingOccurrences(of: "\"summary\":\"s\"", with: "\"summary\":\"t\"")
+        try rewrite(path, lines)
+        #expect(throws: AuditLogWriter.OpenError.self) { try AuditLogWriter(path: path) }
+    }
+}

@@ -102,6 +102,36 @@ public struct PipelineConfig: Sendable {
         }
     }
 
+    /// The settings as YAML, in the `--config` format (property values are shown as given).
+    public var yaml: String {
+        func q(_ s: String) -> String { s.isEmpty || s.contains(where: { ": #'\"{}[],&*!|>%@`".contains($0) }) ? "'" + s.replacingOccurrences(of: "'", with: "''") + "'" : s }
+        var out = ""
+        out += "brokers: \(q(brokers))\n"
+        out += "group: \(q(group))\n"
+        out += "input-topic: \(q(inputTopic))\n"
+        out += "alerts-topic: \(q(alertsTopic))\n"
+        out += "dead-letter-topic: \(q(deadLetterTopic))\n"
+        out += "audit-file: \(q(auditFile))\n"
+        out += "state-file: \(q(effectiveStateFile))\n"
+        out += "rules: \(q(rules))\n"
+        out += "shards: \(shards)  # effective: \(effectiveShards)\n"
+        out += "clock: \(clock.rawValue)\n"
+        out += "allowed-lateness: \(allowedLateness)\n"
+        out += "max-event-bytes: \(maxEventBytes)\n"
+        out += "batch-size: \(batchSize)\n"
+        out += "max-in-flight: \(maxInFlight)\n"
+        for (key, list) in [("kafka", kafka), ("kafka-consumer", kafkaConsumer), ("kafka-producer", kafkaProducer)] where !list.isEmpty {
+            out += "\(key):\n"
+            for p in list {
+                let parts = p.split(separator: "=", maxSplits: 1).map(String.init)
+                let name = parts.first ?? p
+                let secret = name.contains("password") || name.contains("secret") || name.hasSuffix(".key") || name.contains("jaas")
+                out += "  \(name): \(secret ? "'***'" : q(parts.count > 1 ? parts[1] : ""))\n"
+            }
+        }
+        return out
+    }
+
     /// Checks values that have no natural type check.
     public func validate() throws(ConfigError) {
         guard shards >= 0, shards <= 256 else { throw ConfigError(message: "shards must be between 0 (one per core) and 256") }

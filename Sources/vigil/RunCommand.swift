@@ -37,6 +37,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Largest accepted event, in bytes.") var maxEventBytes: Int?
     @Flag(help: "Stop once caught up with every assigned partition (backtests): drains, saves state and commits as on SIGTERM.")
     var exitWhenCaughtUp = false
+    @Flag(help: "Print the effective settings (defaults, then --config, then flags) as YAML, check the rules, and exit.")
+    var printConfig = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
 
     func settings() throws -> PipelineConfig {
@@ -75,6 +77,12 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let c = try settings()
+        if printConfig {
+            _ = try RulesOptions.compile(c.rules)
+            Output.shared.line(c.yaml)
+            Output.shared.flush()
+            return
+        }
         let logger = LoggingSetup.bootstrap(level: logLevel)
         let set = try RulesOptions.compile(c.rules)
         let pipeline = Pipeline(config: c, rules: set, logger: logger)

@@ -118,3 +118,19 @@ func rewrite(_ path: String, _ lines: [String], trailingNewline: Bool = true) th
         #expect(throws: AuditLogWriter.OpenError.self) { try AuditLogWriter(path: path) }
     }
 }
+
+@Suite struct AuditVerifyCommandTests {
+    @Test func printsOKAndTheCountOrTheFirstBadRecordWithExitStatus() throws {
+        var (path, lines) = try writeLog(3)
+        let ok = try Child(vigilBinary, ["audit", "verify", path])
+        #expect(ok.wait(timeout: 10) == 0)
+        #expect(ok.stdout.first?.hasPrefix("OK 3 records; head seq 3 sha256 ") == true)
+        lines.swapAt(0, 1)
+        try rewrite(path, lines)
+        let bad = try Child(vigilBinary, ["audit", "verify", path])
+        #expect(bad.wait(timeout: 10) == 1)
+        #expect(bad.stdout.first?.hasPrefix("\(path):1: ") == true)
+        let missing = try Child(vigilBinary, ["audit", "verify", path + ".nope"])
+        #expect(missing.wait(timeout: 10) == 2)
+    }
+}

@@ -56,14 +56,8 @@ public struct Alert: Sendable, Hashable {
             bytes.append(contentsOf: e.utf8)
         }
         h.update(data: bytes)
-        let d = h.finalize()
-        return "a-" + d.prefix(16).map { hex2($0) }.joined()
+        return "a-" + h.finalize().prefix(16).hexString
     }
-}
-
-@inline(__always) func hex2(_ b: UInt8) -> String {
-    let digits: [Character] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"]
-    return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
 }
 
 /// Renders alerts as JSON (the alert contract) or as one readable line.

@@ -76,13 +76,3 @@ public struct ChildState: Sendable, Codable {
         return b
     }
 }
-
-/// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process and must not be persisted).
-@inline(__always) func stableHash(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 {
-        h ^= UInt64(b)
-        h = h &* 0x0000_0100_0000_01b3
-    }
-    return h
-}

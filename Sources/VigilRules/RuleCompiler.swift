@@ -208,7 +208,7 @@ struct PackCompiler {
             calendarIndex[c.name.text] = calendars.count
             let cal = WorkingCalendar(name: c.name.text, zone: zone, weekend: weekend, holidays: days)
             calendars.append(cal)
-            calendarDigests.append(SHA256.hash(data: Array(cal.fingerprint.utf8)).prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined())
+            calendarDigests.append(SHA256.hash(data: Array(cal.fingerprint.utf8)).prefix(6).hexString)
         }
     }
 
@@ -368,7 +368,7 @@ struct PackCompiler {
         canon += "suppress=\(suppress.map(String.init) ?? "-")\n"
         canon += "output=\(template.map { canonical($0) }.joined())\n"
         let digest = SHA256.hash(data: Array(canon.utf8))
-        let version = digest.prefix(8).map { String($0, radix: 16).leftPadded(2) }.joined()
+        let version = digest.prefix(8).hexString
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",
                                 source: r.source?.text ?? "", severity: severity, version: version, kind: kind,
                                 immediate: immediate, expectation: expectation, suppressMicros: suppress, template: template,
@@ -676,11 +676,5 @@ struct PackCompiler {
         case .ruleId: return "{rule}"
         case .severity: return "{severity}"
         }
-    }
-}
-
-extension String {
-    func leftPadded(_ width: Int, with c: Character = "0") -> String {
-        count >= width ? self : String(repeating: c, count: width - count) + self
     }
 }

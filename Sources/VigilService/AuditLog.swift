@@ -19,12 +19,7 @@ public enum AuditLog {
     public static let genesis = String(repeating: "0", count: 64)
 
     public static func hash(_ line: some Sequence<UInt8>) -> String {
-        SHA256.hash(data: Array(line)).map { hex2($0) }.joined()
-    }
-
-    static func hex2(_ b: UInt8) -> String {
-        let d = Array("0123456789abcdef")
-        return String([d[Int(b >> 4)], d[Int(b & 15)]])
+        SHA256.hash(data: Array(line)).hexString
     }
 
     /// The record line for an alert (without the newline).
@@ -172,27 +167,14 @@ public final class AuditLogWriter {
         var bytes = Array(line.utf8)
         let h = AuditLog.hash(bytes)
         bytes.append(0x0A)
-        try writeAll(bytes)
+        do { try FileDescriptor.writeAll(fd, bytes) } catch {
+            throw OpenError(path: path, reason: "write failed: \(error)")
+        }
         seq += 1
         head = h
         ids.insert(alertId)
         unsynced += 1
         return true
-    }
-
-    func writeAll(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { p in
-            guard let base = p.baseAddress else { return }
-            var done = 0
-            while done < p.count {
-                let n = write(fd, base + done, p.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw OpenError(path: path, reason: "write failed: \(String(cString: strerror(errno)))")
-                }
-                done += n
-            }
-        }
     }
 
     /// Makes everything appended so far durable (one fsync for the batch).

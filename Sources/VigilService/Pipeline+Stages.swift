@@ -297,17 +297,8 @@ final class Sink: @unchecked Sendable {
         let due = retries.filter { $0.due <= now }
         retries.removeAll { $0.due <= now }
         for (_, token) in due {
-            guard let o = outgoing.removeValue(forKey: token) else { continue }
-            var again = o
-            again.attempts = o.attempts
-            let fresh = nextToken
-            nextToken += 1
-            outgoing[fresh] = again
-            do {
-                try producer?.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: fresh)
-            } catch {
-                scheduleRetry(fresh)
-            }
+            // A retry goes out under a fresh token (a late report for the old one is then ignored).
+            if let o = outgoing.removeValue(forKey: token) { send(o) }
         }
     }
 
@@ -335,10 +326,5 @@ final class Sink: @unchecked Sendable {
 
 /// Which shard owns a child: a stable hash of its id, so the same child always lands on the same engine.
 func childShard(_ id: String, of n: Int) -> Int {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in id.utf8 {
-        h ^= UInt64(b)
-        h = h &* 0x0000_0100_0000_01b3
-    }
-    return Int(h % UInt64(max(n, 1)))
+    Int(stableHash(id) % UInt64(max(n, 1)))
 }

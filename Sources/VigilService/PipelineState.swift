@@ -76,16 +76,7 @@ struct PipelineState: Codable {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StateError(message: "\(tmp): \(String(cString: strerror(errno)))") }
-        let ok = data.withUnsafeBytes { p -> Bool in
-            guard let base = p.baseAddress else { return true }
-            var done = 0
-            while done < p.count {
-                let n = write(fd, base + done, p.count - done)
-                if n <= 0 { return false }
-                done += n
-            }
-            return true
-        }
+        let ok = (try? FileDescriptor.writeAll(fd, [UInt8](data))) != nil
         let synced = fsync(fd) == 0
         close(fd)
         guard ok, synced else { throw StateError(message: "\(tmp): write failed") }

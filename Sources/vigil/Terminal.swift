@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import VigilRules
+import VigilService
 
 /// Buffered writes to stdout; stderr unbuffered. Flush before exiting.
 final class Output {
@@ -28,20 +29,9 @@ final class Output {
         write(2, Array((s + "\n").utf8))
     }
 
-    /// Writes all bytes to a file descriptor, retrying short writes.
+    /// Writes all bytes to a file descriptor (a closed pipe is not an error worth reporting here).
     static func write(_ fd: Int32, _ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { p in
-            guard let base = p.baseAddress else { return }
-            var done = 0
-            while done < p.count {
-                let n = Glibc.write(fd, base + done, p.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                done += n
-            }
-        }
+        try? FileDescriptor.writeAll(fd, bytes)
     }
 
     static var stdoutIsTerminal: Bool { isatty(1) == 1 }

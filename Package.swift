@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // JSON scanning, the JSON Schema subset the contracts use, the streaming event validator, time.
@@ -46,6 +47,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The benchmark harness (scripts/bench): engine only, end to end against the transport limit, latency.
+        .executableTarget(name: "vigil-bench", dependencies: [
+            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka", "VigilService",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Benchmarks/VigilBench"),
         .testTarget(name: "VigilContractTests", dependencies: ["VigilContract"]),
         .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
         .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService"]),

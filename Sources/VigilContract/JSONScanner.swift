@@ -62,6 +62,18 @@ public struct JSONScanner {
         var escapes = false
         var scalars = 0
         while true {
+            // Eight plain ASCII bytes at a time: no quote, backslash, control character or high bit.
+            while pos + 8 <= end {
+                let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                let high: UInt64 = 0x8080_8080_8080_8080
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let quote = w ^ 0x2222_2222_2222_2222
+                let slash = w ^ 0x5C5C_5C5C_5C5C_5C5C
+                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- 0x2020_2020_2020_2020) | w
+                if special & high != 0 { break }
+                pos += 8
+                scalars += 8
+            }
             guard pos < end else { fail("unexpected end of input inside a string (truncated?)"); return nil }
             let c = base[pos]
             if c == 0x22 {  // "
@@ -214,6 +226,25 @@ public struct JSONScanner {
     /// Scans a number at `pos` (RFC 8259 grammar).
     public mutating func scanNumber() -> NumberToken? {
         let start = pos
+        // Fast path: a plain integer of at most 18 digits, followed by a delimiter.
+        do {
+            var i = pos
+            let negative = i < end && base[i] == 0x2D
+            if negative { i += 1 }
+            let digitsStart = i
+            var v: Int64 = 0
+            while i < end, base[i] >= 0x30, base[i] <= 0x39, i - digitsStart < 18 {
+                v = v * 10 + Int64(base[i] - 0x30)
+                i += 1
+            }
+            let n = i - digitsStart
+            let next = i < end ? base[i] : 0x20
+            if n > 0, n < 18, !(n > 1 && base[digitsStart] == 0x30), next != 0x2E, next != 0x65, next != 0x45, !(next >= 0x30 && next <= 0x39) {
+                pos = i
+                let value = negative ? -v : v
+                return NumberToken(integer: value, double: Double(value), isIntegerLiteral: true)
+            }
+        }
         if peek() == 0x2D { pos += 1 }
         guard pos < end else { fail("unexpected end of input in a number (truncated?)"); return nil }
         if base[pos] == 0x30 {

@@ -37,6 +37,8 @@ public final class SchemaNode: Sendable {
             public let bytes: [UInt8]
             /// Replacement nodes by property index, used instead of the base node for that property.
             public let overrides: [Int: SchemaNode]
+            /// The same, as an array indexed by property (nil where the base node applies).
+            let overrideList: [SchemaNode?]
         }
         public let propertyIndex: Int
         public let variants: [Variant]
@@ -65,6 +67,22 @@ public final class SchemaNode: Sendable {
     /// Value slot of this node's path, or -1.
     public let slot: Int
 
+    // Lookup aids for the validator, derived from the above.
+    /// Bit k set when property k is required.
+    let requiredMask: UInt64
+    /// Required names that are not declared properties (such a document can never be valid).
+    let requiredUndeclared: [String]
+    /// Property names, contiguous, with their offsets and lengths.
+    let nameBytes: [UInt8]
+    let nameOffsets: [Int]
+    let nameLengths: [Int]
+    /// Enum value indexes by byte length.
+    let enumByLength: [[Int]]
+    /// Property nodes by index.
+    let propertyNodes: [SchemaNode]
+    /// Bit k set when a discriminator variant refines property k.
+    let overriddenMask: UInt64
+
     init(path: String, types: JSONTypes, constValue: JSONValue?, enumValues: [String], enumSymbols: [Symbol],
          minLength: Int?, maxLength: Int?, format: StringFormat?, minimum: Double?, properties: [Property],
          required: [String], additionalProperties: Bool, items: SchemaNode?, uniqueItems: Bool, minItems: Int?,
@@ -87,6 +105,29 @@ public final class SchemaNode: Sendable {
         self.minItems = minItems
         self.discriminator = discriminator
         self.slot = slot
+        var mask: UInt64 = 0
+        var undeclared: [String] = []
+        for r in required {
+            if let k = properties.firstIndex(where: { $0.name == r }) { mask |= UInt64(1) << UInt64(k) } else { undeclared.append(r) }
+        }
+        requiredMask = mask
+        requiredUndeclared = undeclared
+        var bytes: [UInt8] = [], offsets: [Int] = [], lengths: [Int] = []
+        for p in properties {
+            offsets.append(bytes.count)
+            lengths.append(p.bytes.count)
+            bytes += p.bytes
+        }
+        nameBytes = bytes
+        propertyNodes = properties.map(\.node)
+        nameOffsets = offsets
+        nameLengths = lengths
+        var byLength = [[Int]](repeating: [], count: (enumValues.map(\.utf8.count).max() ?? 0) + 1)
+        for (k, v) in enumValues.enumerated() { byLength[v.utf8.count].append(k) }
+        enumByLength = byLength
+        var over: UInt64 = 0
+        for k in discriminator?.overridden ?? [] { over |= UInt64(1) << UInt64(k) }
+        overriddenMask = over
     }
 
     public func propertyIndex(_ name: String) -> Int? { properties.firstIndex { $0.name == name } }
@@ -268,7 +309,8 @@ public struct SchemaCompiler {
                 overrides[idx] = try node(sub, path: childPath, pointer: here + "/then/properties/" + pname)
                 overridden.insert(idx)
             }
-            variants.append(.init(value: constant, bytes: Array(constant.utf8), overrides: overrides))
+            variants.append(.init(value: constant, bytes: Array(constant.utf8), overrides: overrides,
+                                  overrideList: properties.indices.map { overrides[$0] }))
         }
         guard let name = discriminatorName, let idx = properties.firstIndex(where: { $0.name == name }) else {
             throw SchemaError(pointer: pointer, reason: "the selecting property must be declared in properties")

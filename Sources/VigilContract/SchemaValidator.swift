@@ -19,17 +19,16 @@ public struct SchemaValidator: Sendable {
         guard let raw = bytes.baseAddress, bytes.count > 0 else {
             return ValidationFailure(kind: .invalidJSON, path: "$", reason: "not JSON: the message is empty")
         }
+        // The fast pass keeps no JSON path; only when it fails is the message validated again, keeping one,
+        // to say exactly where.
         var run = Run(scanner: JSONScanner(base: raw.assumingMemoryBound(to: UInt8.self), count: bytes.count),
-                      capture: capture)
-        let ok = run.value(root, depth: 0, record: &record)
-        if ok {
-            run.scanner.skipWhitespace()
-            if !run.scanner.atEnd {
-                run.scanner.fail("unexpected data after the JSON value")
-            } else {
-                return nil
-            }
-        }
+                      capture: capture, tracking: false)
+        if run.document(root, record: &record) { return nil }
+        record.reset()
+        run = Run(scanner: JSONScanner(base: raw.assumingMemoryBound(to: UInt8.self), count: bytes.count),
+                  capture: capture, tracking: true)
+        _ = run.document(root, record: &record)
+        record.reset()
         if let f = run.failure { return f }
         let syntax = run.scanner.failure ?? JSONSyntaxError(offset: run.scanner.pos, reason: "invalid JSON")
         if syntax.reason == "not valid UTF-8" {
@@ -50,16 +49,33 @@ public struct SchemaValidator: Sendable {
     struct Run {
         var scanner: JSONScanner
         let capture: [Bool]
+        /// Whether to keep the JSON path (only needed to report a failure).
+        let tracking: Bool
         var path: [PathComponent] = []
         var failure: ValidationFailure?
         var lastSymbol: Symbol?
         var lastStringToken: JSONScanner.StringToken?
 
-        init(scanner: JSONScanner, capture: [Bool]) {
+        init(scanner: JSONScanner, capture: [Bool], tracking: Bool) {
             self.scanner = scanner
             self.capture = capture
-            path.reserveCapacity(8)
+            self.tracking = tracking
+            if tracking { path.reserveCapacity(8) }
         }
+
+        /// One complete JSON document.
+        mutating func document(_ root: SchemaNode, record: inout EventRecord) -> Bool {
+            guard value(root, depth: 0, record: &record) else { return false }
+            scanner.skipWhitespace()
+            if !scanner.atEnd {
+                scanner.fail("unexpected data after the JSON value")
+                return false
+            }
+            return true
+        }
+
+        @inline(__always) mutating func push(_ c: @autoclosure () -> PathComponent) { if tracking { path.append(c()) } }
+        @inline(__always) mutating func pop() { if tracking { path.removeLast() } }
 
         var pathString: String {
             var s = "$"
@@ -150,9 +166,19 @@ public struct SchemaValidator: Sendable {
             lastStringToken = tok
             if !node.enumBytes.isEmpty {
                 var match = -1
-                for (k, b) in node.enumBytes.enumerated() {
-                    let eq = b.withUnsafeBufferPointer { scanner.equals(tok, $0) }
-                    if eq { match = k; break }
+                if !tok.hasEscapes {
+                    let n = tok.end - tok.start
+                    if n < node.enumByLength.count {
+                        for k in node.enumByLength[n] {
+                            let eq = node.enumBytes[k].withUnsafeBufferPointer { memcmpBytes(scanner.base + tok.start, $0.baseAddress ?? scanner.base, n) }
+                            if eq { match = k; break }
+                        }
+                    }
+                } else {
+                    for (k, b) in node.enumBytes.enumerated() {
+                        let eq = b.withUnsafeBufferPointer { scanner.equals(tok, $0) }
+                        if eq { match = k; break }
+                    }
                 }
                 guard match >= 0 else {
                     return contract("not one of the allowed values: \(node.enumValues.joined(separator: ", "))")
@@ -194,7 +220,7 @@ public struct SchemaValidator: Sendable {
             var tokens: [JSONScanner.StringToken] = []
             if !scanner.consume(0x5D) {
                 while true {
-                    path.append(.index(count))
+                    push(.index(count))
                     if let items = node.items {
                         lastSymbol = nil
                         lastStringToken = nil
@@ -215,7 +241,7 @@ public struct SchemaValidator: Sendable {
                     } else {
                         guard scanner.skipValue(depth: depth + 1) else { return false }
                     }
-                    path.removeLast()
+                    pop()
                     count += 1
                     if scanner.consume(0x2C) { continue }
                     if scanner.consume(0x5D) { break }
@@ -247,29 +273,38 @@ public struct SchemaValidator: Sendable {
                     guard let key = scanner.scanString() else { return false }
                     guard scanner.consume(0x3A) else { scanner.expectedFailure("':' after a property name"); return false }
                     var index = -1
-                    for (k, p) in node.properties.enumerated() {
-                        let eq = p.bytes.withUnsafeBufferPointer { scanner.equals(key, $0) }
-                        if eq { index = k; break }
+                    let keyLength = key.end - key.start
+                    if !key.hasEscapes {
+                        node.nameBytes.withUnsafeBufferPointer { names in
+                            guard let nb = names.baseAddress else { return }
+                            for k in 0..<node.nameLengths.count where node.nameLengths[k] == keyLength {
+                                if memcmpBytes(scanner.base + key.start, nb + node.nameOffsets[k], keyLength) { index = k; break }
+                            }
+                        }
+                    } else {
+                        for (k, p) in node.properties.enumerated() {
+                            let eq = p.bytes.withUnsafeBufferPointer { scanner.equals(key, $0) }
+                            if eq { index = k; break }
+                        }
                     }
                     if index < 0 {
                         if !node.additionalProperties {
                             let name = scanner.string(key)
-                            path.append(.key(Run.printable(name)))
+                            push(.key(Run.printable(name)))
                             return contract("property '\(Run.printable(name))' is not allowed by the contract")
                         }
                         guard scanner.skipValue(depth: depth + 1) else { return false }
                     } else {
-                        let prop = node.properties[index]
                         let bit = UInt64(1) << UInt64(index)
-                        path.append(.key(prop.name))
-                        if seen & bit != 0 { return contract("property '\(prop.name)' appears twice") }
+                        if tracking { push(.key(node.properties[index].name)) }
+                        if seen & bit != 0 { return contract("property '\(node.properties[index].name)' appears twice") }
                         seen |= bit
-                        if let disc, disc.overridden.contains(index) {
+                        if let disc, node.overriddenMask & bit != 0 {
                             if let variant {
-                                guard value(variant.overrides[index] ?? prop.node, depth: depth + 1, record: &record) else { return false }
+                                guard value(variant.overrideList[index] ?? node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
                             } else if seen & (UInt64(1) << UInt64(disc.propertyIndex)) != 0 {
                                 // The selector was present but selected no variant: base schema only.
-                                guard value(prop.node, depth: depth + 1, record: &record) else { return false }
+                                guard value(node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
                             } else {
                                 scanner.skipWhitespace()
                                 deferred.append((index, scanner.pos))
@@ -277,7 +312,7 @@ public struct SchemaValidator: Sendable {
                             }
                         } else {
                             lastStringToken = nil
-                            guard value(prop.node, depth: depth + 1, record: &record) else { return false }
+                            guard value(node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
                             if let disc, index == disc.propertyIndex, let tok = lastStringToken {
                                 for v in disc.variants {
                                     let eq = v.bytes.withUnsafeBufferPointer { scanner.equals(tok, $0) }
@@ -285,7 +320,7 @@ public struct SchemaValidator: Sendable {
                                 }
                             }
                         }
-                        path.removeLast()
+                        pop()
                     }
                     if scanner.consume(0x2C) { continue }
                     if scanner.consume(0x7D) { break }
@@ -297,16 +332,17 @@ public struct SchemaValidator: Sendable {
                 let resume = scanner.pos
                 for d in deferred {
                     scanner.pos = d.start
-                    let prop = node.properties[d.index]
-                    path.append(.key(prop.name))
-                    guard value(variant?.overrides[d.index] ?? prop.node, depth: depth + 1, record: &record) else { return false }
-                    path.removeLast()
+                    push(.key(node.properties[d.index].name))
+                    guard value(variant?.overrideList[d.index] ?? node.propertyNodes[d.index], depth: depth + 1, record: &record) else { return false }
+                    pop()
                 }
                 scanner.pos = resume
             }
-            for name in node.required {
-                guard let k = node.propertyIndex(name), seen & (UInt64(1) << UInt64(k)) != 0 else {
-                    return contract("missing required property '\(name)'")
+            if seen & node.requiredMask != node.requiredMask || !node.requiredUndeclared.isEmpty {
+                for name in node.required {
+                    guard let k = node.propertyIndex(name), seen & (UInt64(1) << UInt64(k)) != 0 else {
+                        return contract("missing required property '\(name)'")
+                    }
                 }
             }
             return true

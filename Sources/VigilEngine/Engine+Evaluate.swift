@@ -8,7 +8,7 @@ extension Engine {
         var flag = true
         var pc = code.start
         let end = code.end
-        let program = rules.program
+        let program = tables.program
         while pc < end {
             switch program[pc] {
             case .constant(let b):

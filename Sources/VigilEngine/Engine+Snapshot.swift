@@ -46,7 +46,7 @@ extension Engine {
         clock = snapshot.clock
         stats = snapshot.stats
         for (i, c) in children.enumerated() {
-            index[c.id] = Int32(i)
+            index.insert(i, hash: stableHash(c.id))
         }
         // Rebuild the deadline queue from the pending expectations, keeping their arming order.
         for (i, c) in children.enumerated() {

@@ -47,7 +47,8 @@ public struct Engine: Sendable {
     public let limits: EngineLimits
     let formatter: AlertFormatter
     var children: [ChildState] = []
-    var index: [String: Int32] = [:]
+    var index = ChildIndex()
+    let tables: EngineTables
     /// One deadline queue per clock domain (an input partition; replay uses domain 0).
     var queues: [DeadlineQueue] = [DeadlineQueue()]
     var seq: UInt64 = 0
@@ -61,6 +62,7 @@ public struct Engine: Sendable {
         self.rules = rules
         self.limits = limits
         self.formatter = AlertFormatter(rules: rules)
+        self.tables = EngineTables(rules)
         self.c = rules.contract
         self.emptyRecord = EventRecord(slotCount: rules.contract.slotCount)
     }
@@ -69,11 +71,11 @@ public struct Engine: Sendable {
     public var pendingDeadlines: Int { children.reduce(0) { $0 + $1.pending.count } }
 
     /// The state of one child, if known (tests and tools).
-    public func child(_ id: String) -> ChildState? { index[id].map { children[Int($0)] } }
+    public func child(_ id: String) -> ChildState? { index.find(id, hash: stableHash(id), in: children).map { children[$0] } }
 
     /// Approximate bytes of per-child state (benchmarks).
     public var approximateStateBytes: Int {
-        children.reduce(0) { $0 + $1.approximateBytes } + index.count * 48 + queues.reduce(0) { $0 + $1.count } * MemoryLayout<Timer>.stride
+        children.reduce(0) { $0 + $1.approximateBytes } + index.slotCount * 16 + queues.reduce(0) { $0 + $1.count } * MemoryLayout<Timer>.stride
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -123,7 +125,7 @@ public struct Engine: Sendable {
             return .incomplete
         }
         let t = c.eventTypeIndex(typeSym)
-        let ci = childIndex(childId)
+        let ci = childIndex(childId, hash: stableHash(childId))
         stats.events += 1
         if domain >= 0 {
             children[ci].domain = Int32(domain)
@@ -139,7 +141,9 @@ public struct Engine: Sendable {
         }
         if at > children[ci].newest { children[ci].newest = at }
         let newest = children[ci].newest
-        children[ci].seen.removeAll { $0.at.micros < newest.micros - horizon }
+        if let oldest = children[ci].seen.first, oldest.at.micros < newest.micros - horizon {
+            children[ci].seen.removeAll { $0.at.micros < newest.micros - horizon }
+        }
         if children[ci].seen.count >= limits.maxSeenPerChild {
             children[ci].seen.removeFirst()
             stats.overflowDrops += 1
@@ -147,33 +151,36 @@ public struct Engine: Sendable {
         children[ci].seen.append(SeenEvent(idHash: h, at: at))
 
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
-        let d = rules.dispatch[t]
-        for s in d.states { updateState(s, r, ci, ref) }
-        if !d.windows.isEmpty {
-            for w in d.windows { appendWindow(w, r, ci, ref) }
-        }
-        if !children[ci].entries.isEmpty { pruneWindows(ci) }
-        for ri in d.expectationChecks { checkExpectation(ri, r, ci, at) }
-        for ri in d.immediates {
+        let d = tables.ranges[t]
+        let lists = tables.lists
+        for k in d.states { updateState(Int(lists[k]), r, ci, ref) }
+        for k in d.windows { appendWindow(Int(lists[k]), r, ci, ref) }
+        if let oldest = children[ci].entries.first, oldest.at.micros < newest.micros - tables.minimumRetention { pruneWindows(ci) }
+        for k in d.checks { checkExpectation(Int(lists[k]), r, ci, at) }
+        for k in d.immediates {
+            let ri = Int(lists[k])
             guard let code = rules.rules[ri].immediate, eval(code, r, ci, at) else { continue }
             fire(ri, ci, at: at, deadline: nil, trigger: ref, args: nil, record: r, into: &alerts)
         }
         var lastArmed = -1
-        for (ri, clause) in d.arms where ri != lastArmed {
-            guard let exp = rules.rules[ri].expectation, eval(exp.arms[clause].condition, r, ci, at) else { continue }
+        for k in stride(from: d.arms.lowerBound, to: d.arms.upperBound, by: 2) {
+            let ri = Int(lists[k]), clause = Int(lists[k + 1])
+            guard ri != lastArmed, let exp = rules.rules[ri].expectation, eval(exp.arms[clause].condition, r, ci, at) else { continue }
             arm(ri, clause, exp, r, ci, ref)
             lastArmed = ri
         }
         return .processed
     }
 
-    mutating func childIndex(_ id: String) -> Int {
-        if let i = index[id] { return Int(i) }
+    mutating func childIndex(_ id: String, hash: UInt64) -> Int {
+        if let i = index.find(id, hash: hash, in: children) { return i }
         let i = children.count
         children.append(ChildState(id: id))
-        index[id] = Int32(i)
+        index.insert(i, hash: hash)
         return i
     }
+
+
 
     /// Correlation/state key: field values joined; a missing value is `\0` so it only matches a missing value.
     func key(_ slots: [Int], _ r: EventRecord) -> String {

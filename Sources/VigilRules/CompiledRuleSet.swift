@@ -192,3 +192,20 @@ public struct CompiledRuleSet: Sendable {
 
     public func rule(id: String) -> CompiledRule? { rules.first { $0.id == id } }
 }
+
+extension CompiledRuleSet {
+    /// The same rule set with only the rules `keep` accepts evaluated (declared state and windows are still
+    /// kept). For measurements and tools; alerts of the others are simply not raised.
+    public func restricted(to keep: (CompiledRule) -> Bool) -> CompiledRuleSet {
+        let kept = Set(rules.indices.filter { keep(rules[$0]) })
+        let dispatch = self.dispatch.map { d -> TypeDispatch in
+            var d = d
+            d.immediates = d.immediates.filter { kept.contains($0) }
+            d.expectationChecks = d.expectationChecks.filter { kept.contains($0) }
+            d.arms = d.arms.filter { kept.contains($0.rule) }
+            return d
+        }
+        return CompiledRuleSet(contract: contract, rules: rules, program: program, states: states, windows: windows,
+                               calendars: calendars, dispatch: dispatch, capturedSlots: capturedSlots)
+    }
+}

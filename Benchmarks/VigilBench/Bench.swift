@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import VigilContract
+import VigilEngine
+import VigilRules
+import VigilService
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vigil-bench",
+        abstract: "Vigil's benchmark harness: engine only, end to end against the transport limit, and latency.",
+        subcommands: [EngineCommand.self, EndToEndCommand.self, LatencyCommand.self, AllCommand.self, DecodeProbe.self]
+    )
+}
+
+func compilePack(_ dir: String) throws -> CompiledRuleSet {
+    let c = try RuleDirectory.compile(dir)
+    guard let set = c.ruleSet else {
+        print(c.report)
+        throw ExitCode(1)
+    }
+    return set
+}
+
+func fmt(_ x: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", x) }
+func grouped(_ x: Double) -> String {
+    let n = Int(x.rounded())
+    let s = String(n)
+    var out = ""
+    for (k, c) in s.reversed().enumerated() {
+        if k > 0 && k % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return String(out.reversed())
+}
+
+struct EngineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "engine", abstract: "The compiled pack over generated streams: one thread, N shards, by rule kind, memory.")
+    @Option(help: "Rule pack.") var rules = "Rules"
+    @Option(help: "Events per stream (at least 2M for the recorded figures).") var events = 2_000_000
+    @Option(help: "Children per stream (comma-separated).") var children = "100000,1000000"
+    @Option(help: "Shards for the parallel figure.") var shards = 2
+    @Option(help: "Seed.") var seed: UInt64 = 42
+
+    func run() throws {
+        let set = try compilePack(rules)
+        for n in children.split(separator: ",").compactMap({ Int($0) }) {
+            try EngineCommand.measure(set: set, children: n, events: events, shards: shards, seed: seed)
+        }
+    }
+
+    static func measure(set: CompiledRuleSet, children n: Int, events: Int, shards: Int, seed: UInt64) throws {
+        print("== engine only: \(grouped(Double(n))) children, generating \(grouped(Double(events))) events (seed \(seed))")
+        let input = EventBuffer.generate(children: n, events: events, seed: seed)
+        print("input: \(grouped(Double(input.count))) events, \(input.bytes.count / 1_048_576) MiB")
+        let decode = runDecode(input, rules: set)
+        let baseline = currentRSS()
+        var engine: Engine?
+        let full = runEngine(input, rules: set, keep: &engine)
+        let after = currentRSS()
+        let children = engine?.childCount ?? 0
+        let stateBytes = engine?.approximateStateBytes ?? 0
+        engine = nil
+        let kinds: [(String, (CompiledRule) -> Bool)] = [
+            ("no rules (decode, state, windows)", { _ in false }),
+            ("immediate rules only", { $0.kind == "immediate" }),
+            ("absence rules only", { $0.kind == "absence" }),
+            ("timer rules only", { $0.kind == "timer" }),
+        ]
+        var rows: [(String, EngineResult)] = []
+        for (name, keep) in kinds {
+            var e: Engine?
+            rows.append((name, runEngine(input, rules: set.restricted(to: keep), keep: &e)))
+        }
+        let parallel = runShards(input, shards: shards, rules: set)
+        print("| measure | events/s | ns/event |")
+        print("|---|---:|---:|")
+        print("| decode and validate only | \(grouped(decode.eventsPerSecond)) | \(fmt(decode.nsPerEvent)) |")
+        for (name, r) in rows { print("| \(name) | \(grouped(r.eventsPerSecond)) | \(fmt(r.nsPerEvent)) |") }
+        print("| **full pack, 1 thread** | **\(grouped(full.eventsPerSecond))** | \(fmt(full.nsPerEvent)) |")
+        print("| **full pack, \(shards) shards** | **\(grouped(parallel.eventsPerSecond))** | \(fmt(parallel.nsPerEvent)) |")
+        print("alerts: \(full.alerts) (1 thread), \(parallel.alerts) (\(shards) shards)")
+        print("children: \(grouped(Double(children))); state (engine's estimate) \(grouped(Double(stateBytes / max(children, 1)))) B/child; RSS grew \(grouped(Double((after - baseline) / max(children, 1)))) B/child (\((after - baseline) / 1_048_576) MiB); process peak RSS \(peakRSS() / 1_048_576) MiB (input buffer included)")
+        print("")
+    }
+}
+
+struct AllCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "all", abstract: "Every benchmark in one run.")
+    @Option(help: "Rule pack.") var rules = "Rules"
+    @Option(help: "The vigil binary for the end-to-end and latency runs.") var vigil = ".build/release/vigil"
+
+    func run() throws {
+        let set = try compilePack(rules)
+        for n in [100_000, 1_000_000] { try EngineCommand.measure(set: set, children: n, events: 2_000_000, shards: 2, seed: 42) }
+        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 32)
+        try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20)
+    }
+}
+
+struct DecodeProbe: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "decode-probe", abstract: "Decode the same generated events repeatedly (for profiling the decoder).", shouldDisplay: false)
+    @Option var rules = "Rules"
+    @Option var events = 200_000
+    @Option var rounds = 5
+    func run() throws {
+        let set = try compilePack(rules)
+        let input = EventBuffer.generate(children: 10_000, events: events, seed: 1)
+        var best = Double.infinity
+        for _ in 0..<rounds { best = min(best, runDecode(input, rules: set).nsPerEvent) }
+        print("decode: \(fmt(best)) ns/event (best of \(rounds))")
+    }
+}

@@ -1,0 +1,91 @@
+import VigilContract
+import VigilRules
+
+/// The compiled program and dispatch lists behind stable pointers, so the per-event path reads them
+/// without copying arrays (and retaining their storage) on every event. Immutable once built; freed with
+/// the engine's last copy.
+final class EngineTables: @unchecked Sendable {
+    let program: UnsafeMutableBufferPointer<Instruction>
+    /// Per event type, ranges into `lists`: states, windows, expectation checks, immediates, arms (rule, clause).
+    let lists: UnsafeMutableBufferPointer<Int32>
+    let ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)]
+    /// The shortest window retention: entries younger than this are never pruned.
+    let minimumRetention: Int64
+
+    init(_ rules: CompiledRuleSet) {
+        minimumRetention = rules.windows.map(\.retention).min() ?? 0
+        program = .allocate(capacity: max(rules.program.count, 1))
+        _ = program.initialize(from: rules.program)
+        var flat: [Int32] = []
+        var ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)] = []
+        func add(_ xs: [Int]) -> Range<Int> {
+            let start = flat.count
+            flat += xs.map(Int32.init)
+            return start..<flat.count
+        }
+        for d in rules.dispatch {
+            let s = add(d.states), w = add(d.windows), c = add(d.expectationChecks), i = add(d.immediates)
+            let start = flat.count
+            for (r, clause) in d.arms { flat.append(Int32(r)); flat.append(Int32(clause)) }
+            ranges.append((s, w, c, i, start..<flat.count))
+        }
+        lists = .allocate(capacity: max(flat.count, 1))
+        _ = lists.initialize(from: flat)
+        self.ranges = ranges
+    }
+
+    deinit {
+        program.baseAddress?.deinitialize(count: program.count)
+        program.deallocate()
+        lists.deallocate()
+    }
+}
+
+/// Children by id: open addressing on a stable 64-bit hash of the id (computed once per event), so finding a
+/// child costs no `Hasher` run and, almost always, one string comparison. Hash and child index share one
+/// 16-byte entry: with many children the lookup is a cache miss, so there is only one.
+struct ChildIndex: Sendable {
+    struct Entry: Sendable {
+        var hash: UInt64
+        var child: Int32
+    }
+    var entries: [Entry] = Array(repeating: Entry(hash: 0, child: -1), count: 1024)
+    var count = 0
+
+    var slotCount: Int { entries.count }
+
+    func find(_ id: String, hash: UInt64, in children: [ChildState]) -> Int? {
+        // Through buffer pointers, so only the id is read (subscripting the array would copy the whole child).
+        children.withUnsafeBufferPointer { kids in
+            entries.withUnsafeBufferPointer { e in
+                let mask = e.count - 1
+                var i = Int(truncatingIfNeeded: hash) & mask
+                while true {
+                    let s = e[i].child
+                    if s < 0 { return nil }
+                    if e[i].hash == hash, kids[Int(s)].id == id { return Int(s) }
+                    i = (i + 1) & mask
+                }
+            }
+        }
+    }
+
+    mutating func insert(_ child: Int, hash: UInt64) {
+        if (count + 1) * 2 > entries.count { grow() }
+        place(Entry(hash: hash, child: Int32(child)))
+        count += 1
+    }
+
+    private mutating func place(_ entry: Entry) {
+        let mask = entries.count - 1
+        var i = Int(truncatingIfNeeded: entry.hash) & mask
+        while entries[i].child >= 0 { i = (i + 1) & mask }
+        entries[i] = entry
+    }
+
+    private mutating func grow() {
+        let old = entries.filter { $0.child >= 0 }
+        entries = Array(repeating: Entry(hash: 0, child: -1), count: entries.count * 2)
+        for e in old { place(e) }
+    }
+}

@@ -25,6 +25,7 @@ final class Intake: @unchecked Sendable {
     var epoch = 0
     var messages = 0
     var validEvents = 0
+    var firstMessageAt: Instant?
     var caughtUpAnnounced = false
     var lastTickAll: Instant?
     var lastWallTick = Date.distantPast
@@ -94,6 +95,7 @@ final class Intake: @unchecked Sendable {
                     continue
                 }
                 messages += 1
+                if firstMessageAt == nil { firstMessageAt = .now }
                 atEnd.remove(m.partition)
                 let tp = TopicPartition(config.inputTopic, m.partition)
                 offsets[tp] = max(offsets[tp] ?? 0, m.offset + 1)
@@ -206,7 +208,10 @@ final class Sink: @unchecked Sendable {
     func loop(_ inbox: HandOff<SinkItem>) {
         var stopping = false
         while true {
-            while let item = inbox.take(timeout: stopping ? 0.001 : 0.005) {
+            // Take everything waiting without blocking; block only when there is nothing to do.
+            var idle = true
+            while let item = inbox.take(timeout: 0) {
+                idle = false
                 switch item {
                 case .header(let h): headers[h.epoch] = h
                 case .result(let e, let s, let alerts, let stats): results[e, default: []].append((s, alerts, stats))
@@ -219,7 +224,13 @@ final class Sink: @unchecked Sendable {
             retryDue()
             completeEpochs()
             if stopping && open.isEmpty && headers.isEmpty && results.isEmpty && outgoing.isEmpty { return }
-            if !outgoing.isEmpty { producer?.poll(timeoutMs: 1) }
+            guard idle else { continue }
+            if !outgoing.isEmpty {
+                // Deliveries outstanding: wait briefly for their reports.
+                producer?.poll(timeoutMs: 1)
+            } else if let item = inbox.take(timeout: 0.01) {
+                inbox.putBack(item)
+            }
         }
     }
 
@@ -318,6 +329,7 @@ final class Sink: @unchecked Sendable {
         while let first = open.first, first.pending == 0 {
             do { try consumer?.storeOffsets(first.offsets) } catch { logger.warning("storing offsets: \(error)") }
             if let cb = pipeline.onAlert { for a in first.alerts { cb(a.alert, a.json) } }
+            if !first.offsets.isEmpty { summary.lastDurableAt = .now }
             open.removeFirst()
             pipeline.epochDone()
         }

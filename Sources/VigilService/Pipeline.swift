@@ -21,13 +21,28 @@ final class HandOff<T>: @unchecked Sendable {
         cond.unlock()
     }
 
-    /// The next item, waiting at most `timeout` seconds; nil on timeout.
+    /// Returns an item just taken to the front (the next `take` gets it first).
+    func putBack(_ x: T) {
+        cond.lock()
+        if head > 0 {
+            head -= 1
+            items[head] = x
+        } else {
+            items.insert(x, at: 0)
+        }
+        cond.unlock()
+    }
+
+    /// The next item, waiting at most `timeout` seconds (0: not at all); nil on timeout.
     func take(timeout: TimeInterval) -> T? {
         cond.lock()
         defer { cond.unlock() }
-        let deadline = Date().addingTimeInterval(timeout)
-        while head >= items.count {
-            if !cond.wait(until: deadline) { return nil }
+        if head >= items.count {
+            guard timeout > 0 else { return nil }
+            let deadline = Date().addingTimeInterval(timeout)
+            while head >= items.count {
+                if !cond.wait(until: deadline) { return nil }
+            }
         }
         let x = items[head]
         items[head] = nil
@@ -92,6 +107,26 @@ public struct PipelineSummary: Sendable {
     public var deliveryRetries = 0
     public var engine = EngineStats()
     public var auditHead: (seq: Int, hash: String) = (0, AuditLog.genesis)
+    /// Wall-clock times: the first message consumed, and the last batch made durable (offsets stored).
+    public var firstMessageAt: Instant?
+    public var lastDurableAt: Instant?
+
+    /// The counters as JSON (`vigil run --stats-file`).
+    public var json: String {
+        var w = JSONWriter()
+        w.raw("{")
+        w.key("messages"); w.int(Int64(messages))
+        w.raw(","); w.key("events"); w.int(Int64(events))
+        w.raw(","); w.key("dead_letters"); w.int(Int64(deadLetters))
+        w.raw(","); w.key("alerts"); w.int(Int64(alerts))
+        w.raw(","); w.key("audit_written"); w.int(Int64(auditWritten))
+        w.raw(","); w.key("duplicates"); w.int(Int64(engine.duplicates))
+        w.raw(","); w.key("delivery_retries"); w.int(Int64(deliveryRetries))
+        if let t = firstMessageAt { w.raw(","); w.key("first_message_at_us"); w.int(t.micros) }
+        if let t = lastDurableAt { w.raw(","); w.key("last_durable_at_us"); w.int(t.micros) }
+        w.raw("}")
+        return w.text
+    }
 }
 
 /// `vigil run`: Kafka in, alerts out.
@@ -249,6 +284,7 @@ public final class Pipeline: @unchecked Sendable {
         do { try audit.sync() } catch { logger.error("\(error)") }
         var summary = sink.summary
         summary.messages = intake.messages
+        summary.firstMessageAt = intake.firstMessageAt
         summary.events = intake.validEvents
         for s in shards { summary.engine.add(s.engine.stats) }
         let newState = PipelineState(rules: rules, offsets: intake.nextOffsets, clocks: intake.clocks, maxEventTime: intake.maxEventTime,

@@ -32,8 +32,8 @@ public struct PipelineConfig: Sendable {
     public var maxEventBytes = EventDecoder.defaultMaxBytes
     /// Messages taken from Kafka per poll (one epoch).
     public var batchSize = 1000
-    /// Epochs in flight before intake stops fetching (backpressure).
-    public var maxInFlight = 8
+    /// Epochs in flight before intake stops fetching (backpressure): at most this many batches are held.
+    public var maxInFlight = 32
     /// `key=value` librdkafka properties for every client (TLS, SASL, tuning).
     public var kafka: [String] = []
     /// Properties for the consumer only, and for the producer only (applied after `kafka`).

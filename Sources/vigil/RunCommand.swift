@@ -39,6 +39,7 @@ struct RunCommand: ParsableCommand {
     var exitWhenCaughtUp = false
     @Flag(help: "Print the effective settings (defaults, then --config, then flags) as YAML, check the rules, and exit.")
     var printConfig = false
+    @Option(help: ArgumentHelp("At exit, write the run's counters as JSON to this file.", valueName: "FILE")) var statsFile: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
 
     func settings() throws -> PipelineConfig {
@@ -91,6 +92,7 @@ struct RunCommand: ParsableCommand {
         _ = trap
         do {
             let s = try pipeline.run()
+            if let statsFile { try s.json.write(toFile: statsFile, atomically: true, encoding: .utf8) }
             logger.info("stopped: \(s.messages) messages, \(s.events) events, \(s.deadLetters) dead letters, \(s.alerts) alerts (\(s.auditWritten) new in the audit log), \(s.engine.duplicates) duplicates")
         } catch {
             Output.error("vigil: \(error)")

@@ -93,8 +93,9 @@ struct AllCommand: ParsableCommand {
 
     func run() throws {
         let set = try compilePack(rules)
+        print("vigil-bench \(Date()) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB\n")
         for n in [100_000, 1_000_000] { try EngineCommand.measure(set: set, children: n, events: 2_000_000, shards: 2, seed: 42) }
-        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 32)
+        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20)
     }
 }

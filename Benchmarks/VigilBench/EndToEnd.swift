@@ -178,10 +178,11 @@ struct LatencyCommand: ParsableCommand {
     @Option var vigil = ".build/release/vigil"
     @Option(help: "Offered load, events per second.") var rate = 20_000
     @Option(help: "Measured seconds (after 3 s of warm-up).") var seconds = 20
-    func run() throws { try LatencyCommand.measure(vigil: vigil, rules: rules, rate: rate, seconds: seconds) }
+    @Option(help: "vigil run --batch-linger-ms.") var linger = 2
+    func run() throws { try LatencyCommand.measure(vigil: vigil, rules: rules, rate: rate, seconds: seconds, linger: linger) }
 
-    static func measure(vigil: String, rules: String, rate: Int, seconds: Int) throws {
-        print("== latency: \(grouped(Double(rate))) events/s offered for \(seconds) s (+3 s warm-up); 1 in 20 events raises an immediate alert")
+    static func measure(vigil: String, rules: String, rate: Int, seconds: Int, linger: Int = 2) throws {
+        print("== latency: \(grouped(Double(rate))) events/s offered for \(seconds) s (+3 s warm-up); 1 in 20 events raises an immediate alert; batch linger \(linger) ms")
         let broker = try Spawned(vigil, ["broker", "--partitions", "8"])
         defer { broker.stop() }
         guard let address = broker.firstLine(timeout: 20) else { throw ValidationError("vigil broker printed no address") }
@@ -195,6 +196,7 @@ struct LatencyCommand: ParsableCommand {
         rules: \(rules)
         clock: wall
         batch-size: 1000
+        batch-linger-ms: \(linger)
         kafka-consumer:
           fetch.wait.max.ms: 1
         kafka-producer:

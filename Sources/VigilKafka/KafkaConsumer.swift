@@ -1,4 +1,5 @@
 import CRdKafka
+import Dispatch
 import Logging
 
 /// One consumed message. Its bytes stay owned by librdkafka until the batch holding it is released, so the
@@ -156,10 +157,34 @@ public final class KafkaConsumer: @unchecked Sendable {
         try metadataPartitions(rk, topic: topic, timeoutMs: timeoutMs)
     }
 
-    /// Waits up to `timeoutMs` for messages; returns at most `max` of them (possibly none). Partition-end
+    /// Returns at most `max` messages: what is already queued, at once; otherwise it waits up to
+    /// `timeoutMs` for the first message and takes whatever has queued behind it. (A batch call with a
+    /// timeout would hold every message until the batch is full or the timeout passes.) Partition-end
     /// notices and consumer errors come back as messages with `errorCode` set.
-    public func poll(max: Int = 1000, timeoutMs: Int32 = 100) -> KafkaMessageBatch {
-        let n = rd_kafka_consume_batch_queue(queue, Int32(timeoutMs), buffer, Swift.min(max, bufferSize))
+    ///
+    /// With `lingerMs`, once the first message is in hand it keeps collecting for up to that long (or until
+    /// `max`), so that batches grow under load while an idle stream still costs at most `lingerMs` of latency.
+    public func poll(max: Int = 1000, timeoutMs: Int32 = 100, lingerMs: Int32 = 0) -> KafkaMessageBatch {
+        let limit = Swift.max(1, Swift.min(max, bufferSize))
+        var n = Swift.max(rd_kafka_consume_batch_queue(queue, 0, buffer, limit), 0)
+        if n == 0, let first = rd_kafka_consume_queue(queue, Int32(timeoutMs)) {
+            buffer[0] = first
+            n = 1
+        }
+        if n > 0, lingerMs > 0 {
+            let until = DispatchTime.now().uptimeNanoseconds + UInt64(lingerMs) * 1_000_000
+            while n < limit {
+                let more = rd_kafka_consume_batch_queue(queue, 0, buffer + n, limit - n)
+                if more > 0 { n += more; continue }
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard now < until else { break }
+                guard let m = rd_kafka_consume_queue(queue, Int32(Swift.max(1, (until - now) / 1_000_000))) else { break }
+                buffer[n] = m
+                n += 1
+            }
+        } else if n > 0, n < limit {
+            n += Swift.max(rd_kafka_consume_batch_queue(queue, 0, buffer + n, limit - n), 0)
+        }
         guard n > 0 else { return KafkaMessageBatch([]) }
         var out: [KafkaMessage] = []
         out.reserveCapacity(n)

@@ -77,7 +77,7 @@ final class Intake: @unchecked Sendable {
             pipeline.stopLock.unlock()
             if pipeline.stopping { break }
             guard let consumer else { return }
-            let batch = consumer.poll(max: config.batchSize, timeoutMs: 100)
+            let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(config.batchLingerMs))
             var work = [[ShardWork.Item]](repeating: [], count: n)
             var offsets: [TopicPartition: Int64] = [:]
             var dead: [EpochHeader.DeadLetter] = []

@@ -241,6 +241,16 @@ public final class Pipeline: @unchecked Sendable {
             producer = try KafkaProducer(config: producerConfig, logger: logger) { [sink] token, error in sink.delivered(token, error) }
         } catch { throw RunError(message: "\(error)") }
         sink.producer = producer
+        // Before consuming anything: the output topics must exist, and the producer should have its
+        // connections and metadata, so the first alerts are not delayed by start-up.
+        for topic in [config.alertsTopic, config.deadLetterTopic] {
+            do {
+                let parts = try producer.partitions(of: topic, timeoutMs: 30_000)
+                logger.info("output topic \(topic): \(parts.count) partitions")
+            } catch {
+                throw RunError(message: "output topic \(topic) is not available: \(error.message) (create it before starting vigil run)")
+            }
+        }
 
         var consumerConfig = base
         consumerConfig.set("group.id", config.group)

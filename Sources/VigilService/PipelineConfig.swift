@@ -32,6 +32,8 @@ public struct PipelineConfig: Sendable {
     public var maxEventBytes = EventDecoder.defaultMaxBytes
     /// Messages taken from Kafka per poll (one epoch).
     public var batchSize = 1000
+    /// Once a batch has its first message, how long (ms) to keep collecting before processing it.
+    public var batchLingerMs = 2
     /// Epochs in flight before intake stops fetching (backpressure): at most this many batches are held.
     public var maxInFlight = 32
     /// `key=value` librdkafka properties for every client (TLS, SASL, tuning).
@@ -51,7 +53,7 @@ public struct PipelineConfig: Sendable {
     }
 
     public static let keys = ["brokers", "group", "input-topic", "alerts-topic", "dead-letter-topic", "audit-file", "state-file",
-                              "rules", "shards", "clock", "allowed-lateness", "max-event-bytes", "batch-size", "max-in-flight", "kafka",
+                              "rules", "shards", "clock", "allowed-lateness", "max-event-bytes", "batch-size", "batch-linger-ms", "max-in-flight", "kafka",
                               "kafka-consumer", "kafka-producer"]
 
     /// Reads settings from a YAML mapping; keys as the flags (`input-topic: ...`); `kafka` is a mapping of
@@ -87,6 +89,7 @@ public struct PipelineConfig: Sendable {
             case "allowed-lateness": allowedLateness = Int64(try int())
             case "max-event-bytes": maxEventBytes = try int()
             case "batch-size": batchSize = try int()
+            case "batch-linger-ms": batchLingerMs = try int()
             case "max-in-flight": maxInFlight = try int()
             case "kafka", "kafka-consumer", "kafka-producer":
                 guard case .mapping(let props) = v else { throw ConfigError(message: "\(path):\(line): \(key) must be a mapping of librdkafka properties") }
@@ -119,6 +122,7 @@ public struct PipelineConfig: Sendable {
         out += "allowed-lateness: \(allowedLateness)\n"
         out += "max-event-bytes: \(maxEventBytes)\n"
         out += "batch-size: \(batchSize)\n"
+        out += "batch-linger-ms: \(batchLingerMs)\n"
         out += "max-in-flight: \(maxInFlight)\n"
         for (key, list) in [("kafka", kafka), ("kafka-consumer", kafkaConsumer), ("kafka-producer", kafkaProducer)] where !list.isEmpty {
             out += "\(key):\n"
@@ -136,6 +140,7 @@ public struct PipelineConfig: Sendable {
     public func validate() throws(ConfigError) {
         guard shards >= 0, shards <= 256 else { throw ConfigError(message: "shards must be between 0 (one per core) and 256") }
         guard batchSize > 0, batchSize <= 100_000 else { throw ConfigError(message: "batch-size must be between 1 and 100000") }
+        guard batchLingerMs >= 0, batchLingerMs <= 1000 else { throw ConfigError(message: "batch-linger-ms must be between 0 and 1000") }
         guard maxInFlight > 0, maxInFlight <= 1000 else { throw ConfigError(message: "max-in-flight must be between 1 and 1000") }
         guard allowedLateness >= 0 else { throw ConfigError(message: "allowed-lateness must not be negative") }
         guard maxEventBytes > 0 else { throw ConfigError(message: "max-event-bytes must be positive") }

@@ -33,6 +33,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Clock: wall (live) or event (backtests, demos: agrees with vigil replay once caught up).") var clock: String?
     @Option(help: ArgumentHelp("Seconds the clocks trail the newest event time (or the wall clock).", valueName: "SECONDS")) var allowedLateness: Int?
     @Option(help: "Messages per poll.") var batchSize: Int?
+    @Option(help: "Milliseconds to keep collecting a batch after its first message.") var batchLingerMs: Int?
     @Option(help: "Batches in flight before intake pauses.") var maxInFlight: Int?
     @Option(help: "Largest accepted event, in bytes.") var maxEventBytes: Int?
     @Flag(help: "Stop once caught up with every assigned partition (backtests): drains, saves state and commits as on SIGTERM.")
@@ -67,6 +68,7 @@ struct RunCommand: ParsableCommand {
         }
         if let allowedLateness { c.allowedLateness = Int64(allowedLateness) }
         if let batchSize { c.batchSize = batchSize }
+        if let batchLingerMs { c.batchLingerMs = batchLingerMs }
         if let maxInFlight { c.maxInFlight = maxInFlight }
         if let maxEventBytes { c.maxEventBytes = maxEventBytes }
         c.kafka += properties

@@ -179,10 +179,12 @@ struct LatencyCommand: ParsableCommand {
     @Option(help: "Offered load, events per second.") var rate = 20_000
     @Option(help: "Measured seconds (after 3 s of warm-up).") var seconds = 20
     @Option(help: "vigil run --batch-linger-ms.") var linger = 2
-    func run() throws { try LatencyCommand.measure(vigil: vigil, rules: rules, rate: rate, seconds: seconds, linger: linger) }
+    @Option(help: "fetch.wait.max.ms for vigil's consumer and the alert reader. The embedded broker holds an empty fetch this long and is not woken by new data, so this is a floor on latency; smaller values make the broker poll and burn CPU.")
+    var fetchWait = 10
+    func run() throws { try LatencyCommand.measure(vigil: vigil, rules: rules, rate: rate, seconds: seconds, linger: linger, fetchWait: fetchWait) }
 
-    static func measure(vigil: String, rules: String, rate: Int, seconds: Int, linger: Int = 2) throws {
-        print("== latency: \(grouped(Double(rate))) events/s offered for \(seconds) s (+3 s warm-up); 1 in 20 events raises an immediate alert; batch linger \(linger) ms")
+    static func measure(vigil: String, rules: String, rate: Int, seconds: Int, linger: Int = 2, fetchWait: Int = 10) throws {
+        print("== latency: \(grouped(Double(rate))) events/s offered for \(seconds) s (+3 s warm-up); 1 in 20 events raises an immediate alert; batch linger \(linger) ms, fetch.wait.max.ms \(fetchWait)")
         let broker = try Spawned(vigil, ["broker", "--partitions", "8"])
         defer { broker.stop() }
         guard let address = broker.firstLine(timeout: 20) else { throw ValidationError("vigil broker printed no address") }
@@ -198,9 +200,9 @@ struct LatencyCommand: ParsableCommand {
         batch-size: 1000
         batch-linger-ms: \(linger)
         kafka-consumer:
-          fetch.wait.max.ms: 1
+          fetch.wait.max.ms: \(fetchWait)
         kafka-producer:
-          linger.ms: 0
+          linger.ms: 1
         """
         try config.write(toFile: dir + "/vigil.yaml", atomically: true, encoding: .utf8)
         let run = try Spawned(vigil, ["run", "--config", dir + "/vigil.yaml", "--log-level", "error"], stdout: "/dev/null")
@@ -212,7 +214,7 @@ struct LatencyCommand: ParsableCommand {
         var c = KafkaConfig(bootstrapServers: address)
         c.set("group.id", "latency-reader")
         c.set("enable.auto.commit", "false")
-        c.set("fetch.wait.max.ms", "1")
+        c.set("fetch.wait.max.ms", String(fetchWait))
         let consumer = try KafkaConsumer(config: c, logger: benchLogger)
         try consumer.assign(try consumer.partitions(of: "vigil-alerts").map { (TopicPartition("vigil-alerts", $0), KafkaOffset.end) })
         let sent = Mutex<[String: UInt64]>([:])
@@ -222,8 +224,10 @@ struct LatencyCommand: ParsableCommand {
         usleep(5_000_000)
         let producerThread = Thread {
             do {
+                // 1 ms of linger, as a real agency system's client would batch: one produce request per
+                // message would saturate the embedded (single-threaded) broker on its own.
                 var cfg = KafkaConfig(bootstrapServers: address)
-                cfg.set("linger.ms", "0")
+                cfg.set("linger.ms", "1")
                 let producer = try KafkaProducer(config: cfg, logger: benchLogger) { _, _ in }
                 let start = DispatchTime.now().uptimeNanoseconds
                 var n = 0

@@ -77,7 +77,13 @@ final class Intake: @unchecked Sendable {
             pipeline.stopLock.unlock()
             if pipeline.stopping { break }
             guard let consumer else { return }
-            let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(config.batchLingerMs))
+            // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
+            // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
+            pipeline.stopLock.lock()
+            let busy = pipeline.inFlight
+            pipeline.stopLock.unlock()
+            let linger = config.batchLingerMs * min(25, max(1, busy))
+            let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(min(linger, max(config.batchLingerMs, 50))))
             var work = [[ShardWork.Item]](repeating: [], count: n)
             var offsets: [TopicPartition: Int64] = [:]
             var dead: [EpochHeader.DeadLetter] = []

@@ -48,6 +48,17 @@ struct FiredMark: Sendable, Codable, Hashable {
     var at: Instant
 }
 
+/// An expectation whose deadline passed and raised an alert, remembered so that an event arriving late that
+/// would have met it can withdraw that alert.
+struct FiredExpectation: Sendable, Codable, Hashable {
+    var rule: Int32
+    var key: String
+    var armedAt: Instant
+    var deadline: Instant
+    var alertId: String
+    var armRef: EventRef
+}
+
 /// Everything the engine keeps about one child. Bounded: every list is pruned by time and capped.
 public struct ChildState: Sendable, Codable {
     public var id: String
@@ -60,6 +71,7 @@ public struct ChildState: Sendable, Codable {
     var entries: [WindowEntry] = []
     public internal(set) var pending: [PendingExpectation] = []
     var fired: [FiredMark] = []
+    var firedExpectations: [FiredExpectation] = []
     var nextPendingId: UInt32 = 1
 
     init(id: String) { self.id = id }
@@ -73,6 +85,7 @@ public struct ChildState: Sendable, Codable {
         b += arr(entries.capacity, MemoryLayout<WindowEntry>.stride)
         b += arr(pending.capacity, MemoryLayout<PendingExpectation>.stride)
         b += arr(fired.capacity, MemoryLayout<FiredMark>.stride)
+        b += arr(firedExpectations.capacity, MemoryLayout<FiredExpectation>.stride)
         return b
     }
 }

@@ -27,6 +27,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
     public var deadlinesFired = 0
     public var overflowDrops = 0
     public var pendingRefused = 0
+    public var withdrawn = 0
 
     public init() {}
 
@@ -34,6 +35,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
         events += o.events; duplicates += o.duplicates; alerts += o.alerts; suppressed += o.suppressed
         deadlinesArmed += o.deadlinesArmed; deadlinesMet += o.deadlinesMet; deadlinesCancelled += o.deadlinesCancelled
         deadlinesFired += o.deadlinesFired; overflowDrops += o.overflowDrops; pendingRefused += o.pendingRefused
+        withdrawn += o.withdrawn
     }
 }
 
@@ -107,7 +109,19 @@ public struct Engine: Sendable {
             let rule = rules.rules[ri]
             if let fireIf = rule.expectation?.fireIf, !eval(fireIf, emptyRecord, ci, p.deadline) { continue }
             stats.deadlinesFired += 1
+            let before = alerts.count
             fire(ri, ci, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: nil, into: &alerts)
+            if alerts.count > before, let fired = alerts.last {
+                // Remember it: an event that arrives late and would have met it withdraws it.
+                let horizon = limits.duplicateHorizon
+                children[ci].firedExpectations.removeAll { $0.deadline.micros < p.deadline.micros - horizon }
+                if children[ci].firedExpectations.count >= limits.maxPendingPerChild {
+                    children[ci].firedExpectations.removeFirst()
+                    stats.overflowDrops += 1
+                }
+                children[ci].firedExpectations.append(FiredExpectation(rule: p.rule, key: p.key, armedAt: p.armedAt, deadline: p.deadline,
+                                                                       alertId: fired.alertId, armRef: p.ref))
+            }
         }
     }
 
@@ -156,7 +170,7 @@ public struct Engine: Sendable {
         for k in d.states { updateState(Int(lists[k]), r, ci, ref) }
         for k in d.windows { appendWindow(Int(lists[k]), r, ci, ref) }
         if let oldest = children[ci].entries.first, oldest.at.micros < newest.micros - tables.minimumRetention { pruneWindows(ci) }
-        for k in d.checks { checkExpectation(Int(lists[k]), r, ci, at) }
+        for k in d.checks { checkExpectation(Int(lists[k]), r, ci, ref, into: &alerts) }
         for k in d.immediates {
             let ri = Int(lists[k])
             guard let code = rules.rules[ri].immediate, eval(code, r, ci, at) else { continue }
@@ -257,20 +271,37 @@ public struct Engine: Sendable {
         children[ci].entries.removeAll { e in e.at.micros < newest - windows[Int(e.window)].retention }
     }
 
-    mutating func checkExpectation(_ ri: Int, _ r: EventRecord, _ ci: Int, _ at: Instant) {
-        guard let exp = rules.rules[ri].expectation, children[ci].pending.contains(where: { $0.rule == Int32(ri) }) else { return }
+    mutating func checkExpectation(_ ri: Int, _ r: EventRecord, _ ci: Int, _ ref: EventRef, into alerts: inout [Alert]) {
+        let rule = Int32(ri)
+        guard let exp = rules.rules[ri].expectation,
+              children[ci].pending.contains(where: { $0.rule == rule }) || children[ci].firedExpectations.contains(where: { $0.rule == rule })
+        else { return }
+        let at = ref.occurredAt
         let met = exp.met.map { eval($0, r, ci, at) } ?? false
         let cancel = !met && (exp.cancel.map { eval($0, r, ci, at) } ?? false)
         guard met || cancel else { return }
         let k = key(exp.correlateSlots, r)
         let lookback = exp.lookback?.micros
-        let before = children[ci].pending.count
-        children[ci].pending.removeAll { p in
-            p.rule == Int32(ri) && p.key == k && at < p.deadline
-                && (!met || lookback.map { at.micros >= p.armedAt.micros - $0 } ?? true)
+        func meets(_ armedAt: Instant, _ deadline: Instant) -> Bool {
+            at < deadline && (!met || lookback.map { at.micros >= armedAt.micros - $0 } ?? true)
         }
+        let before = children[ci].pending.count
+        children[ci].pending.removeAll { p in p.rule == rule && p.key == k && meets(p.armedAt, p.deadline) }
         let removed = before - children[ci].pending.count
         if met { stats.deadlinesMet += removed } else { stats.deadlinesCancelled += removed }
+        // A late event that meets an expectation whose alert already fired withdraws that alert.
+        guard met, let i = children[ci].firedExpectations.firstIndex(where: { $0.rule == rule && $0.key == k && meets($0.armedAt, $0.deadline) })
+        else { return }
+        let f = children[ci].firedExpectations.remove(at: i)
+        let childId = children[ci].id
+        let rid = rules.rules[ri].id
+        let id = Alert.identity(ruleId: rid, childId: childId, firedAt: f.deadline, eventIds: ["withdraws:" + f.alertId, ref.eventId])
+        stats.withdrawn += 1
+        stats.alerts += 1
+        alerts.append(Alert(alertId: id, status: .withdrawn, withdraws: f.alertId, ruleIndex: ri, childId: childId, firedAt: f.deadline,
+                            deadline: f.deadline,
+                            summary: "Withdrawn: event \(ref.eventId), recorded late, meets this expectation before its deadline",
+                            evidence: [ref, f.armRef]))
     }
 
     func deadline(_ rule: DeadlineRule, _ r: EventRecord, _ at: Instant) -> Instant? {

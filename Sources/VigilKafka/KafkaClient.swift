@@ -32,7 +32,7 @@ final class CallbackBox: @unchecked Sendable {
     let logger: Logger
     var onDelivery: (@Sendable (UInt64, KafkaError?) -> Void)?
     var onAssign: (([TopicPartition]) -> [TopicPartition: Int64])?
-    var onRevoke: (([TopicPartition]) -> Void)?
+    var onRevoke: (([TopicPartition], Bool) -> Void)?
     var onError: (@Sendable (KafkaError, Bool) -> Void)?
 
     init(logger: Logger) { self.logger = logger }

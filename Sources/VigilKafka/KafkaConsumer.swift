@@ -52,6 +52,8 @@ public struct KafkaMessage: @unchecked Sendable {
 public final class KafkaMessageBatch: @unchecked Sendable {
     public let messages: [KafkaMessage]
     init(_ messages: [KafkaMessage]) { self.messages = messages }
+    /// A batch with no messages.
+    public static let empty = KafkaMessageBatch([])
     deinit { for m in messages { rd_kafka_message_destroy(m.raw) } }
 }
 
@@ -75,8 +77,9 @@ let rebalanceTrampoline: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, Un
             rd_kafka_assign(rk, parts)
         }
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-        b?.onRevoke?(items)
-        b?.logger.info("partitions revoked: \(items.map(\.description).joined(separator: ", "))")
+        let lost = rd_kafka_assignment_lost(rk) != 0
+        b?.onRevoke?(items, lost)
+        b?.logger.info("partitions \(lost ? "lost" : "revoked"): \(items.map(\.description).joined(separator: ", "))")
         if cooperative {
             if let e = rd_kafka_incremental_unassign(rk, parts) { rd_kafka_error_destroy(e) }
         } else {
@@ -104,9 +107,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     ///   - onAssign: called with newly assigned partitions; may return start offsets that override the
     ///     committed ones.
     ///   - onRevoke: called before partitions are taken away; finish their work and commit before returning.
+    ///     The flag says the assignment was lost (the session expired): another member may own them already.
     public init(config: KafkaConfig, logger: Logger,
                 onAssign: (([TopicPartition]) -> [TopicPartition: Int64])? = nil,
-                onRevoke: (([TopicPartition]) -> Void)? = nil,
+                onRevoke: (([TopicPartition], Bool) -> Void)? = nil,
                 onError: (@Sendable (KafkaError, Bool) -> Void)? = nil) throws(KafkaError) {
         let b = CallbackBox(logger: logger)
         b.onAssign = onAssign

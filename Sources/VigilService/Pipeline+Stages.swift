@@ -5,65 +5,153 @@ import VigilEngine
 import VigilKafka
 import VigilRules
 
-/// The intake stage: runs on the thread that called `Pipeline.run`, the consumer's polling thread.
+/// The intake stage: runs on the thread that called `Pipeline.run`, the consumer's polling thread. It also
+/// handles rebalances (they run inside `poll`): restoring assigned partitions, checkpointing revoked ones.
 final class Intake: @unchecked Sendable {
     unowned let pipeline: Pipeline
     let shards: [Shard]
     let sinkInbox: HandOff<SinkItem>
+    let restorer: ChangelogReader
     var consumer: KafkaConsumer?
     let decoder: EventDecoder
     var record: EventRecord
     let lateness: Int64
-    /// Per input partition: the clock (largest valid event time read from it, minus the allowed lateness).
-    var clocks: [Int32: Instant]
-    var maxEventTime: Instant
-    /// Next offset per partition of everything handed out (durable once drained).
-    var nextOffsets: [TopicPartition: Int64] = [:]
-    let restoreOffsets: [TopicPartition: Int64]
+    let topic: String
+    /// Per partition: the clock (largest valid event time read from it, minus the allowed lateness).
+    var clocks: [Int32: Instant] = [:]
+    var maxEventTime = Instant.distantPast
+    /// Next offset per partition of everything handed out.
+    var nextOffsets: [Int32: Int64] = [:]
+    /// Next checkpoint number per partition.
+    var nextCheckpoint: [Int32: Int64] = [:]
+    /// Partitions with events since their last checkpoint.
+    var dirty = Set<Int32>()
     var assignedPartitions = Set<Int32>()
     var atEnd = Set<Int32>()
     var epoch = 0
     var messages = 0
     var validEvents = 0
+    var restoredChildren = 0
     var firstMessageAt: Instant?
     var caughtUpAnnounced = false
     var lastTickAll: Instant?
     var lastWallTick = Date.distantPast
+    var lastCheckpoint = Date()
     var lastErrorLog = Date.distantPast
 
-    init(pipeline: Pipeline, shards: [Shard], sinkInbox: HandOff<SinkItem>, state: PipelineState?) {
+    init(pipeline: Pipeline, shards: [Shard], sinkInbox: HandOff<SinkItem>, restorer: ChangelogReader) {
         self.pipeline = pipeline
         self.shards = shards
         self.sinkInbox = sinkInbox
+        self.restorer = restorer
         decoder = EventDecoder(contract: pipeline.rules.contract, slots: [], maxBytes: pipeline.config.maxEventBytes)
         record = decoder.makeRecord()
         lateness = pipeline.config.allowedLateness * Instant.microsPerSecond
-        clocks = state?.partitionClocks ?? [:]
-        maxEventTime = state.map { Instant(micros: $0.maxEventTime) } ?? .distantPast
-        restoreOffsets = state?.topicOffsets ?? [:]
-        nextOffsets = restoreOffsets
+        topic = pipeline.config.processingTopic
     }
 
-    /// Rebalance: partitions assigned. Start where the saved state ends, if it covers them.
+    // MARK: rebalancing
+
+    /// Partitions assigned: restore each from its newest complete checkpoint and read on from the offset it
+    /// records; a partition never checkpointed is read from its beginning, so its state is complete.
     func assigned(_ parts: [TopicPartition]) -> [TopicPartition: Int64] {
+        let ps = parts.map(\.partition)
         var overrides: [TopicPartition: Int64] = [:]
-        for p in parts {
-            assignedPartitions.insert(p.partition)
-            atEnd.remove(p.partition)
-            if let o = restoreOffsets[p], nextOffsets[p] == o { overrides[p] = o }
+        let started = Date()
+        var restored: [Int32: Checkpoint.Restored] = [:]
+        do {
+            restored = try restorer.restore(partitions: ps, rules: pipeline.rules)
+        } catch {
+            pipeline.fail("restoring state: \(error)")
+            return [:]
         }
+        var adopt = [[ChildState]](repeating: [], count: shards.count)
+        for tp in parts {
+            let p = tp.partition
+            assignedPartitions.insert(p)
+            atEnd.remove(p)
+            dirty.remove(p)
+            if let r = restored[p] {
+                clocks[p] = r.clock
+                if r.clock > maxEventTime { maxEventTime = r.clock }
+                nextCheckpoint[p] = r.checkpoint + 1
+                nextOffsets[p] = r.offset
+                overrides[tp] = r.offset
+                for c in r.children { adopt[childShard(c.id, of: shards.count)].append(c) }
+                restoredChildren += r.children.count
+            } else {
+                clocks[p] = nil
+                nextCheckpoint[p] = 0
+                nextOffsets[p] = nil
+                overrides[tp] = KafkaOffset.beginning.nativeValue
+                dirty.insert(p)
+            }
+        }
+        if adopt.contains(where: { !$0.isEmpty }) {
+            dispatch(items: adopt.map { $0.isEmpty ? [] : [.adopt($0)] })
+        }
+        let summary = ps.sorted().map { p in restored[p].map { "\(p)@\($0.offset) (checkpoint \($0.checkpoint), \($0.children.count) children)" } ?? "\(p)@beginning" }
+        pipeline.logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(summary.joined(separator: ", "))")
         return overrides
     }
 
-    /// Rebalance: partitions about to be taken away. Finish everything in flight and commit first.
-    func revoked(_ parts: [TopicPartition]) {
+    /// Partitions revoked: finish what is in flight, checkpoint them, then forget their children. A lost
+    /// assignment (the session expired) is not checkpointed: another member may own and write them already.
+    func revoked(_ parts: [TopicPartition], lost: Bool) {
+        let ps = parts.map(\.partition).filter { assignedPartitions.contains($0) }
+        guard !ps.isEmpty else { return }
         pipeline.drain()
-        do { try consumer?.commit() } catch { pipeline.logger.warning("commit on revoke: \(error)") }
-        for p in parts {
-            assignedPartitions.remove(p.partition)
-            atEnd.remove(p.partition)
+        if !lost {
+            if let request = checkpoint(ps.filter { dirty.contains($0) }) {
+                if request.done.wait(timeout: .now() + 120) == .timedOut {
+                    pipeline.logger.error("checkpoint of revoked partitions \(ps) not confirmed in 120 s; the next owner restores an earlier one")
+                }
+            }
+        } else {
+            pipeline.logger.warning("assignment lost for partitions \(ps): dropping their state without a checkpoint")
+        }
+        dispatch(items: shards.map { _ in [.drop(ps)] })
+        pipeline.drain()
+        for p in ps {
+            assignedPartitions.remove(p)
+            atEnd.remove(p)
+            dirty.remove(p)
+            clocks[p] = nil
+            nextOffsets[p] = nil
         }
     }
+
+    /// Sends a checkpoint barrier for `partitions` through every shard; nil when there is nothing to do.
+    @discardableResult
+    func checkpoint(_ partitions: [Int32]) -> CheckpointRequest? {
+        let ps = partitions.filter { assignedPartitions.contains($0) }.sorted()
+        guard !ps.isEmpty else { return nil }
+        var parts: [CheckpointRequest.Part] = []
+        for p in ps {
+            // A partition read from its beginning with nothing in it yet checkpoints offset 0.
+            let c = nextCheckpoint[p] ?? 0
+            nextCheckpoint[p] = c + 1
+            parts.append(.init(partition: p, checkpoint: c, offset: nextOffsets[p] ?? 0, clock: clocks[p] ?? .distantPast))
+            dirty.remove(p)
+        }
+        let request = CheckpointRequest(parts: parts)
+        dispatch(items: shards.map { _ in [.checkpoint(ps)] }, checkpoint: request)
+        lastCheckpoint = Date()
+        return request
+    }
+
+    /// Hands an epoch with no messages (control items only) to the shards and the sink.
+    func dispatch(items: [[ShardWork.Item]], checkpoint: CheckpointRequest? = nil) {
+        let empty = KafkaMessageBatch.empty
+        pipeline.stopLock.lock()
+        pipeline.inFlight += 1
+        pipeline.stopLock.unlock()
+        sinkInbox.put(.header(EpochHeader(epoch: epoch, batch: empty, offsets: [:], deadLetters: [], checkpoint: checkpoint)))
+        for s in 0..<shards.count { shards[s].inbox.put(ShardWork(epoch: epoch, batch: empty, items: items[s])) }
+        epoch += 1
+    }
+
+    // MARK: the loop
 
     func loop() {
         let n = shards.count
@@ -74,14 +162,12 @@ final class Intake: @unchecked Sendable {
             while pipeline.inFlight >= config.maxInFlight && !pipeline.stopRequested {
                 _ = pipeline.stopLock.wait(until: Date().addingTimeInterval(0.05))
             }
+            let busy = pipeline.inFlight
             pipeline.stopLock.unlock()
             if pipeline.stopping { break }
             guard let consumer else { return }
             // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
             // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
-            pipeline.stopLock.lock()
-            let busy = pipeline.inFlight
-            pipeline.stopLock.unlock()
             let linger = config.batchLingerMs * min(25, max(1, busy))
             let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(min(linger, max(config.batchLingerMs, 50))))
             var work = [[ShardWork.Item]](repeating: [], count: n)
@@ -100,11 +186,13 @@ final class Intake: @unchecked Sendable {
                     }
                     continue
                 }
+                guard assignedPartitions.contains(m.partition) else { continue }
                 messages += 1
                 if firstMessageAt == nil { firstMessageAt = .now }
                 atEnd.remove(m.partition)
-                let tp = TopicPartition(config.inputTopic, m.partition)
-                offsets[tp] = max(offsets[tp] ?? 0, m.offset + 1)
+                dirty.insert(m.partition)
+                offsets[TopicPartition(topic, m.partition)] = m.offset + 1
+                nextOffsets[m.partition] = m.offset + 1
                 if let failure = decoder.decode(m.value, into: &record) {
                     dead.append(EpochHeader.DeadLetter(index: Int32(i), failure: failure))
                     continue
@@ -125,12 +213,6 @@ final class Intake: @unchecked Sendable {
             }
             let caughtUp = !assignedPartitions.isEmpty && assignedPartitions.isSubset(of: atEnd)
             if caughtUp {
-                if !caughtUpAnnounced {
-                    caughtUpAnnounced = true
-                    pipeline.logger.info("caught up with every assigned partition (\(validEvents) events so far)")
-                    pipeline.onCaughtUp?()
-                    if pipeline.stopWhenCaughtUp { pipeline.requestStop() }
-                }
                 switch config.clock {
                 case .event:
                     if maxEventTime > .distantPast, lastTickAll != maxEventTime {
@@ -146,14 +228,35 @@ final class Intake: @unchecked Sendable {
                     }
                 }
             }
-            if offsets.isEmpty && work.allSatisfy(\.isEmpty) { continue }
-            pipeline.stopLock.lock()
-            pipeline.inFlight += 1
-            pipeline.stopLock.unlock()
-            sinkInbox.put(.header(EpochHeader(epoch: epoch, batch: batch, offsets: offsets, deadLetters: dead)))
-            for s in 0..<n { shards[s].inbox.put(ShardWork(epoch: epoch, batch: batch, items: work[s])) }
-            for (tp, o) in offsets { nextOffsets[tp] = o }
-            epoch += 1
+            if !(offsets.isEmpty && work.allSatisfy(\.isEmpty)) {
+                pipeline.stopLock.lock()
+                pipeline.inFlight += 1
+                pipeline.stopLock.unlock()
+                sinkInbox.put(.header(EpochHeader(epoch: epoch, batch: batch, offsets: offsets, deadLetters: dead, checkpoint: nil)))
+                for s in 0..<n { shards[s].inbox.put(ShardWork(epoch: epoch, batch: batch, items: work[s])) }
+                epoch += 1
+            }
+            if Date().timeIntervalSince(lastCheckpoint) * 1000 >= Double(config.checkpointIntervalMs) {
+                checkpoint(Array(dirty))
+                lastCheckpoint = Date()
+            }
+            if caughtUp && !caughtUpAnnounced {
+                caughtUpAnnounced = true
+                pipeline.logger.info("caught up with every assigned partition (\(validEvents) events so far)")
+                pipeline.onCaughtUp?()
+                if pipeline.stopWhenCaughtUp { pipeline.requestStop() }
+            }
+        }
+    }
+}
+
+extension KafkaOffset {
+    var nativeValue: Int64 {
+        switch self {
+        case .beginning: return -2
+        case .end: return -1
+        case .stored: return -1000
+        case .at(let o): return o
         }
     }
 }
@@ -168,20 +271,24 @@ final class Sink: @unchecked Sendable {
     var producer: KafkaProducer?
     var consumer: KafkaConsumer?
     var headers: [Int: EpochHeader] = [:]
-    var results: [Int: [(shard: Int, alerts: [RenderedAlert], stats: EngineStats)]] = [:]
+    var results: [Int: [(shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)]] = [:]
     var nextToFinalize = 0
+    let ruleVersions: [String]
 
     struct OpenEpoch {
         let epoch: Int
-        let offsets: [TopicPartition: Int64]
         var pending: Int
         let alerts: [RenderedAlert]
+        /// A checkpoint waits here until every earlier epoch is durable; then its records are produced.
+        var checkpoint: (request: CheckpointRequest, records: [(partition: Int32, record: Checkpoint.Record)])?
+        var checkpointSent = false
     }
     var open: [OpenEpoch] = []
 
     struct Outgoing {
         let epoch: Int
         let topic: String
+        let partition: Int32?
         let key: [UInt8]?
         let value: [UInt8]
         let headers: [(String, [UInt8])]
@@ -198,6 +305,7 @@ final class Sink: @unchecked Sendable {
         self.audit = audit
         shardCount = shards
         self.logger = logger
+        ruleVersions = EngineSnapshot.versions(of: pipeline.rules)
     }
 
     func start(inbox: HandOff<SinkItem>) {
@@ -220,7 +328,7 @@ final class Sink: @unchecked Sendable {
                 idle = false
                 switch item {
                 case .header(let h): headers[h.epoch] = h
-                case .result(let e, let s, let alerts, let stats): results[e, default: []].append((s, alerts, stats))
+                case .result(let e, let s, let alerts, let snapshots, let stats): results[e, default: []].append((s, alerts, snapshots, stats))
                 case .stop: stopping = true
                 }
                 if headers.count + results.count > 64 { break }
@@ -249,24 +357,26 @@ final class Sink: @unchecked Sendable {
         }
     }
 
-    func finalize(_ header: EpochHeader, _ parts: [(shard: Int, alerts: [RenderedAlert], stats: EngineStats)]) {
+    func finalize(_ header: EpochHeader, _ parts: [(shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)]) {
         let config = pipeline.config
         let alerts = parts.flatMap(\.alerts)
         do {
             for a in alerts {
                 if try audit.append(alertId: a.alertId, alertJSON: a.json) { summary.auditWritten += 1 } else { summary.auditSkippedDuplicates += 1 }
                 summary.alerts += 1
+                if a.alert.status == .withdrawn { summary.withdrawn += 1 }
                 summary.alertsByRule[pipeline.rules.rules[a.alert.ruleIndex].id, default: 0] += 1
             }
             try audit.sync()
         } catch {
             pipeline.fail("\(error)")
-            logger.critical("\(error): stopping; the epoch's offsets are not committed")
+            logger.critical("\(error): stopping; nothing after the last checkpoint is acknowledged")
             return
         }
         var count = 0
         for a in alerts {
-            send(Outgoing(epoch: header.epoch, topic: config.alertsTopic, key: Array(a.childId.utf8), value: Array(a.json.utf8), headers: [], attempts: 0))
+            send(Outgoing(epoch: header.epoch, topic: config.alertsTopic, partition: nil, key: Array(a.childId.utf8),
+                          value: Array(a.json.utf8), headers: [], attempts: 0))
             count += 1
         }
         for d in header.deadLetters {
@@ -275,16 +385,29 @@ final class Sink: @unchecked Sendable {
             hdrs.append(("vigil.error.kind", Array(d.failure.kind.rawValue.utf8)))
             hdrs.append(("vigil.error.path", Array(d.failure.path.utf8)))
             hdrs.append(("vigil.error.reason", Array(d.failure.reason.utf8)))
-            hdrs.append(("vigil.source.topic", Array(config.inputTopic.utf8)))
+            hdrs.append(("vigil.source.topic", Array(config.processingTopic.utf8)))
             hdrs.append(("vigil.source.partition", Array(String(m.partition).utf8)))
             hdrs.append(("vigil.source.offset", Array(String(m.offset).utf8)))
-            send(Outgoing(epoch: header.epoch, topic: config.deadLetterTopic, key: m.key.map { Array($0) }, value: Array(m.value), headers: hdrs, attempts: 0))
+            send(Outgoing(epoch: header.epoch, topic: config.deadLetterTopic, partition: nil, key: m.key.map { Array($0) },
+                          value: Array(m.value), headers: hdrs, attempts: 0))
             summary.deadLetters += 1
             summary.deadLettersByKind[d.failure.kind.rawValue, default: 0] += 1
-            logger.warning("dead letter: \(config.inputTopic)[\(m.partition)]@\(m.offset): \(d.failure.kind.rawValue): \(d.failure)")
+            logger.warning("dead letter: \(config.processingTopic)[\(m.partition)]@\(m.offset): \(d.failure.kind.rawValue): \(d.failure)")
             count += 1
         }
-        open.append(OpenEpoch(epoch: header.epoch, offsets: header.offsets, pending: count, alerts: alerts))
+        var epoch = OpenEpoch(epoch: header.epoch, pending: count, alerts: alerts)
+        if let request = header.checkpoint {
+            var records: [(partition: Int32, record: Checkpoint.Record)] = []
+            for part in request.parts {
+                let children = parts.flatMap { $0.snapshots[part.partition] ?? [] }
+                for r in Checkpoint.records(partition: part.partition, checkpoint: part.checkpoint, offset: part.offset, clock: part.clock,
+                                            ruleVersions: ruleVersions, encodedChildren: children) {
+                    records.append((part.partition, r))
+                }
+            }
+            epoch.checkpoint = (request, records)
+        }
+        open.append(epoch)
     }
 
     func send(_ o: Outgoing) {
@@ -292,7 +415,7 @@ final class Sink: @unchecked Sendable {
         nextToken += 1
         outgoing[token] = o
         do {
-            try producer?.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
+            try producer?.produce(topic: o.topic, partition: o.partition, key: o.key, value: o.value, headers: o.headers, token: token)
         } catch {
             logger.error("produce to \(o.topic) failed: \(error); retrying")
             scheduleRetry(token)
@@ -332,13 +455,89 @@ final class Sink: @unchecked Sendable {
     }
 
     func completeEpochs() {
-        while let first = open.first, first.pending == 0 {
-            do { try consumer?.storeOffsets(first.offsets) } catch { logger.warning("storing offsets: \(error)") }
+        while let first = open.first {
+            // Every earlier epoch is durable: a waiting checkpoint may now be written.
+            if let cp = first.checkpoint, !first.checkpointSent {
+                open[0].checkpointSent = true
+                open[0].pending += cp.records.count
+                for (p, r) in cp.records {
+                    send(Outgoing(epoch: first.epoch, topic: pipeline.config.changelogTopic, partition: p, key: Array(r.key.utf8),
+                                  value: r.value, headers: [], attempts: 0))
+                }
+                continue
+            }
+            guard first.pending == 0 else { return }
             if let cb = pipeline.onAlert { for a in first.alerts { cb(a.alert, a.json) } }
-            if !first.offsets.isEmpty { summary.lastDurableAt = .now }
+            if let cp = first.checkpoint {
+                // Committed offsets are for monitoring (lag); restores use the checkpoint.
+                let offsets = Dictionary(cp.request.parts.map { (TopicPartition(pipeline.config.processingTopic, $0.partition), $0.offset) },
+                                         uniquingKeysWith: { a, _ in a })
+                do { try consumer?.storeOffsets(offsets.filter { $0.value > 0 }) } catch { logger.warning("storing offsets: \(error)") }
+                summary.checkpoints += cp.request.parts.count
+                cp.request.done.signal()
+            }
+            summary.lastDurableAt = .now
             open.removeFirst()
             pipeline.epochDone()
         }
+    }
+}
+
+/// Reads changelog partitions back, for restores.
+final class ChangelogReader: @unchecked Sendable {
+    let config: KafkaConfig
+    let topic: String
+    let logger: Logger
+
+    init(config: KafkaConfig, topic: String, logger: Logger) {
+        self.config = config
+        self.topic = topic
+        self.logger = logger
+    }
+
+    /// The newest complete checkpoint of each partition that has one.
+    func restore(partitions: [Int32], rules: CompiledRuleSet) throws -> [Int32: Checkpoint.Restored] {
+        guard !partitions.isEmpty else { return [:] }
+        var c = config
+        c.set("group.id", "vigil-restore-\(UUID().uuidString)")
+        c.set("enable.auto.commit", "false")
+        c.set("enable.partition.eof", "true")
+        c.set("fetch.wait.max.ms", "10")
+        let consumer = try KafkaConsumer(config: c, logger: logger)
+        defer { consumer.close() }
+        try consumer.assign(partitions.map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
+        var records: [Int32: [Checkpoint.Record]] = [:]
+        var ended = Set<Int32>()
+        var delay = 0.1
+        var lastProgress = Date()
+        while ended.count < partitions.count {
+            let batch = consumer.poll(max: 1000, timeoutMs: 200)
+            for m in batch.messages {
+                if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
+                if m.errorCode != 0 {
+                    logger.warning("reading \(topic): \(m.errorMessage); retrying")
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(delay * 2, 5)
+                    continue
+                }
+                lastProgress = Date()
+                guard let key = m.key else { continue }
+                records[m.partition, default: []].append(Checkpoint.Record(key: String(decoding: key, as: UTF8.self), value: Array(m.value)))
+            }
+            if batch.messages.isEmpty && Date().timeIntervalSince(lastProgress) > 60 {
+                throw Pipeline.RunError(message: "no progress reading \(topic) for 60 s")
+            }
+        }
+        let versions = EngineSnapshot.versions(of: rules)
+        var out: [Int32: Checkpoint.Restored] = [:]
+        for p in partitions {
+            guard let r = try Checkpoint.restore(partition: p, records: records[p] ?? []) else { continue }
+            guard r.ruleVersions == versions else {
+                throw Pipeline.RunError(message: "partition \(p)'s state was checkpointed under different rules; restore those rules, or remove the state (the changelog topic) to start again from the beginning of the input")
+            }
+            out[p] = r
+        }
+        return out
     }
 }
 

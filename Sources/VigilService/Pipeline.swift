@@ -55,12 +55,19 @@ final class HandOff<T>: @unchecked Sendable {
     }
 }
 
-/// One unit of work for a shard: a slice of one consumed batch, plus clock movements, in intake order.
+/// One unit of work for a shard: a slice of one consumed batch, plus clock movements and control, in intake
+/// order.
 struct ShardWork: @unchecked Sendable {
     enum Item {
         case event(index: Int32, partition: Int32, clock: Instant)
         case tick(partition: Int32, clock: Instant)
         case tickAll(Instant)
+        /// Serialise the children of these partitions (a checkpoint barrier).
+        case checkpoint([Int32])
+        /// Forget the children of these partitions (revoked).
+        case drop([Int32])
+        /// Take over these children (restored from the changelog).
+        case adopt([ChildState])
     }
     let epoch: Int
     let batch: KafkaMessageBatch
@@ -75,6 +82,20 @@ struct RenderedAlert: Sendable {
     let alert: Alert
 }
 
+/// A checkpoint of some partitions, taken at an epoch boundary.
+final class CheckpointRequest: @unchecked Sendable {
+    struct Part {
+        let partition: Int32
+        let checkpoint: Int64
+        let offset: Int64
+        let clock: Instant
+    }
+    let parts: [Part]
+    /// Signalled once the checkpoint is durable in the changelog (or abandoned at shutdown).
+    let done = DispatchSemaphore(value: 0)
+    init(parts: [Part]) { self.parts = parts }
+}
+
 /// What intake sends the sink for each epoch: where the epoch ends, and the messages to dead-letter.
 struct EpochHeader: @unchecked Sendable {
     struct DeadLetter {
@@ -83,14 +104,15 @@ struct EpochHeader: @unchecked Sendable {
     }
     let epoch: Int
     let batch: KafkaMessageBatch
-    /// Next offset to commit per partition once the epoch is durable.
+    /// Next offset per partition once the epoch is processed (informational; restore uses checkpoints).
     let offsets: [TopicPartition: Int64]
     let deadLetters: [DeadLetter]
+    let checkpoint: CheckpointRequest?
 }
 
 enum SinkItem: @unchecked Sendable {
     case header(EpochHeader)
-    case result(epoch: Int, shard: Int, alerts: [RenderedAlert], stats: EngineStats)
+    case result(epoch: Int, shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)
     case stop
 }
 
@@ -102,12 +124,15 @@ public struct PipelineSummary: Sendable {
     public var deadLettersByKind: [String: Int] = [:]
     public var alerts = 0
     public var alertsByRule: [String: Int] = [:]
+    public var withdrawn = 0
     public var auditWritten = 0
     public var auditSkippedDuplicates = 0
     public var deliveryRetries = 0
+    public var checkpoints = 0
+    public var restoredChildren = 0
     public var engine = EngineStats()
     public var auditHead: (seq: Int, hash: String) = (0, AuditLog.genesis)
-    /// Wall-clock times: the first message consumed, and the last batch made durable (offsets stored).
+    /// Wall-clock times: the first message consumed, and the last batch made durable.
     public var firstMessageAt: Instant?
     public var lastDurableAt: Instant?
 
@@ -119,9 +144,12 @@ public struct PipelineSummary: Sendable {
         w.raw(","); w.key("events"); w.int(Int64(events))
         w.raw(","); w.key("dead_letters"); w.int(Int64(deadLetters))
         w.raw(","); w.key("alerts"); w.int(Int64(alerts))
+        w.raw(","); w.key("withdrawn"); w.int(Int64(withdrawn))
         w.raw(","); w.key("audit_written"); w.int(Int64(auditWritten))
         w.raw(","); w.key("duplicates"); w.int(Int64(engine.duplicates))
         w.raw(","); w.key("delivery_retries"); w.int(Int64(deliveryRetries))
+        w.raw(","); w.key("checkpoints"); w.int(Int64(checkpoints))
+        w.raw(","); w.key("restored_children"); w.int(Int64(restoredChildren))
         if let t = firstMessageAt { w.raw(","); w.key("first_message_at_us"); w.int(t.micros) }
         if let t = lastDurableAt { w.raw(","); w.key("last_durable_at_us"); w.int(t.micros) }
         w.raw("}")
@@ -134,9 +162,14 @@ public struct PipelineSummary: Sendable {
 /// Threads: intake (the caller of `run`) polls Kafka in batches, validates each message against the
 /// contract, keeps one event-time clock per input partition and hands each shard its slice of the batch
 /// with the clock as of every event. Shards (one thread each) own an `Engine` for the children hashed to
-/// them. The sink (one thread) writes alerts to the audit log (one fsync per batch), produces alerts and
-/// dead letters, and stores an epoch's input offsets only when everything it caused is acknowledged by the
-/// broker and fsynced. Nothing is handed between threads per message.
+/// them. The sink (one thread) writes alerts to the audit log (one fsync per batch) and produces alerts,
+/// dead letters and checkpoints. Nothing is handed between threads per message.
+///
+/// State is checkpointed per input partition to the changelog topic at epoch boundaries (a barrier passes
+/// through every shard's queue), and only once every earlier epoch's alerts are acknowledged and fsynced.
+/// A partition assigned to this instance is restored from its newest complete checkpoint and read from the
+/// offset recorded with it, so events are applied to state exactly once and re-emitted alerts carry the
+/// same ids.
 public final class Pipeline: @unchecked Sendable {
     public let config: PipelineConfig
     let rules: CompiledRuleSet
@@ -160,8 +193,8 @@ public final class Pipeline: @unchecked Sendable {
         formatter = AlertFormatter(rules: rules)
     }
 
-    /// Asks the pipeline to stop: intake stops, in-flight work drains, then everything is flushed. Safe from
-    /// any thread (a signal handler's queue included).
+    /// Asks the pipeline to stop: intake stops, in-flight work drains, state is checkpointed, then everything
+    /// is flushed. Safe from any thread (a signal handler's queue included).
     public func requestStop() {
         stopLock.lock()
         stopRequested = true
@@ -190,7 +223,7 @@ public final class Pipeline: @unchecked Sendable {
         stopLock.unlock()
     }
 
-    /// Blocks until every epoch handed out is durable and its offsets stored.
+    /// Blocks until every epoch handed out is durable.
     func drain() {
         stopLock.lock()
         while inFlight > 0 { _ = stopLock.wait(until: Date().addingTimeInterval(0.05)) }
@@ -204,27 +237,13 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Runs until `requestStop()`; returns the counters. Throws when it cannot start, or on a fatal error.
     public func run() throws -> PipelineSummary {
-        try config.validate()
+        do { try config.validate() } catch { throw RunError(message: "\(error)") }
         let audit: AuditLogWriter
         do { audit = try AuditLogWriter(path: config.auditFile) } catch { throw RunError(message: "\(error)") }
         if audit.repairedBytes > 0 {
             logger.warning("audit log: removed a torn final record (\(audit.repairedBytes) bytes) left by a crash; it was never acknowledged")
         }
         logger.info("audit log \(config.auditFile): \(audit.count) records, head \(audit.head.prefix(16))…")
-
-        let stateFile = config.effectiveStateFile
-        let state = try PipelineState.load(path: stateFile, rules: rules)
-        if let state {
-            logger.info("restored state from \(stateFile): \(state.children.count) children, \(state.offsets.count) partition offsets")
-        }
-        let n = config.effectiveShards
-        var shards: [Shard] = []
-        let sinkInbox = HandOff<SinkItem>()
-        for i in 0..<n {
-            let engine = try state?.engine(shard: i, of: n, rules: rules) ?? Engine(rules: rules)
-            shards.append(Shard(index: i, engine: engine, rules: rules, topic: config.inputTopic, maxBytes: config.maxEventBytes,
-                                formatter: formatter, sink: sinkInbox))
-        }
 
         var base = KafkaConfig(bootstrapServers: config.brokers)
         do { try base.apply(passThrough: config.kafka) } catch { throw RunError(message: "\(error)") }
@@ -235,22 +254,20 @@ public final class Pipeline: @unchecked Sendable {
         for (k, v) in base.properties { producerConfig.set(k, v) }
         do { try producerConfig.apply(passThrough: config.kafkaProducer) } catch { throw RunError(message: "\(error)") }
 
+        let n = config.effectiveShards
+        let sinkInbox = HandOff<SinkItem>()
+        var shards: [Shard] = []
+        for i in 0..<n {
+            shards.append(Shard(index: i, engine: Engine(rules: rules), rules: rules, topic: config.processingTopic,
+                                maxBytes: config.maxEventBytes, formatter: formatter, sink: sinkInbox))
+        }
         let sink = Sink(pipeline: self, audit: audit, shards: n, logger: logger)
         let producer: KafkaProducer
         do {
             producer = try KafkaProducer(config: producerConfig, logger: logger) { [sink] token, error in sink.delivered(token, error) }
         } catch { throw RunError(message: "\(error)") }
         sink.producer = producer
-        // Before consuming anything: the output topics must exist, and the producer should have its
-        // connections and metadata, so the first alerts are not delayed by start-up.
-        for topic in [config.alertsTopic, config.deadLetterTopic] {
-            do {
-                let parts = try producer.partitions(of: topic, timeoutMs: 30_000)
-                logger.info("output topic \(topic): \(parts.count) partitions")
-            } catch {
-                throw RunError(message: "output topic \(topic) is not available: \(error.message) (create it before starting vigil run)")
-            }
-        }
+        let partitions = try checkTopics(producer)
 
         var consumerConfig = base
         consumerConfig.set("group.id", config.group)
@@ -263,12 +280,13 @@ public final class Pipeline: @unchecked Sendable {
         for (k, v) in base.properties { consumerConfig.set(k, v) }
         do { try consumerConfig.apply(passThrough: config.kafkaConsumer) } catch { throw RunError(message: "\(error)") }
 
-        let intake = Intake(pipeline: self, shards: shards, sinkInbox: sinkInbox, state: state)
+        let restorer = ChangelogReader(config: base, topic: config.changelogTopic, logger: logger)
+        let intake = Intake(pipeline: self, shards: shards, sinkInbox: sinkInbox, restorer: restorer)
         let consumer: KafkaConsumer
         do {
             consumer = try KafkaConsumer(config: consumerConfig, logger: logger,
                                          onAssign: { [intake] parts in intake.assigned(parts) },
-                                         onRevoke: { [intake] parts in intake.revoked(parts) },
+                                         onRevoke: { [intake] parts, lost in intake.revoked(parts, lost: lost) },
                                          onError: { [weak self] error, isFatal in
                                              if isFatal { self?.fail("Kafka: \(error.message)") } else { self?.logger.warning("Kafka: \(error.message)") }
                                          })
@@ -276,15 +294,26 @@ public final class Pipeline: @unchecked Sendable {
         sink.consumer = consumer
         intake.consumer = consumer
 
+        var repartitioner: Repartitioner?
+        if config.repartition {
+            do {
+                repartitioner = try Repartitioner(pipeline: self, base: base, producerConfig: producerConfig, partitions: partitions)
+            } catch { throw RunError(message: "\(error)") }
+        }
+
         for s in shards { s.start() }
         sink.start(inbox: sinkInbox)
-        do { try consumer.subscribe([config.inputTopic]) } catch { throw RunError(message: "\(error)") }
-        logger.info("consuming \(config.inputTopic) as group \(config.group) with \(n) shard\(n == 1 ? "" : "s"); alerts to \(config.alertsTopic), dead letters to \(config.deadLetterTopic), clock \(config.clock.rawValue)")
+        repartitioner?.start()
+        do { try consumer.subscribe([config.processingTopic]) } catch { throw RunError(message: "\(error)") }
+        logger.info("consuming \(config.processingTopic)\(config.repartition ? " (repartitioned from \(config.inputTopic))" : "") as group \(config.group) with \(n) shard\(n == 1 ? "" : "s"); alerts to \(config.alertsTopic), dead letters to \(config.deadLetterTopic), state to \(config.changelogTopic), clock \(config.clock.rawValue)")
 
         intake.loop()
 
-        // Shutdown: intake has stopped; finish what is in flight, then flush, save state, commit, leave.
-        logger.info("stopping: draining in-flight work")
+        // Shutdown: intake has stopped. Leaving the group revokes every partition: each is drained and
+        // checkpointed (see Intake.revoked) while the shards and the sink still run. Then they stop.
+        logger.info("stopping: checkpointing and leaving the group")
+        repartitioner?.stop()
+        consumer.close()
         drain()
         for s in shards { s.stop() }
         sinkInbox.put(.stop)
@@ -294,19 +323,10 @@ public final class Pipeline: @unchecked Sendable {
         do { try audit.sync() } catch { logger.error("\(error)") }
         var summary = sink.summary
         summary.messages = intake.messages
-        summary.firstMessageAt = intake.firstMessageAt
         summary.events = intake.validEvents
+        summary.firstMessageAt = intake.firstMessageAt
+        summary.restoredChildren = intake.restoredChildren
         for s in shards { summary.engine.add(s.engine.stats) }
-        let newState = PipelineState(rules: rules, offsets: intake.nextOffsets, clocks: intake.clocks, maxEventTime: intake.maxEventTime,
-                                     shards: shards.map { $0.engine.snapshot() })
-        do {
-            try newState.save(path: stateFile)
-            logger.info("state saved to \(stateFile): \(newState.children.count) children")
-        } catch {
-            logger.error("cannot save state to \(stateFile): \(error)")
-        }
-        do { try consumer.commit() } catch { logger.warning("final commit: \(error)") }
-        consumer.close()
         // The clients' callbacks hold the stages and the stages hold the clients: break the cycles so both
         // are destroyed (and their librdkafka threads stopped) before returning.
         sink.producer = nil
@@ -316,6 +336,38 @@ public final class Pipeline: @unchecked Sendable {
         logger.info("audit head: seq \(audit.seq) sha256 \(audit.head)")
         if let fatal { throw RunError(message: fatal) }
         return summary
+    }
+
+    /// The output topics and the changelog must exist, and the changelog must have as many partitions as the
+    /// topic the engines read. Broker outages are waited out with backoff; a missing topic is an error.
+    /// Returns that partition count.
+    func checkTopics(_ producer: KafkaProducer) throws -> Int {
+        func partitions(_ topic: String) throws -> Int {
+            var delay = 0.5
+            while true {
+                do {
+                    return try producer.partitions(of: topic, timeoutMs: 10_000).count
+                } catch {
+                    if !error.isRetriable || stopping {
+                        throw RunError(message: "topic \(topic) is not available: \(error.message) (create it before starting vigil run)")
+                    }
+                    logger.warning("topic \(topic): \(error.message); retrying in \(delay) s")
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(delay * 2, 30)
+                }
+            }
+        }
+        let processing = try partitions(config.processingTopic)
+        if config.repartition { _ = try partitions(config.inputTopic) }
+        for topic in [config.alertsTopic, config.deadLetterTopic] {
+            let count = try partitions(topic)
+            logger.info("output topic \(topic): \(count) partitions")
+        }
+        let changelog = try partitions(config.changelogTopic)
+        guard changelog == processing else {
+            throw RunError(message: "topic \(config.changelogTopic) has \(changelog) partitions; it must have as many as \(config.processingTopic) (\(processing))")
+        }
+        return processing
     }
 }
 
@@ -330,6 +382,7 @@ final class Shard: @unchecked Sendable {
     let inbox = HandOff<ShardWork?>()
     let sink: HandOff<SinkItem>
     let done = DispatchSemaphore(value: 0)
+    let encoder = JSONEncoder()
 
     init(index: Int, engine: Engine, rules: CompiledRuleSet, topic: String, maxBytes: Int, formatter: AlertFormatter, sink: HandOff<SinkItem>) {
         self.index = index
@@ -359,6 +412,7 @@ final class Shard: @unchecked Sendable {
             guard let next = inbox.take(timeout: 3600) else { continue }
             guard let work = next else { return }
             let before = engine.stats
+            var snapshots: [Int32: [[UInt8]]] = [:]
             for item in work.items {
                 switch item {
                 case .event(let i, let partition, let clock):
@@ -372,6 +426,14 @@ final class Shard: @unchecked Sendable {
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
                 case .tickAll(let t):
                     engine.advance(to: t, into: &alerts)
+                case .checkpoint(let partitions):
+                    for p in partitions {
+                        snapshots[p] = engine.children(inDomains: [Int(p)]).compactMap { try? Array(encoder.encode($0)) }
+                    }
+                case .drop(let partitions):
+                    engine.remove(domains: Set(partitions.map(Int.init)))
+                case .adopt(let children):
+                    engine.adopt(children)
                 }
             }
             let now = Instant.now
@@ -379,7 +441,7 @@ final class Shard: @unchecked Sendable {
             alerts.removeAll(keepingCapacity: true)
             var delta = engine.stats
             delta.subtract(before)
-            sink.put(.result(epoch: work.epoch, shard: index, alerts: rendered, stats: delta))
+            sink.put(.result(epoch: work.epoch, shard: index, alerts: rendered, snapshots: snapshots, stats: delta))
         }
     }
 }
@@ -389,6 +451,7 @@ extension EngineStats {
         events -= o.events; duplicates -= o.duplicates; alerts -= o.alerts; suppressed -= o.suppressed
         deadlinesArmed -= o.deadlinesArmed; deadlinesMet -= o.deadlinesMet; deadlinesCancelled -= o.deadlinesCancelled
         deadlinesFired -= o.deadlinesFired; overflowDrops -= o.overflowDrops; pendingRefused -= o.pendingRefused
+        withdrawn -= o.withdrawn
     }
 }
 

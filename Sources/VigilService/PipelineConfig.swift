@@ -21,8 +21,13 @@ public struct PipelineConfig: Sendable {
     public var alertsTopic = "vigil-alerts"
     public var deadLetterTopic = "vigil-dead-letters"
     public var auditFile = "vigil-audit.jsonl"
-    /// Where the engine state is saved at shutdown (default: `<audit file>.state`).
-    public var stateFile: String?
+    /// Engine state, checkpointed per input partition (same partition count as the input, compacted).
+    public var changelogTopic = "vigil-changelog"
+    /// How often (ms) the state of partitions that changed is checkpointed.
+    public var checkpointIntervalMs = 10_000
+    /// Read the input through an internal topic keyed by child id (for producers that key by something else).
+    public var repartition = false
+    public var repartitionTopic = "vigil-repartition"
     public var rules = "Rules"
     /// Worker threads evaluating rules; 0 means one per core.
     public var shards = 0
@@ -45,14 +50,16 @@ public struct PipelineConfig: Sendable {
     public init() {}
 
     public var effectiveShards: Int { shards > 0 ? shards : max(1, ProcessInfo.processInfo.activeProcessorCount) }
-    public var effectiveStateFile: String { stateFile ?? auditFile + ".state" }
+    /// The topic the engines read: the input, or the repartition topic.
+    public var processingTopic: String { repartition ? repartitionTopic : inputTopic }
 
     public struct ConfigError: Error, CustomStringConvertible {
         public let message: String
         public var description: String { message }
     }
 
-    public static let keys = ["brokers", "group", "input-topic", "alerts-topic", "dead-letter-topic", "audit-file", "state-file",
+    public static let keys = ["brokers", "group", "input-topic", "alerts-topic", "dead-letter-topic", "audit-file", "changelog-topic",
+                              "checkpoint-interval-ms", "repartition", "repartition-topic",
                               "rules", "shards", "clock", "allowed-lateness", "max-event-bytes", "batch-size", "batch-linger-ms", "max-in-flight", "kafka",
                               "kafka-consumer", "kafka-producer"]
 
@@ -80,7 +87,15 @@ public struct PipelineConfig: Sendable {
             case "alerts-topic": alertsTopic = try str()
             case "dead-letter-topic": deadLetterTopic = try str()
             case "audit-file": auditFile = try str()
-            case "state-file": stateFile = try str()
+            case "changelog-topic": changelogTopic = try str()
+            case "checkpoint-interval-ms": checkpointIntervalMs = try int()
+            case "repartition":
+                switch try str() {
+                case "true", "yes": repartition = true
+                case "false", "no": repartition = false
+                default: throw ConfigError(message: "\(path):\(line): repartition must be true or false")
+                }
+            case "repartition-topic": repartitionTopic = try str()
             case "rules": rules = try str()
             case "shards": shards = try int()
             case "clock":
@@ -115,7 +130,10 @@ public struct PipelineConfig: Sendable {
         out += "alerts-topic: \(q(alertsTopic))\n"
         out += "dead-letter-topic: \(q(deadLetterTopic))\n"
         out += "audit-file: \(q(auditFile))\n"
-        out += "state-file: \(q(effectiveStateFile))\n"
+        out += "changelog-topic: \(q(changelogTopic))\n"
+        out += "checkpoint-interval-ms: \(checkpointIntervalMs)\n"
+        out += "repartition: \(repartition)\n"
+        out += "repartition-topic: \(q(repartitionTopic))\n"
         out += "rules: \(q(rules))\n"
         out += "shards: \(shards)  # effective: \(effectiveShards)\n"
         out += "clock: \(clock.rawValue)\n"
@@ -144,11 +162,12 @@ public struct PipelineConfig: Sendable {
         guard maxInFlight > 0, maxInFlight <= 1000 else { throw ConfigError(message: "max-in-flight must be between 1 and 1000") }
         guard allowedLateness >= 0 else { throw ConfigError(message: "allowed-lateness must not be negative") }
         guard maxEventBytes > 0 else { throw ConfigError(message: "max-event-bytes must be positive") }
-        for (name, t) in [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic)] where t.isEmpty {
-            throw ConfigError(message: "\(name) must not be empty")
-        }
-        guard Set([inputTopic, alertsTopic, deadLetterTopic]).count == 3 else {
-            throw ConfigError(message: "the input, alerts and dead-letter topics must be different topics")
+        guard checkpointIntervalMs >= 100 else { throw ConfigError(message: "checkpoint-interval-ms must be at least 100") }
+        let topics = [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic),
+                      ("changelog-topic", changelogTopic)] + (repartition ? [("repartition-topic", repartitionTopic)] : [])
+        for (name, t) in topics where t.isEmpty { throw ConfigError(message: "\(name) must not be empty") }
+        guard Set(topics.map(\.1)).count == topics.count else {
+            throw ConfigError(message: "the input, alerts, dead-letter, changelog and repartition topics must all be different topics")
         }
     }
 }

@@ -17,7 +17,7 @@ struct BrokerCommand: ParsableCommand {
     @Option(help: "Fixed bootstrap port on 127.0.0.1 (default: an ephemeral port).") var port: UInt16?
     @Option(help: "Partitions of each topic created.") var partitions: Int = 4
     @Option(help: ArgumentHelp("Topics to create (repeatable).", valueName: "TOPIC"))
-    var topic: [String] = ["agency-events", "vigil-alerts", "vigil-dead-letters"]
+    var topic: [String] = ["agency-events", "vigil-alerts", "vigil-dead-letters", "vigil-changelog", "vigil-repartition"]
 
     func validate() throws {
         guard partitions > 0, partitions <= 1000 else { throw ValidationError("--partitions must be between 1 and 1000") }

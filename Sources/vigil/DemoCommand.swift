@@ -12,7 +12,7 @@ struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Everything in one command: an embedded broker, the pipeline with the shipped rules, the Haringey scenario produced to it, alerts as they arrive, and a summary.",
-        discussion: "The demo's audit log and state are written to --dir (replaced at each run). The broker lives as long as the demo."
+        discussion: "The demo's audit log is written to --dir (replaced at each run). The broker, and the state checkpointed to it, live as long as the demo."
     )
 
     @Option(help: "Rule pack directory.") var rules: String = ProcessInfo.processInfo.environment["VIGIL_RULES"] ?? "Rules"
@@ -34,7 +34,7 @@ struct DemoCommand: ParsableCommand {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let auditPath = dir + "/audit.jsonl"
-        for f in [auditPath, auditPath + ".state"] where fm.fileExists(atPath: f) { try fm.removeItem(atPath: f) }
+        if fm.fileExists(atPath: auditPath) { try fm.removeItem(atPath: auditPath) }
 
         let broker: EmbeddedBroker
         do {
@@ -42,6 +42,7 @@ struct DemoCommand: ParsableCommand {
             try broker.createTopic("agency-events", partitions: partitions)
             try broker.createTopic("vigil-alerts", partitions: partitions)
             try broker.createTopic("vigil-dead-letters", partitions: 1)
+            try broker.createTopic("vigil-changelog", partitions: partitions)
         } catch {
             Output.error("vigil demo: \(error)")
             throw ExitCode(1)

@@ -13,7 +13,9 @@ struct RunCommand: ParsableCommand {
         then the flags. -X passes any librdkafka property to every client (TLS, SASL, tuning). Offsets are committed \
         only once every alert caused by the events up to them is acknowledged by the broker and fsynced to the audit \
         log. Invalid messages go to the dead-letter topic with their original bytes and the reason in headers.
-        SIGINT or SIGTERM: stop consuming, drain, flush, fsync, save state, commit, leave the group, exit 0; a second \
+        State is checkpointed per input partition to the changelog topic; a partition assigned to an instance is \
+        restored from its newest complete checkpoint, so a crash loses nothing and applies nothing twice.
+        SIGINT or SIGTERM: stop consuming, drain, checkpoint, flush, fsync, commit, leave the group, exit 0; a second \
         signal exits at once.
         """
     )
@@ -24,7 +26,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Topic alerts are written to (keyed by child id).") var alertsTopic: String?
     @Option(help: "Topic invalid messages are written to.") var deadLetterTopic: String?
     @Option(help: "Audit log file (JSON Lines, hash-chained, mode 0600).") var auditFile: String?
-    @Option(help: "Where engine state is saved at shutdown (default: AUDIT_FILE.state).") var stateFile: String?
+    @Option(help: "Topic the engine state is checkpointed to (compacted; as many partitions as the input).") var changelogTopic: String?
+    @Option(help: "Milliseconds between checkpoints of partitions that changed.") var checkpointIntervalMs: Int?
+    @Flag(help: "Read the input through an internal topic keyed by child id (for producers that key by something else).") var repartition = false
+    @Option(help: "The internal topic for --repartition.") var repartitionTopic: String?
     @Option(help: "Rule pack directory.") var rules: String?
     @Option(help: ArgumentHelp("YAML file with the same settings.", valueName: "FILE")) var config: String?
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property, passed straight through (repeatable).", valueName: "property=value"))
@@ -59,7 +64,10 @@ struct RunCommand: ParsableCommand {
         if let alertsTopic { c.alertsTopic = alertsTopic }
         if let deadLetterTopic { c.deadLetterTopic = deadLetterTopic }
         if let auditFile { c.auditFile = auditFile }
-        if let stateFile { c.stateFile = stateFile }
+        if let changelogTopic { c.changelogTopic = changelogTopic }
+        if let checkpointIntervalMs { c.checkpointIntervalMs = checkpointIntervalMs }
+        if repartition { c.repartition = true }
+        if let repartitionTopic { c.repartitionTopic = repartitionTopic }
         if let rules { c.rules = rules }
         if let shards { c.shards = shards }
         if let clock {

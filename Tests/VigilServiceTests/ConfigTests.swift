@@ -10,7 +10,7 @@ import Testing
         try c.validate()
         #expect(c.brokers == "kafka:9092")
         #expect(c.auditFile == "/var/lib/vigil/audit.jsonl")
-        #expect(c.effectiveStateFile == "/var/lib/vigil/audit.jsonl.state")
+        #expect(c.changelogTopic == "vigil-changelog")
         #expect(c.clock == .wall)
         #expect(c.kafka == ["client.id=vigil"])
     }

@@ -1,0 +1,48 @@
+import VigilContract
+import VigilRules
+
+extension Engine {
+    /// The children whose latest events came from any of `domains` (input partitions).
+    public func children(inDomains domains: Set<Int>) -> [ChildState] {
+        children.filter { domains.contains(Int($0.domain)) }
+    }
+
+    /// Drops the children of `domains`, with their pending deadlines (another owner has them now).
+    public mutating func remove(domains: Set<Int>) {
+        let keep = children.filter { !domains.contains(Int($0.domain)) }
+        guard keep.count != children.count else { return }
+        children = keep
+        rebuildIndexAndQueues()
+    }
+
+    /// Takes over children restored from a checkpoint; a child already known is replaced.
+    public mutating func adopt(_ restored: [ChildState]) {
+        for c in restored {
+            let h = stableHash(c.id)
+            if let i = index.find(c.id, hash: h, in: children) {
+                children[i] = c
+            } else {
+                children.append(c)
+                index.insert(children.count - 1, hash: h)
+            }
+            let ci = index.find(c.id, hash: h, in: children) ?? (children.count - 1)
+            let d = Int(max(c.domain, 0))
+            while queues.count <= d { queues.append(DeadlineQueue()) }
+            for p in c.pending {
+                queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
+                if p.seq > seq { seq = p.seq }
+            }
+        }
+    }
+
+    mutating func rebuildIndexAndQueues() {
+        index = ChildIndex()
+        for q in queues.indices { queues[q].removeAll() }
+        for (i, c) in children.enumerated() {
+            index.insert(i, hash: stableHash(c.id))
+            let d = Int(max(c.domain, 0))
+            while queues.count <= d { queues.append(DeadlineQueue()) }
+            for p in c.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
+        }
+    }
+}

@@ -73,6 +73,12 @@ public struct ChildState: Sendable, Codable {
     var fired: [FiredMark] = []
     var firedExpectations: [FiredExpectation] = []
     var nextPendingId: UInt32 = 1
+    /// Changed since its state was last written to the changelog (not persisted).
+    var dirty = false
+
+    enum CodingKeys: String, CodingKey {
+        case id, newest, domain, seen, states, entries, pending, fired, firedExpectations, nextPendingId
+    }
 
     init(id: String) { self.id = id }
 

@@ -7,6 +7,17 @@ extension Engine {
         children.filter { domains.contains(Int($0.domain)) }
     }
 
+    /// The children of `domains` changed since the last call (or since they were adopted), marked clean again:
+    /// what an incremental checkpoint writes.
+    public mutating func takeChanged(inDomains domains: Set<Int>) -> [ChildState] {
+        var out: [ChildState] = []
+        for i in children.indices where children[i].dirty && domains.contains(Int(children[i].domain)) {
+            children[i].dirty = false
+            out.append(children[i])
+        }
+        return out
+    }
+
     /// Drops the children of `domains`, with their pending deadlines (another owner has them now).
     public mutating func remove(domains: Set<Int>) {
         let keep = children.filter { !domains.contains(Int($0.domain)) }
@@ -17,7 +28,8 @@ extension Engine {
 
     /// Takes over children restored from a checkpoint; a child already known is replaced.
     public mutating func adopt(_ restored: [ChildState]) {
-        for c in restored {
+        for var c in restored {
+            c.dirty = false
             let h = stableHash(c.id)
             if let i = index.find(c.id, hash: h, in: children) {
                 children[i] = c

@@ -28,6 +28,9 @@ public struct EngineStats: Sendable, Codable, Equatable {
     public var overflowDrops = 0
     public var pendingRefused = 0
     public var withdrawn = 0
+    /// Events for a child whose previous event came from another clock domain (input partition): the input
+    /// is not keyed by child id.
+    public var domainChanges = 0
 
     public init() {}
 
@@ -35,7 +38,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
         events += o.events; duplicates += o.duplicates; alerts += o.alerts; suppressed += o.suppressed
         deadlinesArmed += o.deadlinesArmed; deadlinesMet += o.deadlinesMet; deadlinesCancelled += o.deadlinesCancelled
         deadlinesFired += o.deadlinesFired; overflowDrops += o.overflowDrops; pendingRefused += o.pendingRefused
-        withdrawn += o.withdrawn
+        withdrawn += o.withdrawn; domainChanges += o.domainChanges
     }
 }
 
@@ -105,6 +108,7 @@ public struct Engine: Sendable {
             guard let pi = children[ci].pending.firstIndex(where: { $0.id == top.pending }),
                   children[ci].pending[pi].deadline == top.deadline else { continue }
             let p = children[ci].pending.remove(at: pi)
+            children[ci].dirty = true
             let ri = Int(p.rule)
             let rule = rules.rules[ri]
             if let fireIf = rule.expectation?.fireIf, !eval(fireIf, emptyRecord, ci, p.deadline) { continue }
@@ -141,7 +145,9 @@ public struct Engine: Sendable {
         let t = c.eventTypeIndex(typeSym)
         let ci = childIndex(childId, hash: stableHash(childId))
         stats.events += 1
+        children[ci].dirty = true
         if domain >= 0 {
+            if children[ci].domain != Int32(domain) && children[ci].newest != .distantPast { stats.domainChanges += 1 }
             children[ci].domain = Int32(domain)
             while queues.count <= domain { queues.append(DeadlineQueue()) }
         }

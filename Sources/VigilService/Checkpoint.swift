@@ -2,65 +2,78 @@ import Foundation
 import VigilContract
 import VigilEngine
 
-/// A partition's engine state in the changelog topic.
+/// Engine state in the changelog topic, written incrementally as it changes.
 ///
-/// A checkpoint of input partition `p` is written to changelog partition `p` as chunks of children and a
-/// marker naming the input offset and clock it corresponds to:
+/// Changelog partition `p` holds the state of the children whose events come from input partition `p`, one
+/// record per child (compaction keeps the newest), plus a marker per checkpoint:
 ///
-///     key p<p>/<A|B>/chunk/<i>   value {"v":1,"partition":p,"checkpoint":c,"chunk":i,"children":[...]}
-///     key p<p>/<A|B>/marker      value {"v":1,"partition":p,"checkpoint":c,"chunks":n,"offset":o,"clock":t,"rules":[...]}
+///     key child/<id>   value {"v":1,"checkpoint":c,"next":o,"rules":"<digest>","state":{...}}
+///     key checkpoint   value {"v":1,"partition":p,"checkpoint":c,"offset":o,"clock":t,"rules":"<digest>"}
 ///
-/// Checkpoints alternate between buffers A and B (by parity), so one cut short by a crash can never overwrite the
-/// last complete one: with compaction keeping the newest record per key, the other buffer still holds it whole.
-/// A checkpoint is complete when its marker and every one of its chunks carry the same checkpoint number.
+/// Checkpoint `c` of partition `p` is taken at an epoch boundary, once every alert of earlier epochs is
+/// durable: it writes the children that changed since checkpoint `c-1`, each saying it holds every event of
+/// the partition before offset `o` (`next`), and only when all of them are acknowledged, the marker.
+///
+/// A restore reads the partition from its start, keeps each child's newest record and the newest marker, and
+/// reads the input on from the marker's offset. A child whose record is newer than the marker (a checkpoint
+/// cut short by a crash) skips the events before its own `next`: they are in its state already. So no event
+/// is applied twice and none is missed, whichever record a crash left last.
 public enum Checkpoint {
-    public static let chunkBytes = 256 * 1024
-
     public struct Record: Sendable {
         public let key: String
         public let value: [UInt8]
     }
 
-    public struct Restored: Sendable {
-        public let checkpoint: Int64
-        public let offset: Int64
-        public let clock: Instant
-        public let ruleVersions: [String]
-        public let children: [ChildState]
+    public static let markerKey = "checkpoint"
+    public static let childKeyPrefix = "child/"
+
+    struct ChildRecord: Codable {
+        var v = 1
+        var checkpoint: Int64
+        var next: Int64
+        var rules: String
+        var state: ChildState
     }
 
-    static func buffer(_ c: Int64) -> String { c % 2 == 0 ? "A" : "B" }
+    struct Marker: Codable {
+        var v = 1
+        var partition: Int32
+        var checkpoint: Int64
+        var offset: Int64
+        var clock: Int64
+        var rules: String
+    }
 
-    /// The records of one checkpoint. `children` are JSON-encoded `ChildState`s.
-    public static func records(partition p: Int32, checkpoint c: Int64, offset: Int64, clock: Instant,
-                               ruleVersions: [String], encodedChildren: [[UInt8]]) -> [Record] {
-        let b = buffer(c)
-        var out: [Record] = []
-        var chunk: [UInt8] = []
-        var index = 0
-        func flush() {
-            var v = Array("{\"v\":1,\"partition\":\(p),\"checkpoint\":\(c),\"chunk\":\(index),\"children\":[".utf8)
-            v += chunk
-            v += Array("]}".utf8)
-            out.append(Record(key: "p\(p)/\(b)/chunk/\(index)", value: v))
-            index += 1
-            chunk = []
-        }
-        for child in encodedChildren {
-            if !chunk.isEmpty && chunk.count + child.count > chunkBytes { flush() }
-            if !chunk.isEmpty { chunk.append(0x2C) }
-            chunk += child
-        }
-        if !chunk.isEmpty { flush() }
+    /// A short digest of a rule set's versions: state written under other rules is refused on restore.
+    public static func rulesDigest(_ versions: [String]) -> String {
+        String(stableHash(versions.joined(separator: "\n")), radix: 16)
+    }
+
+    /// The record of one child's state as of input offset `next`.
+    public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, rulesDigest: String,
+                                   encoder: JSONEncoder) throws -> Record {
+        let value = try encoder.encode(ChildRecord(checkpoint: checkpoint, next: next, rules: rulesDigest, state: child))
+        return Record(key: childKeyPrefix + child.id, value: Array(value))
+    }
+
+    /// The marker that completes checkpoint `checkpoint` of partition `p`.
+    public static func marker(partition p: Int32, checkpoint: Int64, offset: Int64, clock: Instant, rulesDigest: String) -> Record {
         var w = JSONWriter()
-        w.raw("{\"v\":1,\"partition\":\(p),\"checkpoint\":\(c),\"chunks\":\(index),\"offset\":\(offset),\"clock\":\(clock.micros),\"rules\":[")
-        for (k, r) in ruleVersions.enumerated() {
-            if k > 0 { w.raw(",") }
-            w.string(r)
-        }
-        w.raw("]}")
-        out.append(Record(key: "p\(p)/\(b)/marker", value: w.bytes))
-        return out
+        w.raw("{\"v\":1,\"partition\":\(p),\"checkpoint\":\(checkpoint),\"offset\":\(offset),\"clock\":\(clock.micros),\"rules\":")
+        w.string(rulesDigest)
+        w.raw("}")
+        return Record(key: markerKey, value: w.bytes)
+    }
+
+    public struct Restored: Sendable {
+        /// The newest complete checkpoint's number and input offset; nil when none completed (read from the
+        /// beginning).
+        public let checkpoint: Int64?
+        public let offset: Int64?
+        public let clock: Instant
+        public let children: [ChildState]
+        /// Children written after the newest complete checkpoint: their events before this offset are applied.
+        public let skipBelow: [String: Int64]
     }
 
     public struct RestoreError: Error, CustomStringConvertible {
@@ -68,41 +81,42 @@ public enum Checkpoint {
         public var description: String { message }
     }
 
-    /// The newest complete checkpoint among a changelog partition's records (in log order), if any.
-    public static func restore(partition p: Int32, records: [Record]) throws -> Restored? {
-        struct Marker { let checkpoint: Int64; let chunks: Int; let offset: Int64; let clock: Int64; let rules: [String] }
-        var markers: [String: Marker] = [:]
-        var chunks: [String: (checkpoint: Int64, value: [UInt8])] = [:]
-        let prefix = "p\(p)/"
-        for r in records where r.key.hasPrefix(prefix) {
-            guard let v = try? JSONValue.parse(r.value), let c = v["checkpoint"]?.intValue else { continue }
-            if r.key.hasSuffix("/marker") {
-                guard let n = v["chunks"]?.intValue, let o = v["offset"]?.intValue, let t = v["clock"]?.intValue else { continue }
-                let rules = v["rules"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                markers[r.key] = Marker(checkpoint: c, chunks: Int(n), offset: o, clock: t, rules: rules)
-            } else {
-                chunks[r.key] = (c, r.value)
-            }
+    /// Folds a changelog partition's records (in log order) into its restored state, or nil when it is empty.
+    /// Throws when a record is unreadable or was written under other rules.
+    public static func restore(partition p: Int32, records: [Record], rulesDigest: String) throws(RestoreError) -> Restored? {
+        var latest: [String: [UInt8]] = [:]
+        var marker: [UInt8]?
+        for r in records {
+            if r.key == markerKey { marker = r.value } else if r.key.hasPrefix(childKeyPrefix) { latest[r.key] = r.value }
         }
-        for (key, m) in markers.sorted(by: { $0.value.checkpoint > $1.value.checkpoint }) {
-            let base = String(key.dropLast("marker".count))
-            var parts: [[UInt8]] = []
-            var complete = true
-            for i in 0..<m.chunks {
-                guard let ch = chunks[base + "chunk/\(i)"], ch.checkpoint == m.checkpoint else { complete = false; break }
-                parts.append(ch.value)
-            }
-            guard complete else { continue }
-            var children: [ChildState] = []
-            let decoder = JSONDecoder()
-            for part in parts {
-                struct Chunk: Decodable { let children: [ChildState] }
-                do { children += try decoder.decode(Chunk.self, from: Data(part)).children } catch {
-                    throw RestoreError(message: "changelog partition \(p): checkpoint \(m.checkpoint) is unreadable: \(error)")
-                }
-            }
-            return Restored(checkpoint: m.checkpoint, offset: m.offset, clock: Instant(micros: m.clock), ruleVersions: m.rules, children: children)
+        guard marker != nil || !latest.isEmpty else { return nil }
+        let decoder = JSONDecoder()
+        func rulesMismatch() -> RestoreError {
+            RestoreError(message: "partition \(p)'s state was written under different rules; restore those rules, or delete the state (the changelog topic) to rebuild it from the beginning of the input")
         }
-        return nil
+        var m: Marker?
+        if let marker {
+            guard let decoded = try? decoder.decode(Marker.self, from: Data(marker)), decoded.v == 1 else {
+                throw RestoreError(message: "changelog partition \(p): the checkpoint marker is unreadable")
+            }
+            guard decoded.rules == rulesDigest else { throw rulesMismatch() }
+            m = decoded
+        }
+        var children: [ChildState] = []
+        children.reserveCapacity(latest.count)
+        var skip: [String: Int64] = [:]
+        for (key, value) in latest {
+            let record: ChildRecord
+            do { record = try decoder.decode(ChildRecord.self, from: Data(value)) } catch {
+                throw RestoreError(message: "changelog partition \(p): the record \(key) is unreadable: \(error)")
+            }
+            guard record.rules == rulesDigest else { throw rulesMismatch() }
+            children.append(record.state)
+            if record.next > (m?.offset ?? 0) { skip[record.state.id] = record.next }
+        }
+        // A stable order (by id) keeps restores reproducible.
+        children.sort { $0.id < $1.id }
+        return Restored(checkpoint: m?.checkpoint, offset: m?.offset, clock: Instant(micros: m?.clock ?? Instant.distantPast.micros),
+                        children: children, skipBelow: skip)
     }
 }

@@ -26,12 +26,17 @@ final class Intake: @unchecked Sendable {
     var nextCheckpoint: [Int32: Int64] = [:]
     /// Partitions with events since their last checkpoint.
     var dirty = Set<Int32>()
+    /// Per partition, children restored from a checkpoint cut short: their events below this offset are in
+    /// their state already and are skipped. Emptied as the partition reads past them.
+    var skipBelow: [Int32: [String: Int64]] = [:]
+    var skipUntil: [Int32: Int64] = [:]
     var assignedPartitions = Set<Int32>()
     var atEnd = Set<Int32>()
     var epoch = 0
     var messages = 0
     var validEvents = 0
     var restoredChildren = 0
+    var skippedRestored = 0
     var firstMessageAt: Instant?
     var caughtUpAnnounced = false
     var lastTickAll: Instant?
@@ -71,14 +76,21 @@ final class Intake: @unchecked Sendable {
             assignedPartitions.insert(p)
             atEnd.remove(p)
             dirty.remove(p)
+            skipBelow[p] = nil
+            skipUntil[p] = nil
             if let r = restored[p] {
-                clocks[p] = r.clock
+                clocks[p] = r.offset == nil ? nil : r.clock
                 if r.clock > maxEventTime { maxEventTime = r.clock }
-                nextCheckpoint[p] = r.checkpoint + 1
+                nextCheckpoint[p] = (r.checkpoint ?? -1) + 1
                 nextOffsets[p] = r.offset
-                overrides[tp] = r.offset
+                overrides[tp] = r.offset ?? KafkaOffset.beginning.nativeValue
                 for c in r.children { adopt[childShard(c.id, of: shards.count)].append(c) }
                 restoredChildren += r.children.count
+                if !r.skipBelow.isEmpty {
+                    skipBelow[p] = r.skipBelow
+                    skipUntil[p] = r.skipBelow.values.max()
+                }
+                if r.offset == nil { dirty.insert(p) }
             } else {
                 clocks[p] = nil
                 nextCheckpoint[p] = 0
@@ -90,7 +102,11 @@ final class Intake: @unchecked Sendable {
         if adopt.contains(where: { !$0.isEmpty }) {
             dispatch(items: adopt.map { $0.isEmpty ? [] : [.adopt($0)] })
         }
-        let summary = ps.sorted().map { p in restored[p].map { "\(p)@\($0.offset) (checkpoint \($0.checkpoint), \($0.children.count) children)" } ?? "\(p)@beginning" }
+        let summary = ps.sorted().map { p in
+            guard let r = restored[p] else { return "\(p)@beginning" }
+            let at = r.offset.map { "\(p)@\($0) (checkpoint \(r.checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
+            return at + ", \(r.children.count) children" + (r.skipBelow.isEmpty ? ")" : ", \(r.skipBelow.count) ahead of it)")
+        }
         pipeline.logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(summary.joined(separator: ", "))")
         return overrides
     }
@@ -118,6 +134,8 @@ final class Intake: @unchecked Sendable {
             dirty.remove(p)
             clocks[p] = nil
             nextOffsets[p] = nil
+            skipBelow[p] = nil
+            skipUntil[p] = nil
         }
     }
 
@@ -135,7 +153,7 @@ final class Intake: @unchecked Sendable {
             dirty.remove(p)
         }
         let request = CheckpointRequest(parts: parts)
-        dispatch(items: shards.map { _ in [.checkpoint(ps)] }, checkpoint: request)
+        dispatch(items: shards.map { _ in [.checkpoint(request)] }, checkpoint: request)
         lastCheckpoint = Date()
         return request
     }
@@ -204,6 +222,16 @@ final class Intake: @unchecked Sendable {
                 let clock = max(clocks[m.partition] ?? .distantPast, at - lateness)
                 clocks[m.partition] = clock
                 changed.insert(m.partition)
+                if let until = skipUntil[m.partition] {
+                    if m.offset >= until {
+                        skipBelow[m.partition] = nil
+                        skipUntil[m.partition] = nil
+                    } else if let below = skipBelow[m.partition]?[child], m.offset < below {
+                        // Already in this child's restored state (written by a checkpoint a crash cut short).
+                        skippedRestored += 1
+                        continue
+                    }
+                }
                 work[childShard(child, of: n)].append(.event(index: Int32(i), partition: m.partition, clock: clock))
             }
             // Every shard learns where the partitions' clocks now are, so idle children's deadlines fire too.
@@ -271,19 +299,22 @@ final class Sink: @unchecked Sendable {
     var producer: KafkaProducer?
     var consumer: KafkaConsumer?
     var headers: [Int: EpochHeader] = [:]
-    var results: [Int: [(shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)]] = [:]
+    var results: [Int: [ShardResult]] = [:]
     var nextToFinalize = 0
-    let ruleVersions: [String]
+    let rulesDigest: String
+    typealias ShardResult = (shard: Int, alerts: [RenderedAlert], changes: [(partition: Int32, record: Checkpoint.Record)], stats: EngineStats)
 
     struct OpenEpoch {
         let epoch: Int
         var pending: Int
         let alerts: [RenderedAlert]
-        /// A checkpoint waits here until every earlier epoch is durable; then its records are produced.
+        /// A checkpoint waits here until every earlier epoch is durable; then its child records are produced,
+        /// and once they are all acknowledged, its markers.
         var checkpoint: (request: CheckpointRequest, records: [(partition: Int32, record: Checkpoint.Record)])?
-        var checkpointSent = false
+        var checkpointPhase = CheckpointPhase.waiting
     }
     var open: [OpenEpoch] = []
+    enum CheckpointPhase { case waiting, children, markers }
 
     struct Outgoing {
         let epoch: Int
@@ -298,6 +329,7 @@ final class Sink: @unchecked Sendable {
     var retries: [(due: Date, token: UInt64)] = []
     var nextToken: UInt64 = 1
     var summary = PipelineSummary()
+    var lastKeyingWarning = Date.distantPast
     let done = DispatchSemaphore(value: 0)
 
     init(pipeline: Pipeline, audit: AuditLogWriter, shards: Int, logger: Logger) {
@@ -305,7 +337,7 @@ final class Sink: @unchecked Sendable {
         self.audit = audit
         shardCount = shards
         self.logger = logger
-        ruleVersions = EngineSnapshot.versions(of: pipeline.rules)
+        rulesDigest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: pipeline.rules))
     }
 
     func start(inbox: HandOff<SinkItem>) {
@@ -328,7 +360,10 @@ final class Sink: @unchecked Sendable {
                 idle = false
                 switch item {
                 case .header(let h): headers[h.epoch] = h
-                case .result(let e, let s, let alerts, let snapshots, let stats): results[e, default: []].append((s, alerts, snapshots, stats))
+                case .result(let e, let s, let alerts, let changes, let stats): results[e, default: []].append((s, alerts, changes, stats))
+                case .failed(let reason):
+                    pipeline.fail(reason)
+                    logger.critical("\(reason): stopping; nothing after the last checkpoint is acknowledged")
                 case .stop: stopping = true
                 }
                 if headers.count + results.count > 64 { break }
@@ -357,9 +392,17 @@ final class Sink: @unchecked Sendable {
         }
     }
 
-    func finalize(_ header: EpochHeader, _ parts: [(shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)]) {
+    func finalize(_ header: EpochHeader, _ parts: [ShardResult]) {
         let config = pipeline.config
         let alerts = parts.flatMap(\.alerts)
+        let moved = parts.reduce(0) { $0 + $1.stats.domainChanges }
+        if moved > 0 {
+            summary.domainChanges += moved
+            if Date().timeIntervalSince(lastKeyingWarning) >= 60 {
+                lastKeyingWarning = Date()
+                logger.warning("\(summary.domainChanges) events so far for children whose previous event came from another partition of \(config.processingTopic): the input is not keyed by child id, so a child's state and deadlines can split across instances; run with --repartition")
+            }
+        }
         do {
             for a in alerts {
                 if try audit.append(alertId: a.alertId, alertJSON: a.json) { summary.auditWritten += 1 } else { summary.auditSkippedDuplicates += 1 }
@@ -397,17 +440,14 @@ final class Sink: @unchecked Sendable {
         }
         var epoch = OpenEpoch(epoch: header.epoch, pending: count, alerts: alerts)
         if let request = header.checkpoint {
-            var records: [(partition: Int32, record: Checkpoint.Record)] = []
-            for part in request.parts {
-                let children = parts.flatMap { $0.snapshots[part.partition] ?? [] }
-                for r in Checkpoint.records(partition: part.partition, checkpoint: part.checkpoint, offset: part.offset, clock: part.clock,
-                                            ruleVersions: ruleVersions, encodedChildren: children) {
-                    records.append((part.partition, r))
-                }
-            }
-            epoch.checkpoint = (request, records)
+            epoch.checkpoint = (request, parts.flatMap(\.changes))
         }
         open.append(epoch)
+    }
+
+    func sendState(epoch: Int, partition: Int32, _ r: Checkpoint.Record) {
+        send(Outgoing(epoch: epoch, topic: pipeline.config.changelogTopic, partition: partition, key: Array(r.key.utf8),
+                      value: r.value, headers: [], attempts: 0))
     }
 
     func send(_ o: Outgoing) {
@@ -456,15 +496,29 @@ final class Sink: @unchecked Sendable {
 
     func completeEpochs() {
         while let first = open.first {
-            // Every earlier epoch is durable: a waiting checkpoint may now be written.
-            if let cp = first.checkpoint, !first.checkpointSent {
-                open[0].checkpointSent = true
-                open[0].pending += cp.records.count
-                for (p, r) in cp.records {
-                    send(Outgoing(epoch: first.epoch, topic: pipeline.config.changelogTopic, partition: p, key: Array(r.key.utf8),
-                                  value: r.value, headers: [], attempts: 0))
+            // Every earlier epoch is durable: a waiting checkpoint may now write its children's states; once they
+            // are acknowledged, its markers.
+            if let cp = first.checkpoint {
+                switch first.checkpointPhase {
+                case .waiting:
+                    open[0].checkpointPhase = .children
+                    open[0].pending += cp.records.count
+                    summary.stateRecords += cp.records.count
+                    for (p, r) in cp.records { sendState(epoch: first.epoch, partition: p, r) }
+                    continue
+                case .children:
+                    guard first.pending == 0 else { return }
+                    open[0].checkpointPhase = .markers
+                    open[0].pending += cp.request.parts.count
+                    for part in cp.request.parts {
+                        sendState(epoch: first.epoch, partition: part.partition,
+                                  Checkpoint.marker(partition: part.partition, checkpoint: part.checkpoint, offset: part.offset,
+                                                    clock: part.clock, rulesDigest: rulesDigest))
+                    }
+                    continue
+                case .markers:
+                    break
                 }
-                continue
             }
             guard first.pending == 0 else { return }
             if let cb = pipeline.onAlert { for a in first.alerts { cb(a.alert, a.json) } }
@@ -528,14 +582,15 @@ final class ChangelogReader: @unchecked Sendable {
                 throw Pipeline.RunError(message: "no progress reading \(topic) for 60 s")
             }
         }
-        let versions = EngineSnapshot.versions(of: rules)
+        let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules))
         var out: [Int32: Checkpoint.Restored] = [:]
         for p in partitions {
-            guard let r = try Checkpoint.restore(partition: p, records: records[p] ?? []) else { continue }
-            guard r.ruleVersions == versions else {
-                throw Pipeline.RunError(message: "partition \(p)'s state was checkpointed under different rules; restore those rules, or remove the state (the changelog topic) to start again from the beginning of the input")
+            do {
+                guard let r = try Checkpoint.restore(partition: p, records: records[p] ?? [], rulesDigest: digest) else { continue }
+                out[p] = r
+            } catch {
+                throw Pipeline.RunError(message: error.message)
             }
-            out[p] = r
         }
         return out
     }

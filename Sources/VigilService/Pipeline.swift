@@ -62,8 +62,8 @@ struct ShardWork: @unchecked Sendable {
         case event(index: Int32, partition: Int32, clock: Instant)
         case tick(partition: Int32, clock: Instant)
         case tickAll(Instant)
-        /// Serialise the children of these partitions (a checkpoint barrier).
-        case checkpoint([Int32])
+        /// Write the children of these partitions changed since their last checkpoint (a checkpoint barrier).
+        case checkpoint(CheckpointRequest)
         /// Forget the children of these partitions (revoked).
         case drop([Int32])
         /// Take over these children (restored from the changelog).
@@ -112,7 +112,8 @@ struct EpochHeader: @unchecked Sendable {
 
 enum SinkItem: @unchecked Sendable {
     case header(EpochHeader)
-    case result(epoch: Int, shard: Int, alerts: [RenderedAlert], snapshots: [Int32: [[UInt8]]], stats: EngineStats)
+    case result(epoch: Int, shard: Int, alerts: [RenderedAlert], changes: [(partition: Int32, record: Checkpoint.Record)], stats: EngineStats)
+    case failed(String)
     case stop
 }
 
@@ -129,7 +130,13 @@ public struct PipelineSummary: Sendable {
     public var auditSkippedDuplicates = 0
     public var deliveryRetries = 0
     public var checkpoints = 0
+    /// Child state records written to the changelog.
+    public var stateRecords = 0
     public var restoredChildren = 0
+    /// Events skipped on restore because a child's state already held them.
+    public var skippedRestored = 0
+    /// Events for children last seen on another input partition (input not keyed by child id).
+    public var domainChanges = 0
     public var engine = EngineStats()
     public var auditHead: (seq: Int, hash: String) = (0, AuditLog.genesis)
     /// Wall-clock times: the first message consumed, and the last batch made durable.
@@ -149,7 +156,9 @@ public struct PipelineSummary: Sendable {
         w.raw(","); w.key("duplicates"); w.int(Int64(engine.duplicates))
         w.raw(","); w.key("delivery_retries"); w.int(Int64(deliveryRetries))
         w.raw(","); w.key("checkpoints"); w.int(Int64(checkpoints))
+        w.raw(","); w.key("state_records"); w.int(Int64(stateRecords))
         w.raw(","); w.key("restored_children"); w.int(Int64(restoredChildren))
+        w.raw(","); w.key("skipped_restored"); w.int(Int64(skippedRestored))
         if let t = firstMessageAt { w.raw(","); w.key("first_message_at_us"); w.int(t.micros) }
         if let t = lastDurableAt { w.raw(","); w.key("last_durable_at_us"); w.int(t.micros) }
         w.raw("}")
@@ -326,6 +335,7 @@ public final class Pipeline: @unchecked Sendable {
         summary.events = intake.validEvents
         summary.firstMessageAt = intake.firstMessageAt
         summary.restoredChildren = intake.restoredChildren
+        summary.skippedRestored = intake.skippedRestored
         for s in shards { summary.engine.add(s.engine.stats) }
         // The clients' callbacks hold the stages and the stages hold the clients: break the cycles so both
         // are destroyed (and their librdkafka threads stopped) before returning.
@@ -383,6 +393,7 @@ final class Shard: @unchecked Sendable {
     let sink: HandOff<SinkItem>
     let done = DispatchSemaphore(value: 0)
     let encoder = JSONEncoder()
+    let rulesDigest: String
 
     init(index: Int, engine: Engine, rules: CompiledRuleSet, topic: String, maxBytes: Int, formatter: AlertFormatter, sink: HandOff<SinkItem>) {
         self.index = index
@@ -392,6 +403,7 @@ final class Shard: @unchecked Sendable {
         self.topic = topic
         self.formatter = formatter
         self.sink = sink
+        rulesDigest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules))
     }
 
     func start() {
@@ -412,7 +424,7 @@ final class Shard: @unchecked Sendable {
             guard let next = inbox.take(timeout: 3600) else { continue }
             guard let work = next else { return }
             let before = engine.stats
-            var snapshots: [Int32: [[UInt8]]] = [:]
+            var changes: [(partition: Int32, record: Checkpoint.Record)] = []
             for item in work.items {
                 switch item {
                 case .event(let i, let partition, let clock):
@@ -426,9 +438,16 @@ final class Shard: @unchecked Sendable {
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
                 case .tickAll(let t):
                     engine.advance(to: t, into: &alerts)
-                case .checkpoint(let partitions):
-                    for p in partitions {
-                        snapshots[p] = engine.children(inDomains: [Int(p)]).compactMap { try? Array(encoder.encode($0)) }
+                case .checkpoint(let request):
+                    for part in request.parts {
+                        for child in engine.takeChanged(inDomains: [Int(part.partition)]) {
+                            do {
+                                changes.append((part.partition, try Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset,
+                                                                                           rulesDigest: rulesDigest, encoder: encoder)))
+                            } catch {
+                                sink.put(.failed("encoding the state of a child of partition \(part.partition): \(error)"))
+                            }
+                        }
                     }
                 case .drop(let partitions):
                     engine.remove(domains: Set(partitions.map(Int.init)))
@@ -441,7 +460,7 @@ final class Shard: @unchecked Sendable {
             alerts.removeAll(keepingCapacity: true)
             var delta = engine.stats
             delta.subtract(before)
-            sink.put(.result(epoch: work.epoch, shard: index, alerts: rendered, snapshots: snapshots, stats: delta))
+            sink.put(.result(epoch: work.epoch, shard: index, alerts: rendered, changes: changes, stats: delta))
         }
     }
 }
@@ -451,7 +470,7 @@ extension EngineStats {
         events -= o.events; duplicates -= o.duplicates; alerts -= o.alerts; suppressed -= o.suppressed
         deadlinesArmed -= o.deadlinesArmed; deadlinesMet -= o.deadlinesMet; deadlinesCancelled -= o.deadlinesCancelled
         deadlinesFired -= o.deadlinesFired; overflowDrops -= o.overflowDrops; pendingRefused -= o.pendingRefused
-        withdrawn -= o.withdrawn
+        withdrawn -= o.withdrawn; domainChanges -= o.domainChanges
     }
 }
 

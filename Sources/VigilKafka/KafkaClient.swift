@@ -34,6 +34,8 @@ final class CallbackBox: @unchecked Sendable {
     var onAssign: (([TopicPartition]) -> [TopicPartition: Int64])?
     var onRevoke: (([TopicPartition], Bool) -> Void)?
     var onError: (@Sendable (KafkaError, Bool) -> Void)?
+    /// A group consumer that has been given an assignment (so librdkafka holds assignor state for it).
+    var rebalanced = false
 
     init(logger: Logger) { self.logger = logger }
 }

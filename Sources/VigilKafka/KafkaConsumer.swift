@@ -2,10 +2,19 @@ import CRdKafka
 import Dispatch
 import Logging
 
-/// One consumed message. Its bytes stay owned by librdkafka until the batch holding it is released, so the
-/// payload is read in place, never copied.
+/// The librdkafka messages of one poll, destroyed when the last batch or message referring to them goes.
+final class MessageOwner: @unchecked Sendable {
+    let raws: [UnsafeMutablePointer<rd_kafka_message_t>]
+    init(_ raws: [UnsafeMutablePointer<rd_kafka_message_t>]) { self.raws = raws }
+    deinit { for m in raws { rd_kafka_message_destroy(m) } }
+}
+
+/// One consumed message. Its bytes stay owned by librdkafka while this message (or its batch) lives, so the
+/// payload is read in place, never copied. Each message keeps its batch's messages alive: a message taken
+/// out of `poll(...).messages` stays valid however soon the batch object itself is released.
 public struct KafkaMessage: @unchecked Sendable {
     let raw: UnsafeMutablePointer<rd_kafka_message_t>
+    let owner: MessageOwner
 
     /// 0, or the error this "message" reports (`KafkaError.partitionEOF` at the end of a partition).
     public var errorCode: Int32 { raw.pointee.err.rawValue }
@@ -48,13 +57,16 @@ public struct KafkaMessage: @unchecked Sendable {
     }
 }
 
-/// A batch of consumed messages, destroyed when the last reference to it goes: hand it to any thread.
+/// A batch of consumed messages, destroyed when the last reference to it or to one of its messages goes: hand
+/// it to any thread.
 public final class KafkaMessageBatch: @unchecked Sendable {
     public let messages: [KafkaMessage]
-    init(_ messages: [KafkaMessage]) { self.messages = messages }
+    init(_ raws: [UnsafeMutablePointer<rd_kafka_message_t>]) {
+        let owner = MessageOwner(raws)
+        messages = raws.map { KafkaMessage(raw: $0, owner: owner) }
+    }
     /// A batch with no messages.
     public static let empty = KafkaMessageBatch([])
-    deinit { for m in messages { rd_kafka_message_destroy(m.raw) } }
 }
 
 let rebalanceTrampoline: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { rk, err, parts, _ in
@@ -64,6 +76,7 @@ let rebalanceTrampoline: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, Un
     let items = PartitionList.read(parts).map(\.0)
     switch err {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        b?.rebalanced = true
         if let overrides = b?.onAssign?(items), let parts, let elems = parts.pointee.elems {
             for i in 0..<Int(parts.pointee.cnt) {
                 let tp = TopicPartition(elems[i].topic.map { String(cString: $0) } ?? "", elems[i].partition)
@@ -100,6 +113,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     let queue: OpaquePointer
     let callbacks: CallbackBox
     var closed = false
+    var subscribed = false
     var buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
     let bufferSize = 4096
 
@@ -133,8 +147,15 @@ public final class KafkaConsumer: @unchecked Sendable {
     deinit {
         close()
         rd_kafka_queue_destroy(queue)
-        rd_kafka_destroy(rk)
         buffer.deallocate()
+        // librdkafka before 2.3.0 aborts (assertion `assignor_state`, librdkafka issue #4312) when a
+        // cooperative-sticky group consumer is destroyed before its first rebalance, e.g. when a process is
+        // stopped while the broker is unreachable. Such a handle is left to the process exit instead.
+        if subscribed && !callbacks.rebalanced && rd_kafka_version() < 0x0203_00FF {
+            callbacks.logger.debug("consumer stopped before joining its group: handle left to the process exit (librdkafka #4312)")
+            return
+        }
+        rd_kafka_destroy(rk)
     }
 
     public func subscribe(_ topics: [String]) throws(KafkaError) {
@@ -144,6 +165,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let err = rd_kafka_subscribe(rk, list)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe") }
+        subscribed = true
     }
 
     /// Consumes the given partitions from the given positions, outside any group rebalancing.
@@ -190,9 +212,9 @@ public final class KafkaConsumer: @unchecked Sendable {
             n += Swift.max(rd_kafka_consume_batch_queue(queue, 0, buffer + n, limit - n), 0)
         }
         guard n > 0 else { return KafkaMessageBatch([]) }
-        var out: [KafkaMessage] = []
+        var out: [UnsafeMutablePointer<rd_kafka_message_t>] = []
         out.reserveCapacity(n)
-        for i in 0..<n { if let m = buffer[i] { out.append(KafkaMessage(raw: m)) } }
+        for i in 0..<n { if let m = buffer[i] { out.append(m) } }
         return KafkaMessageBatch(out)
     }
 
@@ -224,6 +246,33 @@ public final class KafkaConsumer: @unchecked Sendable {
         var out: [TopicPartition: Int64] = [:]
         for (tp, o, _) in PartitionList.read(list) { out[tp] = o }
         return out
+    }
+
+    /// The first and next offsets the broker holds for a partition (the low one rises when retention drops
+    /// data).
+    public func watermarks(_ tp: TopicPartition, timeoutMs: Int32 = 10_000) throws(KafkaError) -> (low: Int64, high: Int64) {
+        var low: Int64 = 0, high: Int64 = 0
+        let err = rd_kafka_query_watermark_offsets(rk, tp.topic, tp.partition, &low, &high, timeoutMs)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "watermarks of \(tp)") }
+        return (low, high)
+    }
+
+    /// Stops fetching `partitions` (call on the polling thread). librdkafka drops what it prefetched for them
+    /// and, on `resume`, fetches again from the offset after the last message `poll` returned.
+    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try pauseResume(partitions, pause: true)
+    }
+
+    /// Fetches `partitions` again (call on the polling thread).
+    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try pauseResume(partitions, pause: false)
+    }
+
+    func pauseResume(_ partitions: [TopicPartition], pause: Bool) throws(KafkaError) {
+        guard !partitions.isEmpty, let list = PartitionList.make(partitions.map { ($0, nil) }) else { return }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = pause ? rd_kafka_pause_partitions(rk, list) : rd_kafka_resume_partitions(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: pause ? "pause" : "resume") }
     }
 
     /// Current assignment.

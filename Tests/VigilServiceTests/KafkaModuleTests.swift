@@ -54,6 +54,47 @@ func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
         consumer.close()
     }
 
+    /// What the pipeline's at-least-once rests on: a delivery report without an error means the broker
+    /// holds the message, even when Produce requests fail on the way (the producer retries them), with the
+    /// producer settings `vigil run` uses.
+    @Test(arguments: [Int32(7), 6, 19])
+    func messagesReportedDeliveredThroughProduceErrorsAreAllOnTheTopic(error: Int32) throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("t", partitions: 4)
+        var config = KafkaConfig(bootstrapServers: broker.bootstrapServers)
+        config.set("acks", "all")
+        config.set("linger.ms", "5")
+        config.set("compression.type", "lz4")
+        let delivered = Mutex<Set<UInt64>>([])
+        let failed = Mutex<Set<UInt64>>([])
+        let producer = try KafkaProducer(config: config, logger: quietLogger) { token, error in
+            if error == nil { delivered.withLock { _ = $0.insert(token) } } else { failed.withLock { _ = $0.insert(token) } }
+        }
+        let n = 2000
+        for i in 1...n {
+            if i == 200 { broker.failNextRequests(.produce, count: 10, error: error) }
+            try producer.produce(topic: "t", key: Array("k\(i % 37)".utf8), value: Array("v\(i)".utf8), token: UInt64(i))
+            if i % 100 == 0 { _ = producer.poll(timeoutMs: 5) }
+        }
+        #expect(producer.flush(timeoutMs: 30_000))
+        let ok = delivered.withLock { $0 }
+        #expect(ok.count + failed.withLock { $0.count } == n)
+        let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
+        try consumer.assign((0..<4).map { (TopicPartition("t", $0), KafkaOffset.beginning) })
+        var seen = Set<UInt64>()
+        var ended = Set<Int32>()
+        let deadline = Date().addingTimeInterval(20)
+        while ended.count < 4, Date() < deadline {
+            // Iterating a batch that is released at once: each message keeps its bytes alive.
+            for m in consumer.poll(max: 1000, timeoutMs: 200).messages {
+                if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
+                if m.errorCode == 0, let i = UInt64(String(decoding: m.value, as: UTF8.self).dropFirst()) { seen.insert(i) }
+            }
+        }
+        consumer.close()
+        #expect(ok.subtracting(seen).isEmpty, "reported delivered but not on the topic: \(ok.subtracting(seen).sorted().prefix(20))")
+    }
+
     @Test func propertiesAreCheckedByLibrdkafka() {
         var c = KafkaConfig(bootstrapServers: "127.0.0.1:1")
         c.set("no.such.property", "1")

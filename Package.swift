@@ -49,15 +49,25 @@ let package = Package(
         ]),
         // The benchmark harness (scripts/bench): engine only, end to end against the transport limit, latency.
         .executableTarget(name: "vigil-bench", dependencies: [
-            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka", "VigilService",
+            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka", "VigilService", "VigilChaos",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/VigilBench"),
+        // The chaos harness: a broker, several `vigil run` processes, SIGKILLs and faults, and the end check.
+        .target(name: "VigilChaos", dependencies: [
+            "VigilContract", "VigilEngine", "VigilKafka", "VigilService",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "vigil-chaos", dependencies: [
+            "VigilChaos", "VigilKafka",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "VigilContractTests", dependencies: ["VigilContract"]),
         .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
         .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService"]),
         // Integration tests: a real broker protocol over TCP (the embedded broker), the `vigil` binary, kcat.
-        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
+        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilChaos", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
     ]
 )

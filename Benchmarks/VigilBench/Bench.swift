@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-bench",
         abstract: "Vigil's benchmark harness: engine only, end to end against the transport limit, and latency.",
-        subcommands: [EngineCommand.self, EndToEndCommand.self, LatencyCommand.self, AllCommand.self, DecodeProbe.self]
+        subcommands: [EngineCommand.self, EndToEndCommand.self, LatencyCommand.self, RestoreCommand.self, AllCommand.self, DecodeProbe.self]
     )
 }
 
@@ -98,6 +98,7 @@ struct AllCommand: ParsableCommand {
         try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20, fetchWait: 10)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 1_000, seconds: 15, fetchWait: 2)
+        try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 120, partitions: 32)
     }
 }
 

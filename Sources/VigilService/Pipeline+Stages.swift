@@ -13,6 +13,8 @@ final class Intake: @unchecked Sendable {
     let sinkInbox: HandOff<SinkItem>
     let restorer: ChangelogReader
     var consumer: KafkaConsumer?
+    /// With --repartition: the stage feeding the processing topic, which must be caught up too.
+    var upstream: Repartitioner?
     let decoder: EventDecoder
     var record: EventRecord
     let lateness: Int64
@@ -240,6 +242,7 @@ final class Intake: @unchecked Sendable {
                 for s in 0..<n { work[s].append(.tick(partition: p, clock: c)) }
             }
             let caughtUp = !assignedPartitions.isEmpty && assignedPartitions.isSubset(of: atEnd)
+                && (upstream?.upstreamCaughtUp.load(ordering: .acquiring) ?? true)
             if caughtUp {
                 switch config.clock {
                 case .event:

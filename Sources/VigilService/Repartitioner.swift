@@ -1,18 +1,34 @@
 import Foundation
 import Logging
+import Synchronization
 import VigilContract
 import VigilKafka
 
 /// Reads the input topic in its own consumer group and writes each valid event to the repartition topic,
 /// keyed by child id, so every event of a child reaches the same partition (and engine) whatever key the
-/// producer used, as Kafka Streams does. Invalid messages go to the dead-letter topic here. At least once:
-/// after a crash a message may be written twice, and the engine drops the second copy (same event id).
+/// producer used, as Kafka Streams does. Invalid messages go to the dead-letter topic here.
+///
+/// Order: a producer that keys by something else spreads one child's events over several partitions, whose
+/// relative order Kafka does not keep. Like a Kafka Streams task, the repartitioner merges the partitions it
+/// is assigned by event time: it always writes the earliest buffered event, and waits while an assigned
+/// partition that has not reached its end has nothing buffered (its lag is unknown or positive, so an
+/// earlier event may be on its way). A partition with `perPartitionBuffer` events buffered is paused, so the
+/// fetcher turns to the partitions the merge waits for. So a single instance rebuilds event-time order
+/// exactly; with several instances each merges its share, and the shares interleave by arrival (an event
+/// that lands behind its partition's clock is applied as a late event).
+///
+/// At least once: offsets are stored only for events acknowledged downstream; after a crash an event may be
+/// written twice, and the engine drops the second copy (same event id).
 final class Repartitioner: @unchecked Sendable {
     unowned let pipeline: Pipeline
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     let decoder: EventDecoder
     let stopped = NSCondition()
+    /// True while the whole input topic has been repartitioned: every partition this instance reads is at
+    /// its end with nothing buffered or unacknowledged, and the group's committed offsets reach the end of
+    /// every other partition. Until then the engine is not caught up, whatever its own partitions say.
+    let upstreamCaughtUp = Atomic<Bool>(false)
     var stopFlag = false
     var finished = false
 
@@ -23,6 +39,7 @@ final class Repartitioner: @unchecked Sendable {
         c.set("enable.auto.offset.store", "false")
         c.set("enable.auto.commit", "true")
         c.set("auto.offset.reset", "earliest")
+        c.set("enable.partition.eof", "true")
         c.set("partition.assignment.strategy", "cooperative-sticky")
         if base.value("fetch.wait.max.ms") == nil { c.set("fetch.wait.max.ms", "100") }
         try c.apply(passThrough: pipeline.config.kafkaConsumer)
@@ -70,59 +87,191 @@ final class Repartitioner: @unchecked Sendable {
         return stopFlag
     }
 
+    typealias Out = (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])
+
+    /// Events read but not yet written, per input partition, in offset (and so, per producer, time) order.
+    struct Buffered {
+        let at: Instant
+        let offset: Int64
+        let out: Out
+    }
+
+    /// Events buffered per input partition before it is paused.
+    static let perPartitionBuffer = 2000
+    /// How often a merge that keeps waiting for a partition says so.
+    static let waitWarningSeconds = 30.0
+
     func loop() {
         let config = pipeline.config
         var record = decoder.makeRecord()
         var token: UInt64 = 1
+        var queues: [Int32: [Buffered]] = [:]
+        var heads: [Int32: Int] = [:]
+        var atEnd = Set<Int32>()
+        var assigned = Set<Int32>()
+        var paused = Set<Int32>()
+        var waitingSince: Date?
+        var lastWaitWarning = Date.distantPast
+        var lastAssignmentCheck = Date.distantPast
+        var lastLagCheck = Date.distantPast
+        let topic = config.inputTopic
         while !shouldStop {
             let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(config.batchLingerMs))
-            var offsets: [TopicPartition: Int64] = [:]
-            var sent: [UInt64: (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])] = [:]
-            for m in batch.messages where m.errorCode == 0 {
-                offsets[TopicPartition(config.inputTopic, m.partition)] = m.offset + 1
+            if Date().timeIntervalSince(lastAssignmentCheck) >= 0.2 || !batch.messages.isEmpty {
+                lastAssignmentCheck = Date()
+                let now = Set(consumer.assignment().filter { $0.topic == topic }.map(\.partition))
+                // A revoked partition's unwritten events are left to its next owner (their offsets were never
+                // stored). It is resumed, so that it is not still paused if it comes back.
+                let gone = assigned.subtracting(now)
+                for p in gone { queues[p] = nil; heads[p] = nil; atEnd.remove(p) }
+                let unpause = paused.intersection(gone)
+                if !unpause.isEmpty {
+                    try? consumer.resume(unpause.map { TopicPartition(topic, $0) })
+                    paused.subtract(unpause)
+                }
+                assigned = now
+            }
+            var sent: [UInt64: Out] = [:]
+            for m in batch.messages {
+                guard assigned.contains(m.partition) else { continue }
+                if m.errorCode == KafkaError.partitionEOF { atEnd.insert(m.partition); continue }
+                guard m.errorCode == 0 else {
+                    pipeline.logger.warning("repartition: consumer: \(m.errorMessage)")
+                    continue
+                }
+                atEnd.remove(m.partition)
                 var headers = m.headers()
-                headers.append(("vigil.source.topic", Array(config.inputTopic.utf8)))
+                headers.append(("vigil.source.topic", Array(topic.utf8)))
                 headers.append(("vigil.source.partition", Array(String(m.partition).utf8)))
                 headers.append(("vigil.source.offset", Array(String(m.offset).utf8)))
-                let out: (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])
                 if let failure = decoder.decode(m.value, into: &record) {
                     headers.append(("vigil.error.kind", Array(failure.kind.rawValue.utf8)))
                     headers.append(("vigil.error.path", Array(failure.path.utf8)))
                     headers.append(("vigil.error.reason", Array(failure.reason.utf8)))
-                    pipeline.logger.warning("dead letter: \(config.inputTopic)[\(m.partition)]@\(m.offset): \(failure.kind.rawValue): \(failure)")
-                    out = (config.deadLetterTopic, m.key.map { Array($0) }, Array(m.value), headers)
+                    pipeline.logger.warning("dead letter: \(topic)[\(m.partition)]@\(m.offset): \(failure.kind.rawValue): \(failure)")
+                    // Kept in its partition's queue (at the time of the event before it) so offsets stay in order.
+                    let at = queues[m.partition]?.last?.at ?? .distantPast
+                    queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
+                                                                     out: (config.deadLetterTopic, m.key.map { Array($0) }, Array(m.value), headers)))
                 } else {
                     let child = record[decoder.contract.childIdSlot].string ?? ""
-                    out = (config.repartitionTopic, Array(child.utf8), Array(m.value), headers)
+                    let at = record[decoder.contract.occurredAtSlot].instant ?? .distantPast
+                    queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
+                                                                     out: (config.repartitionTopic, Array(child.utf8), Array(m.value), headers)))
                 }
-                sent[token] = out
-                produce(out, token: token)
-                token += 1
             }
-            // Everything of this batch is acknowledged before its offsets are stored: at least once.
+            // Merge: write the earliest head while every assigned partition has something buffered or is at its end.
+            var buffered = queues.reduce(0) { $0 + $1.value.count - heads[$1.key, default: 0] }
+            var written: [Int32: Int64] = [:]
+            var waitingFor: Int32?
+            while buffered > 0 {
+                var best: (p: Int32, at: Instant)?
+                waitingFor = nil
+                for p in assigned.sorted() {
+                    let h = heads[p, default: 0]
+                    if let q = queues[p], h < q.count {
+                        if let current = best, current.at <= q[h].at { continue }
+                        best = (p, q[h].at)
+                    } else if !atEnd.contains(p) {
+                        waitingFor = p
+                        break
+                    }
+                }
+                guard waitingFor == nil, let b = best else { break }
+                let h = heads[b.p, default: 0]
+                guard let item = queues[b.p]?[h] else { break }
+                heads[b.p] = h + 1
+                buffered -= 1
+                sent[token] = item.out
+                produce(item.out, token: token)
+                token += 1
+                written[b.p] = item.offset + 1
+            }
+            for (p, h) in heads where h > 0 {
+                queues[p]?.removeFirst(h)
+                heads[p] = 0
+            }
+            // Flow control: a partition with a full buffer stops fetching until the merge has taken half of it.
+            var pause: [TopicPartition] = [], resume: [TopicPartition] = []
+            for p in assigned {
+                let count = queues[p]?.count ?? 0
+                if count >= Self.perPartitionBuffer, !paused.contains(p) {
+                    paused.insert(p)
+                    pause.append(TopicPartition(topic, p))
+                } else if count <= Self.perPartitionBuffer / 2, paused.contains(p) {
+                    paused.remove(p)
+                    resume.append(TopicPartition(topic, p))
+                }
+            }
+            do {
+                try consumer.pause(pause)
+                try consumer.resume(resume)
+            } catch {
+                pipeline.logger.warning("repartition: \(error)")
+            }
+            if let p = waitingFor, buffered > 0 {
+                let since = waitingSince ?? Date()
+                waitingSince = since
+                if Date().timeIntervalSince(since) >= Self.waitWarningSeconds, Date().timeIntervalSince(lastWaitWarning) >= Self.waitWarningSeconds {
+                    lastWaitWarning = Date()
+                    pipeline.logger.warning("repartition: waiting \(Int(Date().timeIntervalSince(since))) s for \(topic)[\(p)], which has not reached its end, before writing \(buffered) buffered events in event-time order")
+                }
+            } else {
+                waitingSince = nil
+            }
+            if sent.isEmpty, Date().timeIntervalSince(lastLagCheck) >= 1 {
+                lastLagCheck = Date()
+                let mineDone = !assigned.isEmpty && assigned.isSubset(of: atEnd) && buffered == 0
+                upstreamCaughtUp.store(mineDone && othersCaughtUp(excluding: assigned), ordering: .releasing)
+            } else if !sent.isEmpty {
+                upstreamCaughtUp.store(false, ordering: .releasing)
+            }
+            guard !sent.isEmpty else { continue }
+            // Everything written is acknowledged before its offsets are stored: at least once.
             var delay = 0.1
             while !sent.isEmpty {
                 _ = producer.flush(timeoutMs: 10_000)
                 let failed = box.take()
                 for t in sent.keys where failed[t] == nil { sent[t] = nil }
                 if sent.isEmpty { break }
+                if shouldStop {
+                    pipeline.logger.warning("repartition: stopping with \(sent.count) deliveries unacknowledged; their input is read again next time")
+                    return
+                }
                 pipeline.logger.warning("repartition: \(sent.count) deliveries failed; retrying in \(delay) s")
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, 5)
-                var again: [UInt64: (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])] = [:]
+                var again: [UInt64: Out] = [:]
                 for (_, o) in sent {
                     again[token] = o
                     produce(o, token: token)
                     token += 1
                 }
                 sent = again
-                if shouldStop && delay >= 5 { break }
             }
+            let offsets = Dictionary(uniqueKeysWithValues: written.map { (TopicPartition(topic, $0.key), $0.value) })
             do { try consumer.storeOffsets(offsets) } catch { pipeline.logger.warning("repartition: storing offsets: \(error)") }
         }
     }
 
-    func produce(_ o: (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])]), token: UInt64) {
+    /// Whether the group's committed offsets reach the end of every input partition not assigned here.
+    func othersCaughtUp(excluding mine: Set<Int32>) -> Bool {
+        let topic = pipeline.config.inputTopic
+        do {
+            let others = try consumer.partitions(of: topic, timeoutMs: 2000).filter { !mine.contains($0) }.map { TopicPartition(topic, $0) }
+            guard !others.isEmpty else { return true }
+            let committed = try consumer.committed(others, timeoutMs: 2000)
+            for tp in others {
+                let end = try consumer.watermarks(tp, timeoutMs: 2000).high
+                if end > 0 && (committed[tp] ?? -1) < end { return false }
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    func produce(_ o: Out, token: UInt64) {
         do {
             try producer.produce(topic: o.topic, key: o.key, value: o.value, headers: o.headers, token: token)
         } catch {

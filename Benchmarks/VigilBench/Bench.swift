@@ -98,7 +98,7 @@ struct AllCommand: ParsableCommand {
         try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20, fetchWait: 10)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 1_000, seconds: 15, fetchWait: 2)
-        try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 120, partitions: 32)
+        try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 200, partitions: 64)
     }
 }
 

@@ -153,6 +153,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         // stopped while the broker is unreachable. Such a handle is left to the process exit instead.
         if subscribed && !callbacks.rebalanced && rd_kafka_version() < 0x0203_00FF {
             callbacks.logger.debug("consumer stopped before joining its group: handle left to the process exit (librdkafka #4312)")
+            // Its threads may still log through the callbacks: keep them alive with it.
+            _ = Unmanaged.passRetained(callbacks)
             return
         }
         rd_kafka_destroy(rk)

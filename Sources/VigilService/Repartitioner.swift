@@ -114,6 +114,7 @@ final class Repartitioner: @unchecked Sendable {
         var lastWaitWarning = Date.distantPast
         var lastAssignmentCheck = Date.distantPast
         var lastLagCheck = Date.distantPast
+        var lastErrorLog = Date.distantPast
         let topic = config.inputTopic
         while !shouldStop {
             let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(config.batchLingerMs))
@@ -133,12 +134,17 @@ final class Repartitioner: @unchecked Sendable {
             }
             var sent: [UInt64: Out] = [:]
             for m in batch.messages {
-                guard assigned.contains(m.partition) else { continue }
-                if m.errorCode == KafkaError.partitionEOF { atEnd.insert(m.partition); continue }
-                guard m.errorCode == 0 else {
-                    pipeline.logger.warning("repartition: consumer: \(m.errorMessage)")
+                if m.errorCode != 0 && m.errorCode != KafkaError.partitionEOF {
+                    // At most one every 5 s: librdkafka retries by itself (a broker outage repeats these).
+                    if Date().timeIntervalSince(lastErrorLog) > 5 {
+                        pipeline.logger.warning("repartition: consumer: \(m.errorMessage)")
+                        lastErrorLog = Date()
+                    }
                     continue
                 }
+                // A partition revoked since (its events are its next owner's).
+                guard assigned.contains(m.partition) else { continue }
+                if m.errorCode == KafkaError.partitionEOF { atEnd.insert(m.partition); continue }
                 atEnd.remove(m.partition)
                 var headers = m.headers()
                 headers.append(("vigil.source.topic", Array(topic.utf8)))

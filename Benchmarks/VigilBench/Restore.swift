@@ -73,6 +73,9 @@ struct RestoreCommand: ParsableCommand {
         for part in line.components(separatedBy: "checkpoint ").dropFirst() {
             if let n = part.split(separator: ",").dropFirst().first?.split(separator: " ").first.flatMap({ Int($0) }) { restored += n }
         }
+        if let open = line.range(of: " s ("), let close = line.range(of: "):", range: open.upperBound..<line.endIndex) {
+            print("vigil's breakdown: \(line[open.upperBound..<close.lowerBound])")
+        }
         print("| restore after SIGKILL | children restored | seconds (vigil's log) | from restart to that log line |")
         print("|---|---:|---:|---:|")
         print("| \(partitions) changelog partitions read back, one instance | \(grouped(Double(restored))) | **\(fmt(seconds, 2))** | \(fmt(seen, 1)) s (the killed member's 6 s session expiring, the rebalance, the restore) |")

@@ -67,8 +67,9 @@ final class Intake: @unchecked Sendable {
         var overrides: [TopicPartition: Int64] = [:]
         let started = Date()
         var restored: [Int32: Checkpoint.Restored] = [:]
+        var t = ChangelogReader.Timings()
         do {
-            restored = try restorer.restore(partitions: ps, rules: pipeline.rules)
+            (restored, t) = try restorer.restore(partitions: ps, rules: pipeline.rules)
         } catch {
             pipeline.fail("restoring state: \(error)")
             return [:]
@@ -110,7 +111,6 @@ final class Intake: @unchecked Sendable {
             let at = r.offset.map { "\(p)@\($0) (checkpoint \(r.checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
             return at + ", \(r.children.count) children" + (r.skipBelow.isEmpty ? ")" : ", \(r.skipBelow.count) ahead of it)")
         }
-        let t = restorer.lastTimings
         pipeline.logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", Date().timeIntervalSince(started))) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
         return overrides
     }
@@ -554,9 +554,16 @@ final class ChangelogReader: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// The newest complete checkpoint of each partition that has one.
-    func restore(partitions: [Int32], rules: CompiledRuleSet) throws -> [Int32: Checkpoint.Restored] {
-        guard !partitions.isEmpty else { return [:] }
+    /// Of a restore: changelog records read, seconds reading them, seconds decoding them.
+    struct Timings {
+        var records = 0
+        var read = 0.0
+        var decode = 0.0
+    }
+
+    /// The newest complete checkpoint of each partition that has one, and what reading them took.
+    func restore(partitions: [Int32], rules: CompiledRuleSet) throws -> ([Int32: Checkpoint.Restored], Timings) {
+        guard !partitions.isEmpty else { return ([:], Timings()) }
         let started = Date()
         var c = config
         c.set("group.id", "vigil-restore-\(UUID().uuidString)")
@@ -612,13 +619,9 @@ final class ChangelogReader: @unchecked Sendable {
             case .failure(let error): throw Pipeline.RunError(message: error.message)
             }
         }
-        lastTimings = (records: input.values.reduce(0) { $0 + $1.count }, read: readDone.timeIntervalSince(started),
-                       decode: Date().timeIntervalSince(readDone))
-        return out
+        return (out, Timings(records: input.values.reduce(0) { $0 + $1.count }, read: readDone.timeIntervalSince(started),
+                             decode: Date().timeIntervalSince(readDone)))
     }
-
-    /// Of the last restore: changelog records read, seconds reading them, seconds decoding them.
-    var lastTimings: (records: Int, read: Double, decode: Double) = (0, 0, 0)
 }
 
 /// Which shard owns a child: a stable hash of its id, so the same child always lands on the same engine.

@@ -30,6 +30,9 @@ public struct ChaosPlan: Sendable {
     /// An existing broker; nil starts `vigil broker` as a child process.
     public var brokers: String?
     public var checkpointIntervalMs = 1000
+    /// The instances' `session.timeout.ms`: a killed member's partitions move once it expires. It must be
+    /// longer than any broker outage in `steps` (see `ChaosPlan.validate`).
+    public var sessionTimeoutMs = 6000
     public var batchSize = 200
     /// Seconds between kills, and from a kill to the restart.
     public var killGap: ClosedRange<Double> = 0.5...3
@@ -56,6 +59,8 @@ public struct ChaosStep: Sendable {
         case leave
         /// Run a closure (fault injection on an in-process broker).
         case call(@Sendable () -> Void)
+        /// A broker outage of `seconds`: `down` now, `up` that many seconds later (before any later step).
+        case outage(seconds: Double, down: @Sendable () -> Void, up: @Sendable () -> Void)
     }
     /// Seconds after the previous step ran (the first: after the instances start); with `afterProgress`,
     /// seconds after that progress is reached.
@@ -133,6 +138,30 @@ public struct ChaosReport: Sendable {
     }
 }
 
+extension ChaosPlan {
+    /// Refuses plans the embedded broker cannot run without aborting.
+    ///
+    /// librdkafka 2.0.2's mock group coordinator names a member by the address of its struct, expires members
+    /// that send nothing for `session.timeout.ms` (a broker outage does that to every live member), and frees
+    /// them. A member joining next can get the same address, so the same id; when the expired member's client
+    /// then rejoins with its old id while the new member's join is pending, the mock aborts the process
+    /// (`rd_kafka_mock_cgrp_member_add: Assertion '!member->resp' failed`). Seen with a 10 s outage and 6 s
+    /// sessions: every run expired both live members and one reused an id. So an outage must end, with a
+    /// margin for a busy machine, before any live member's session can expire.
+    public func validate() throws(Chaos.Failure) {
+        for step in steps {
+            guard case .outage(let seconds, _, _) = step.action else { continue }
+            let needed = Int(seconds * 1000) + Self.outageMarginMs
+            if sessionTimeoutMs < needed {
+                throw Chaos.Failure(description: "step '\(step.label)': a \(seconds) s broker outage needs session-timeout-ms of at least \(needed) (it is \(sessionTimeoutMs)): the embedded broker expires live members during an outage, and can then abort when one rejoins with an id it has given to another member")
+            }
+        }
+    }
+
+    /// What an outage must leave of a session: heartbeats resume, and a busy machine may be slow to send them.
+    public static let outageMarginMs = 5000
+}
+
 public enum Chaos {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -140,6 +169,7 @@ public enum Chaos {
 
     /// Runs `plan` and returns what it found; `say` gets progress lines.
     public static func run(_ plan: ChaosPlan, say: @escaping @Sendable (String) -> Void = { print($0) }) throws -> ChaosReport {
+        try plan.validate()
         try FileManager.default.createDirectory(atPath: plan.workDir, withIntermediateDirectories: true)
         var logger = Logger(label: "vigil.chaos")
         logger.logLevel = .error
@@ -198,7 +228,7 @@ public enum Chaos {
         // Consumer-only properties go in a config file (-X would hand them to the producers too). A killed
         // member's partitions move once its session expires: keep that short.
         let configPath = plan.workDir + "/chaos.yaml"
-        let yaml = "kafka-consumer:\n  session.timeout.ms: 6000\n  heartbeat.interval.ms: 500\n  fetch.wait.max.ms: 10\n"
+        let yaml = "kafka-consumer:\n  session.timeout.ms: \(plan.sessionTimeoutMs)\n  heartbeat.interval.ms: 500\n  fetch.wait.max.ms: 10\n"
 
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         var fleet = Fleet(plan: plan, brokers: brokers, config: configPath, say: say)
@@ -269,6 +299,9 @@ public enum Chaos {
                     }
                 case .call(let f):
                     f()
+                case .outage(let seconds, let down, let up):
+                    down()
+                    steps.insert(ChaosStep(at: seconds, "\(step.label): over after \(seconds) s", .call(up)), at: 0)
                 }
             }
             let allDone = progressKills.isEmpty && timedKills == 0 && restarts.isEmpty && steps.isEmpty

@@ -51,6 +51,8 @@ import VigilKafka
         p.instances = 2
         p.kills = 2
         p.killGap = 8...12
+        // Longer than the outage (ChaosPlan.validate says why).
+        p.sessionTimeoutMs = 15_000
         // Retriable errors: 6 NOT_LEADER_OR_FOLLOWER, 7 REQUEST_TIMED_OUT, 15 COORDINATOR_NOT_AVAILABLE.
         p.steps = [
             ChaosStep(at: 0, afterProgress: 0.05, "Produce, Fetch and OffsetCommit requests fail", .call {
@@ -58,12 +60,25 @@ import VigilKafka
                 broker.failNextRequests(.fetch, count: 10, error: 6)
                 broker.failNextRequests(.offsetCommit, count: 5, error: 15)
             }),
-            ChaosStep(at: 0, afterProgress: 0.2, "broker down", .call { broker.setBrokerDown(1) }),
-            ChaosStep(at: 10, "broker up after 10 s", .call { broker.setBrokerUp(1) }),
+            ChaosStep(at: 0, afterProgress: 0.2, "broker down", .outage(seconds: 10, down: { broker.setBrokerDown(1) }, up: { broker.setBrokerUp(1) })),
             ChaosStep(at: 2, "Produce requests fail again", .call { broker.failNextRequests(.produce, count: 10, error: 6) }),
         ]
         let report = try run(p)
         #expect(report.stepsDone.count == 4)
+    }
+
+    /// The embedded broker aborted the test process (`rd_kafka_mock_cgrp_member_add: Assertion '!member->resp'`)
+    /// when an outage outlasted the members' sessions: such a plan is refused before anything starts.
+    @Test func aBrokerOutageLongerThanTheSessionsIsRefused() throws {
+        var p = ChaosPlan(vigil: vigilBinary, rules: rulesDir, workDir: "/nonexistent")
+        p.sessionTimeoutMs = 6000
+        p.steps = [ChaosStep(at: 0, "broker down", .outage(seconds: 10, down: {}, up: {}))]
+        #expect(throws: Chaos.Failure.self) { try p.validate() }
+        do { _ = try Chaos.run(p) { _ in } } catch {
+            #expect("\(error)".contains("needs session-timeout-ms of at least 15000"))
+        }
+        p.sessionTimeoutMs = 15_000
+        try p.validate()
     }
 
     @Test func aThirdInstanceJoiningMidStreamThenOneLeavingMovesPartitionsStateAndDeadlines() throws {

@@ -42,21 +42,24 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // What tests and tools need beside the service: the stream generator, and in-memory I/O for pipelines
+        // (a source, topics, a changelog store, a manual clock), as NIOEmbedded is for NIO.
+        .target(name: "VigilTesting", dependencies: ["VigilContract", "VigilRules", "VigilEngine", "VigilService"]),
         .executableTarget(name: "vigil", dependencies: [
-            "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka",
+            "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka", "VigilTesting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The benchmark harness (scripts/bench): engine only, end to end against the transport limit, latency.
         .executableTarget(name: "vigil-bench", dependencies: [
-            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka", "VigilService", "VigilChaos",
+            "VigilContract", "VigilRules", "VigilEngine", "VigilKafka", "VigilService", "VigilChaos", "VigilTesting",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/VigilBench"),
         // The chaos harness: a broker, several `vigil run` processes, SIGKILLs and faults, and the end check.
         .target(name: "VigilChaos", dependencies: [
-            "VigilContract", "VigilEngine", "VigilKafka", "VigilService",
+            "VigilContract", "VigilEngine", "VigilKafka", "VigilService", "VigilTesting",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vigil-chaos", dependencies: [
@@ -66,8 +69,8 @@ let package = Package(
         ]),
         .testTarget(name: "VigilContractTests", dependencies: ["VigilContract"]),
         .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
-        .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService"]),
+        .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService", "VigilTesting"]),
         // Integration tests: a real broker protocol over TCP (the embedded broker), the `vigil` binary, kcat.
-        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilChaos", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
+        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilTesting", "VigilChaos", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
     ]
 )

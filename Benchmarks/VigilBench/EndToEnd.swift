@@ -6,6 +6,7 @@ import Synchronization
 import VigilContract
 import VigilKafka
 import VigilService
+import VigilTesting
 
 let benchLogger: Logger = {
     var l = Logger(label: "vigil-bench")

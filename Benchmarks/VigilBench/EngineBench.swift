@@ -3,6 +3,7 @@ import VigilContract
 import VigilEngine
 import VigilRules
 import VigilService
+import VigilTesting
 
 /// Events held in one contiguous buffer, so the input costs no allocation per event while measuring.
 struct EventBuffer {

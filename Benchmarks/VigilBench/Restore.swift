@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VigilChaos
 import VigilService
+import VigilTesting
 
 /// Restore time after a SIGKILL: `vigil run` works through a stream of many children, checkpoints, is killed
 /// with SIGKILL, and is started again; the restarted process logs how long reading its partitions' state back

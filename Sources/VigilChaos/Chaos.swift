@@ -6,6 +6,7 @@ import VigilEngine
 import VigilKafka
 import VigilRules
 import VigilService
+import VigilTesting
 
 /// What a chaos run does: a generated stream on a broker, several `vigil run` processes in one consumer
 /// group, SIGKILLs of random instances at random moments (each restarted after a random pause), optional

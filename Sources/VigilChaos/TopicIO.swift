@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import VigilContract
 import VigilKafka
+import VigilTesting
 import VigilService
 
 /// Producing test streams and reading topics back, for tests and the chaos harness.

@@ -46,6 +46,19 @@ public struct Alert: Sendable, Hashable {
     public var summary: String
     public var evidence: [EventRef]
 
+    public init(alertId: String, status: Status, withdraws: String?, ruleIndex: Int, childId: String, firedAt: Instant,
+                deadline: Instant?, summary: String, evidence: [EventRef]) {
+        self.alertId = alertId
+        self.status = status
+        self.withdraws = withdraws
+        self.ruleIndex = ruleIndex
+        self.childId = childId
+        self.firedAt = firedAt
+        self.deadline = deadline
+        self.summary = summary
+        self.evidence = evidence
+    }
+
     /// `alert_id` is a pure function of the rule id, the child id, `fired_at` and the evidence event ids,
     /// so replaying the same input yields the same ids.
     public static func identity(ruleId: String, childId: String, firedAt: Instant, eventIds: [String]) -> String {
@@ -68,6 +81,11 @@ public struct AlertFormatter: Sendable {
 
     /// One JSON object, no trailing newline. `emittedAt` is the wall clock, when the caller has one.
     public func json(_ a: Alert, emittedAt: Instant? = nil) -> String {
+        String(decoding: jsonBytes(a, emittedAt: emittedAt), as: UTF8.self)
+    }
+
+    /// `json(_:emittedAt:)` as UTF-8 bytes.
+    public func jsonBytes(_ a: Alert, emittedAt: Instant? = nil) -> [UInt8] {
         let rule = rules.rules[a.ruleIndex]
         let symbols = rules.contract.symbols
         var w = JSONWriter(capacity: 512)
@@ -100,7 +118,7 @@ public struct AlertFormatter: Sendable {
             w.raw("}")
         }
         w.raw("]}")
-        return w.text
+        return w.bytes
     }
 
     /// `2007-03-14T00:00:00Z  critical  unchecked-adult-with-access  C-HGY-0001  summary`

@@ -7,6 +7,7 @@ import VigilEngine
 import VigilKafka
 import VigilRules
 import VigilService
+import VigilTesting
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -93,11 +94,11 @@ struct DemoCommand: ParsableCommand {
         let pipeline = Pipeline(config: config, rules: set, logger: logger)
         let shown = Atomic<Int>(0)
         let limit = 60
-        pipeline.onAlert = { alert, _ in
+        pipeline.onAlert = { rendered in
             let n = shown.add(1, ordering: .relaxed).newValue
             guard n <= limit else { return }
-            let rule = set.rules[alert.ruleIndex]
-            Output.shared.line(ANSI.color(AlertFormatter(rules: set).line(alert), ANSI.severity(rule.severity), enabled: color))
+            let rule = set.rules[rendered.alert.ruleIndex]
+            Output.shared.line(ANSI.color(AlertFormatter(rules: set).line(rendered.alert), ANSI.severity(rule.severity), enabled: color))
             if n == limit { Output.shared.line("... (more alerts in \(auditPath): vigil tail --audit \(auditPath))") }
             Output.shared.flush()
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import VigilContract
 import VigilService
+import VigilTesting
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

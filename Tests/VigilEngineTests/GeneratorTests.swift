@@ -3,6 +3,7 @@ import Testing
 import VigilContract
 import VigilEngine
 import VigilService
+import VigilTesting
 
 @Suite struct GeneratorTests {
     func generate(children: Int = 300, days: Int = 200, seed: UInt64 = 3) -> (lines: [String], generator: StreamGenerator) {

@@ -4,6 +4,7 @@ import Testing
 import VigilChaos
 import VigilContract
 import VigilKafka
+import VigilTesting
 @testable import VigilService
 
 /// Crash safety and scale-out, end to end: `vigil run` processes in one consumer group, killed, joined,

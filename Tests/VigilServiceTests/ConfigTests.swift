@@ -39,3 +39,66 @@ import Testing
         #expect(c.kafkaProducer == ["linger.ms=50"])
     }
 }
+
+/// Each setting is declared once (`PipelineConfig.settings`); the YAML file, the command line,
+/// `--print-config`, `--help` and the README all follow that declaration.
+@Suite struct SettingDeclarationTests {
+    /// A value different from the default, for each kind.
+    func sample(_ s: Setting) -> String {
+        switch s.kind {
+        case .text: return "x-\(s.name)"
+        case .number(let r): return String(r.upperBound)
+        case .flag: return "true"
+        case .choice(let names): return names.last ?? ""
+        case .properties: return "client.id=\(s.name)"
+        }
+    }
+
+    @Test func everySettingRoundTripsThroughTheCommandLineThePrintedYAMLAndTheLoader() throws {
+        var fromFlags = PipelineConfig()
+        var args: [String] = []
+        for s in PipelineConfig.settings {
+            args += s.kind == .flag ? ["--\(s.name)"] : ["--\(s.name)", sample(s)]
+        }
+        try fromFlags.parse(arguments: args)
+        for s in PipelineConfig.settings {
+            #expect(s.values(fromFlags) == [sample(s)], "--\(s.name)")
+        }
+        var fromYAML = PipelineConfig()
+        try fromYAML.load(yaml: fromFlags.yaml, path: "printed.yaml")
+        #expect(fromYAML.yaml == fromFlags.yaml)
+        for s in PipelineConfig.settings { #expect(s.values(fromYAML) == s.values(fromFlags), "\(s.name)") }
+    }
+
+    @Test func theShortFormAndInlineValuesWork() throws {
+        var c = PipelineConfig()
+        try c.parse(arguments: ["-X", "a=1", "-Xb=2", "--group=g", "--repartition=false"])
+        #expect(c.kafka == ["a=1", "b=2"])
+        #expect(c.group == "g" && !c.repartition)
+    }
+
+    @Test func helpAndTheREADMEListEverySettingWithItsDefault() throws {
+        let help = PipelineConfig.helpText
+        let readme = try String(contentsOf: repoRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        for s in PipelineConfig.settings {
+            #expect(help.contains("--\(s.name)"))
+            #expect(help.split(separator: "\n").allSatisfy { $0.count <= 80 }, "short enough not to be re-wrapped")
+            switch s.kind {
+            case .properties:
+                #expect(readme.contains("`\(s.name):`") || readme.contains("`--\(s.name)`"), "README names \(s.name)")
+            case .flag:
+                #expect(readme.contains("| `--\(s.name)` | off |"), "README row for --\(s.name)")
+            default:
+                #expect(help.contains("(default: \(s.defaultText))"))
+                #expect(readme.contains("| `--\(s.name)` | `\(s.defaultText)`") || readme.contains("| `--\(s.name)` | `$VIGIL_RULES` or `\(s.defaultText)`"),
+                        "README row for --\(s.name) with its default \(s.defaultText)")
+            }
+        }
+    }
+
+    @Test func secretsAreNeverPrinted() throws {
+        var c = PipelineConfig()
+        try c.parse(arguments: ["-X", "sasl.password=hunter2", "-X", "ssl.key.password=k", "--kafka-producer", "sasl.jaas.config=j"])
+        #expect(!c.yaml.contains("hunter2") && !c.yaml.contains(": k\n") && !c.yaml.contains(": j\n"))
+    }
+}

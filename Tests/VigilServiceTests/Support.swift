@@ -6,6 +6,7 @@ import VigilChaos
 import VigilContract
 import VigilEngine
 import VigilKafka
+import VigilTesting
 import VigilRules
 @testable import VigilService
 

@@ -22,6 +22,10 @@ public enum Checkpoint {
     public struct Record: Sendable {
         public let key: String
         public let value: [UInt8]
+        public init(key: String, value: [UInt8]) {
+            self.key = key
+            self.value = value
+        }
     }
 
     public static let markerKey = "checkpoint"

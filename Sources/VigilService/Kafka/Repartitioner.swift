@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import VigilContract
 import VigilKafka
+import VigilRules
 
 /// Reads the input topic in its own consumer group and writes each valid event to the repartition topic,
 /// keyed by child id, so every event of a child reaches the same partition (and engine) whatever key the
@@ -19,8 +20,11 @@ import VigilKafka
 ///
 /// At least once: offsets are stored only for events acknowledged downstream; after a crash an event may be
 /// written twice, and the engine drops the second copy (same event id).
-final class Repartitioner: @unchecked Sendable {
-    unowned let pipeline: Pipeline
+final class Repartitioner: PipelineStage, @unchecked Sendable {
+    let name = "vigil-repartition"
+    let config: PipelineConfig
+    let logger: Logger
+    let coordinator: Coordinator
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     let decoder: EventDecoder
@@ -30,26 +34,20 @@ final class Repartitioner: @unchecked Sendable {
     /// every other partition. Until then the engine is not caught up, whatever its own partitions say.
     let upstreamCaughtUp = Atomic<Bool>(false)
     var stopFlag = false
-    var finished = false
+    var thread: StageThread?
+    let box = FailureBox()
 
-    init(pipeline: Pipeline, base: KafkaConfig, producerConfig: KafkaConfig, partitions: Int) throws {
-        self.pipeline = pipeline
-        var c = base
-        c.set("group.id", pipeline.config.group + "-repartition")
-        c.set("enable.auto.offset.store", "false")
-        c.set("enable.auto.commit", "true")
-        c.set("auto.offset.reset", "earliest")
-        c.set("enable.partition.eof", "true")
-        c.set("partition.assignment.strategy", "cooperative-sticky")
-        if base.value("fetch.wait.max.ms") == nil { c.set("fetch.wait.max.ms", "100") }
-        try c.apply(passThrough: pipeline.config.kafkaConsumer)
-        consumer = try KafkaConsumer(config: c, logger: pipeline.logger)
-        let box = FailureBox()
-        producer = try KafkaProducer(config: producerConfig, logger: pipeline.logger) { token, error in
+    init(config: PipelineConfig, rules: CompiledRuleSet, base: KafkaConfig, producerConfig: KafkaConfig,
+         coordinator: Coordinator, logger: Logger) throws(KafkaError) {
+        self.config = config
+        self.logger = logger
+        self.coordinator = coordinator
+        consumer = try KafkaConsumer(config: try ConsumerConfiguration(groupId: config.group + "-repartition")
+                                         .kafkaConfig(base: base, passThrough: config.kafkaConsumer), logger: logger)
+        producer = try KafkaProducer(config: producerConfig, logger: logger) { [box] token, error in
             if let error { box.record(token, error) }
         }
-        decoder = EventDecoder(contract: pipeline.rules.contract, slots: [], maxBytes: pipeline.config.maxEventBytes)
-        self.box = box
+        decoder = EventDecoder(contract: rules.contract, slots: [], maxBytes: config.maxEventBytes)
     }
 
     final class FailureBox: @unchecked Sendable {
@@ -58,33 +56,27 @@ final class Repartitioner: @unchecked Sendable {
         func record(_ t: UInt64, _ e: KafkaError) { lock.lock(); failed[t] = e; lock.unlock() }
         func take() -> [UInt64: KafkaError] { lock.lock(); defer { failed = [:]; lock.unlock() }; return failed }
     }
-    let box: FailureBox
 
     func start() {
-        let t = Thread { [self] in
-            do { try consumer.subscribe([pipeline.config.inputTopic]) } catch { pipeline.fail("repartition: \(error)") }
+        thread = StageThread(name: name) { [self] in
+            do throws(KafkaError) { try consumer.subscribe([config.inputTopic]) } catch { coordinator.fail(.kafka(client: "repartition consumer", error)) }
             loop()
-            stopped.lock()
-            finished = true
-            stopped.broadcast()
-            stopped.unlock()
+            consumer.close()
         }
-        t.name = "vigil-repartition"
-        t.start()
     }
 
     func stop() {
         stopped.lock()
         stopFlag = true
-        while !finished { _ = stopped.wait(until: Date().addingTimeInterval(0.1)) }
         stopped.unlock()
-        consumer.close()
     }
+
+    func join() { thread?.join() }
 
     var shouldStop: Bool {
         stopped.lock()
         defer { stopped.unlock() }
-        return stopFlag
+        return stopFlag || coordinator.isAborting
     }
 
     typealias Out = (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])
@@ -102,7 +94,6 @@ final class Repartitioner: @unchecked Sendable {
     static let waitWarningSeconds = 30.0
 
     func loop() {
-        let config = pipeline.config
         var record = decoder.makeRecord()
         var token: UInt64 = 1
         var queues: [Int32: [Buffered]] = [:]
@@ -137,7 +128,7 @@ final class Repartitioner: @unchecked Sendable {
                 if m.errorCode != 0 && m.errorCode != KafkaError.partitionEOF {
                     // At most one every 5 s: librdkafka retries by itself (a broker outage repeats these).
                     if Date().timeIntervalSince(lastErrorLog) > 5 {
-                        pipeline.logger.warning("repartition: consumer: \(m.errorMessage)")
+                        logger.warning("repartition: consumer: \(m.errorMessage)")
                         lastErrorLog = Date()
                     }
                     continue
@@ -146,22 +137,18 @@ final class Repartitioner: @unchecked Sendable {
                 guard assigned.contains(m.partition) else { continue }
                 if m.errorCode == KafkaError.partitionEOF { atEnd.insert(m.partition); continue }
                 atEnd.remove(m.partition)
-                var headers = m.headers()
-                headers.append(("vigil.source.topic", Array(topic.utf8)))
-                headers.append(("vigil.source.partition", Array(String(m.partition).utf8)))
-                headers.append(("vigil.source.offset", Array(String(m.offset).utf8)))
                 if let failure = decoder.decode(m.value, into: &record) {
-                    headers.append(("vigil.error.kind", Array(failure.kind.rawValue.utf8)))
-                    headers.append(("vigil.error.path", Array(failure.path.utf8)))
-                    headers.append(("vigil.error.reason", Array(failure.reason.utf8)))
-                    pipeline.logger.warning("dead letter: \(topic)[\(m.partition)]@\(m.offset): \(failure.kind.rawValue): \(failure)")
+                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key.map { Array($0) },
+                                       value: Array(m.value), originalHeaders: m.headers(), failure: failure)
+                    logger.warning("dead letter: \(d.logDescription)")
                     // Kept in its partition's queue (at the time of the event before it) so offsets stay in order.
                     let at = queues[m.partition]?.last?.at ?? .distantPast
                     queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
-                                                                     out: (config.deadLetterTopic, m.key.map { Array($0) }, Array(m.value), headers)))
+                                                                     out: (config.deadLetterTopic, d.key, d.value, d.headers)))
                 } else {
                     let child = record[decoder.contract.childIdSlot].string ?? ""
                     let at = record[decoder.contract.occurredAtSlot].instant ?? .distantPast
+                    let headers = m.headers() + DeadLetter.sourceHeaders(topic: topic, partition: m.partition, offset: m.offset)
                     queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
                                                                      out: (config.repartitionTopic, Array(child.utf8), Array(m.value), headers)))
                 }
@@ -213,14 +200,14 @@ final class Repartitioner: @unchecked Sendable {
                 try consumer.pause(pause)
                 try consumer.resume(resume)
             } catch {
-                pipeline.logger.warning("repartition: \(error)")
+                logger.warning("repartition: \(error)")
             }
             if let p = waitingFor, buffered > 0 {
                 let since = waitingSince ?? Date()
                 waitingSince = since
                 if Date().timeIntervalSince(since) >= Self.waitWarningSeconds, Date().timeIntervalSince(lastWaitWarning) >= Self.waitWarningSeconds {
                     lastWaitWarning = Date()
-                    pipeline.logger.warning("repartition: waiting \(Int(Date().timeIntervalSince(since))) s for \(topic)[\(p)], which has not reached its end, before writing \(buffered) buffered events in event-time order")
+                    logger.warning("repartition: waiting \(Int(Date().timeIntervalSince(since))) s for \(topic)[\(p)], which has not reached its end, before writing \(buffered) buffered events in event-time order")
                 }
             } else {
                 waitingSince = nil
@@ -234,19 +221,19 @@ final class Repartitioner: @unchecked Sendable {
             }
             guard !sent.isEmpty else { continue }
             // Everything written is acknowledged before its offsets are stored: at least once.
-            var delay = 0.1
+            var delay = RetryDelay(.reading)
             while !sent.isEmpty {
                 _ = producer.flush(timeoutMs: 10_000)
                 let failed = box.take()
                 for t in sent.keys where failed[t] == nil { sent[t] = nil }
                 if sent.isEmpty { break }
                 if shouldStop {
-                    pipeline.logger.warning("repartition: stopping with \(sent.count) deliveries unacknowledged; their input is read again next time")
+                    logger.warning("repartition: stopping with \(sent.count) deliveries unacknowledged; their input is read again next time")
                     return
                 }
-                pipeline.logger.warning("repartition: \(sent.count) deliveries failed; retrying in \(delay) s")
-                Thread.sleep(forTimeInterval: delay)
-                delay = min(delay * 2, 5)
+                let wait = delay.failed()
+                logger.warning("repartition: \(sent.count) deliveries failed; retrying in \(wait) s")
+                Thread.sleep(forTimeInterval: wait)
                 var again: [UInt64: Out] = [:]
                 for (_, o) in sent {
                     again[token] = o
@@ -256,13 +243,13 @@ final class Repartitioner: @unchecked Sendable {
                 sent = again
             }
             let offsets = Dictionary(uniqueKeysWithValues: written.map { (TopicPartition(topic, $0.key), $0.value) })
-            do { try consumer.storeOffsets(offsets) } catch { pipeline.logger.warning("repartition: storing offsets: \(error)") }
+            do { try consumer.storeOffsets(offsets) } catch { logger.warning("repartition: storing offsets: \(error)") }
         }
     }
 
     /// Whether the group's committed offsets reach the end of every input partition not assigned here.
     func othersCaughtUp(excluding mine: Set<Int32>) -> Bool {
-        let topic = pipeline.config.inputTopic
+        let topic = config.inputTopic
         do {
             let others = try consumer.partitions(of: topic, timeoutMs: 2000).filter { !mine.contains($0) }.map { TopicPartition(topic, $0) }
             guard !others.isEmpty else { return true }

@@ -1,0 +1,95 @@
+import Foundation
+import VigilContract
+
+/// How the engine's clocks move.
+public enum ClockMode: String, Sendable, CaseIterable {
+    /// Live: each partition's clock is its largest event time minus the allowed lateness; once caught up,
+    /// clocks follow the wall clock minus the allowed lateness, so deadlines fire when nothing arrives.
+    case wall
+    /// Backtests, demos, tests: once caught up, every clock moves to the largest event time seen, so a
+    /// caught-up pipeline agrees with `vigil replay` on the same input.
+    case event
+}
+
+/// Everything `vigil run` needs. Each setting is described once, in `PipelineConfig.settings` (name, help,
+/// validation), which drives the `--config` YAML file, the command line, `--help`, `--print-config` and
+/// `validate()`; its default is the property's initial value here.
+public struct PipelineConfig: Sendable {
+    public var brokers = "localhost:9092"
+    public var group = "vigil"
+    public var inputTopic = "agency-events"
+    public var alertsTopic = "vigil-alerts"
+    public var deadLetterTopic = "vigil-dead-letters"
+    public var auditFile = "vigil-audit.jsonl"
+    public var changelogTopic = "vigil-changelog"
+    public var checkpointIntervalMs = 10_000
+    public var repartition = false
+    public var repartitionTopic = "vigil-repartition"
+    public var rules = "Rules"
+    public var shards = 0
+    public var clock = ClockMode.wall
+    public var allowedLateness = 0
+    public var maxEventBytes = EventDecoder.defaultMaxBytes
+    public var batchSize = 1000
+    public var batchLingerMs = 2
+    public var maxInFlight = 32
+    public var kafka: [String] = []
+    public var kafkaConsumer: [String] = []
+    public var kafkaProducer: [String] = []
+
+    public init() {}
+
+    public var effectiveShards: Int { shards > 0 ? shards : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// The topic the engines read: the input, or the repartition topic.
+    public var processingTopic: String { repartition ? repartitionTopic : inputTopic }
+
+    public struct ConfigError: Error, CustomStringConvertible, Sendable {
+        public let message: String
+        public init(_ message: String) { self.message = message }
+        public var description: String { message }
+    }
+
+    /// Every setting of `vigil run`, in the order `--help` and `--print-config` show them.
+    public static let settings: [Setting] = [
+        .text("brokers", \.brokers, value: "host:port,...", help: "Kafka bootstrap servers."),
+        .text("group", \.group, help: "Consumer group id; instances in one group share the partitions."),
+        .text("input-topic", \.inputTopic, value: "topic", help: "Agency events (JSON, events.schema.json)."),
+        .text("alerts-topic", \.alertsTopic, value: "topic", help: "Alerts (JSON, alert.schema.json), keyed by child id."),
+        .text("dead-letter-topic", \.deadLetterTopic, value: "topic", help: "Invalid messages: original bytes, reason in headers."),
+        .text("audit-file", \.auditFile, value: "file", help: "The audit log (JSON Lines, hash-chained, mode 0600), one per instance."),
+        .text("changelog-topic", \.changelogTopic, value: "topic", help: "Engine state (compacted; as many partitions as the input)."),
+        .number("checkpoint-interval-ms", \.checkpointIntervalMs, range: 100...86_400_000,
+                help: "How often the partitions that changed are checkpointed (less re-processing after a crash, more writes)."),
+        .flag("repartition", \.repartition, help: "Read the input through the repartition topic, keyed by child id (for producers that key by something else)."),
+        .text("repartition-topic", \.repartitionTopic, value: "topic", help: "The internal topic for --repartition."),
+        .text("rules", \.rules, value: "dir", help: "Rule pack directory (default also from $VIGIL_RULES)."),
+        .number("shards", \.shards, range: 0...256, help: "Worker threads evaluating rules; children are sharded by a hash of their id (0: one per core).",
+                note: { "effective: \($0.effectiveShards)" }),
+        .choice("clock", \.clock, help: "wall (live) or event (backtests, demos: agrees with vigil replay once caught up)."),
+        .number("allowed-lateness", \.allowedLateness, range: 0...Int(Int32.max), value: "seconds",
+                help: "Seconds the clocks trail the newest event time (or the wall clock)."),
+        .number("max-event-bytes", \.maxEventBytes, range: 1...(64 << 20), value: "bytes", help: "Larger messages are dead letters (too-large)."),
+        .number("batch-size", \.batchSize, range: 1...100_000, help: "Messages per poll; one batch is the unit of commit."),
+        .number("batch-linger-ms", \.batchLingerMs, range: 0...1000,
+                help: "Once a batch has its first message, how long to keep collecting (longer, up to 50 ms, while earlier batches are in flight)."),
+        .number("max-in-flight", \.maxInFlight, range: 1...1000, help: "Batches in flight before intake stops fetching (backpressure)."),
+        .properties("kafka", \.kafka, short: "X", help: "A librdkafka property for every client (TLS, SASL, tuning); repeatable."),
+        .properties("kafka-consumer", \.kafkaConsumer, help: "A librdkafka property for the consumers only; repeatable."),
+        .properties("kafka-producer", \.kafkaProducer, help: "A librdkafka property for the producers only; repeatable."),
+    ]
+
+    public static func setting(named name: String) -> Setting? { settings.first { $0.name == name } }
+
+    /// Checks every setting, then the rules that tie several together.
+    public func validate() throws(ConfigError) {
+        for s in Self.settings {
+            if let problem = s.check(self) { throw ConfigError(problem) }
+        }
+        let topics = [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic),
+                      ("changelog-topic", changelogTopic)] + (repartition ? [("repartition-topic", repartitionTopic)] : [])
+        for (name, t) in topics where t.isEmpty { throw ConfigError("\(name) must not be empty") }
+        guard Set(topics.map(\.1)).count == topics.count else {
+            throw ConfigError("the input, alerts, dead-letter, changelog and repartition topics must all be different topics")
+        }
+    }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import Logging
+import VigilContract
+import VigilEngine
+import VigilRules
+
+/// The intake stage: the source's polling thread. It reads batches, validates each message against the
+/// contract, keeps the partitions' clocks and positions (`PartitionTracker`), hands every shard its slice of
+/// each batch and the sink its plan, and handles rebalances (they run inside `poll`): restoring assigned
+/// partitions, checkpointing revoked ones.
+final class Intake: PipelineStage, @unchecked Sendable {
+    let name = "vigil-intake"
+    private let config: PipelineConfig
+    private let source: EventSource
+    private let state: StateStore
+    private let rules: CompiledRuleSet
+    private let shards: [Shard]
+    private let sink: HandOff<SinkItem>
+    private let coordinator: Coordinator
+    private let counters: PipelineCounters
+    private let clock: PipelineClock
+    private let logger: Logger
+    private let upstreamCaughtUp: () -> Bool
+    private let onCaughtUp: () -> Void
+    private let decoder: EventDecoder
+    private var record: EventRecord
+    private var tracker: PartitionTracker
+    private var epoch = 0
+    private var caughtUpAnnounced = false
+    private var lastCheckpoint: Instant
+    private var lastErrorLog = Instant.distantPast
+    private var lastKeyingWarning = Instant.distantPast
+    private var keyingWarned = 0
+    private let closeNow = DispatchSemaphore(value: 0)
+    private var thread: StageThread?
+
+    init(config: PipelineConfig, io: PipelineIO, rules: CompiledRuleSet, shards: [Shard], sink: HandOff<SinkItem>,
+         coordinator: Coordinator, counters: PipelineCounters, logger: Logger, onCaughtUp: @escaping () -> Void) {
+        self.config = config
+        source = io.source
+        state = io.state
+        self.rules = rules
+        self.shards = shards
+        self.sink = sink
+        self.coordinator = coordinator
+        self.counters = counters
+        clock = io.clock
+        self.logger = logger
+        upstreamCaughtUp = io.upstreamCaughtUp
+        self.onCaughtUp = onCaughtUp
+        decoder = EventDecoder(contract: rules.contract, slots: [], maxBytes: config.maxEventBytes)
+        record = decoder.makeRecord()
+        tracker = PartitionTracker(lateness: Int64(config.allowedLateness) * Instant.microsPerSecond, mode: config.clock)
+        lastCheckpoint = io.clock.now()
+    }
+
+    func start() {
+        thread = StageThread(name: name) { [self] in
+            do throws(PipelineError) {
+                try source.start(RebalanceHandlers(assigned: { [weak self] in self?.assigned($0) ?? [:] },
+                                                   revoked: { [weak self] in self?.revoked($0, lost: $1) }))
+                logger.info("consuming \(source.topic) as group \(config.group) with \(shards.count) shard\(shards.count == 1 ? "" : "s"); alerts to \(config.alertsTopic), dead letters to \(config.deadLetterTopic), state to \(config.changelogTopic), clock \(config.clock.rawValue)")
+                loop()
+            } catch {
+                coordinator.fail(error)
+            }
+            // Leave (revoking and checkpointing every partition) when the group stops this stage, so that the
+            // stages started after it have stopped first. A crashed process leaves nothing behind.
+            closeNow.wait()
+            if !coordinator.isCrashed { source.close() }
+        }
+    }
+
+    func stop() { closeNow.signal() }
+    func join() { thread?.join() }
+
+    // MARK: rebalancing
+
+    /// Partitions assigned: restore each from its newest complete checkpoint and read on from the offset it
+    /// records; a partition never checkpointed is read from its beginning, so its state is complete.
+    private func assigned(_ ps: [Int32]) -> [Int32: StartOffset] {
+        let started = clock.now()
+        let restored: [Int32: Checkpoint.Restored]
+        let t: RestoreTimings
+        do {
+            (restored, t) = try state.restore(partitions: ps, rules: rules)
+        } catch {
+            coordinator.fail(error)
+            return [:]
+        }
+        var starts: [Int32: StartOffset] = [:]
+        var adopt = [[ChildState]](repeating: [], count: shards.count)
+        for p in ps {
+            let r = restored[p]
+            starts[p] = tracker.assign(p, restored: r.map { .init(checkpoint: $0.checkpoint, offset: $0.offset, clock: $0.clock, skipBelow: $0.skipBelow) })
+            for c in r?.children ?? [] { adopt[childShard(c.id, of: shards.count)].append(c) }
+            counters.restoredChildren.add(r?.children.count ?? 0, ordering: .relaxed)
+        }
+        if adopt.contains(where: { !$0.isEmpty }) {
+            dispatch(adopt.map { $0.isEmpty ? [] : [.adopt($0)] })
+        }
+        let summary = ps.sorted().map { p in
+            guard let r = restored[p] else { return "\(p)@beginning" }
+            let at = r.offset.map { "\(p)@\($0) (checkpoint \(r.checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
+            return at + ", \(r.children.count) children" + (r.skipBelow.isEmpty ? ")" : ", \(r.skipBelow.count) ahead of it)")
+        }
+        let seconds = Double(clock.now().micros - started.micros) / 1e6
+        logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
+        return starts
+    }
+
+    /// Partitions revoked: finish what is in flight, checkpoint them, then forget their children. A lost
+    /// assignment (the session expired) is not checkpointed: another member may own and write them already.
+    /// Nor is anything after a fatal error: what is not durable by now never will be.
+    private func revoked(_ ps: [Int32], lost: Bool) {
+        let owned = tracker.owned(ps)
+        guard !owned.isEmpty else { return }
+        let drained = coordinator.drain()
+        if lost {
+            logger.warning("assignment lost for partitions \(owned): dropping their state without a checkpoint")
+        } else if drained, let e = checkpoint(owned.filter { tracker.dirty.contains($0) }) {
+            if !coordinator.waitForDurable(epoch: e, timeout: 120) && !coordinator.isAborting {
+                logger.error("checkpoint of revoked partitions \(owned) not confirmed in 120 s; the next owner restores an earlier one")
+            }
+        }
+        dispatch(shards.map { _ in [.drop(owned)] })
+        coordinator.drain()
+        tracker.forget(owned)
+    }
+
+    /// Sends a checkpoint barrier for `partitions` through every shard; returns its epoch, or nil when there is
+    /// nothing to checkpoint.
+    @discardableResult
+    private func checkpoint(_ partitions: [Int32]) -> Int? {
+        let parts = tracker.checkpoint(partitions)
+        lastCheckpoint = clock.now()
+        guard !parts.isEmpty else { return nil }
+        return dispatch(shards.map { _ in [.checkpoint(parts)] }, plan: { EpochPlan(epoch: $0, checkpoint: parts) })
+    }
+
+    /// Hands an epoch to the sink (its plan) and the shards (their items); returns its number.
+    @discardableResult
+    private func dispatch(_ items: [[ShardWork.Item]], batch: InputBatch = .empty,
+                          plan: (Int) -> EpochPlan = { EpochPlan(epoch: $0) }) -> Int {
+        let e = epoch
+        coordinator.epochStarted()
+        sink.put(.plan(plan(e)))
+        for (s, shard) in shards.enumerated() { shard.submit(ShardWork(epoch: e, batch: batch, items: items[s])) }
+        epoch += 1
+        return e
+    }
+
+    // MARK: the loop
+
+    private func loop() {
+        let n = shards.count
+        let topic = source.topic
+        while true {
+            // Backpressure: stop fetching while too much is in flight.
+            guard let busy = coordinator.waitForCapacity(limit: config.maxInFlight) else { return }
+            // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
+            // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
+            let linger = min(config.batchLingerMs * min(25, max(1, busy)), max(config.batchLingerMs, 50))
+            let batch = source.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(linger))
+            var work = [[ShardWork.Item]](repeating: [], count: n)
+            var dead: [DeadLetter] = []
+            var read = 0, valid = 0, skipped = 0
+            for (i, m) in batch.messages.enumerated() {
+                if let notice = m.notice {
+                    switch notice {
+                    case .partitionEnd: tracker.reachedEnd(m.partition)
+                    case .error(let message): warnRarely("consumer: \(message)")
+                    }
+                    continue
+                }
+                guard tracker.read(m.partition, offset: m.offset) else { continue }
+                read += 1
+                if let failure = decoder.decode(m.value, into: &record) {
+                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key.map { Array($0) },
+                                       value: Array(m.value), originalHeaders: batch.headers(at: i), failure: failure)
+                    logger.warning("dead letter: \(d.logDescription)")
+                    dead.append(d)
+                    continue
+                }
+                guard case .instant(let at) = record[decoder.contract.occurredAtSlot],
+                      case .string(let child) = record[decoder.contract.childIdSlot] else { continue }
+                valid += 1
+                switch tracker.event(m.partition, offset: m.offset, child: child, at: at) {
+                case .skip: skipped += 1
+                case .process(let clock): work[childShard(child, of: n)].append(.event(index: Int32(i), partition: m.partition, clock: clock))
+                }
+            }
+            if read > 0 { count(read: read, valid: valid, skipped: skipped) }
+            // Every shard learns where the partitions' clocks now are, so idle children's deadlines fire too.
+            for (p, c) in tracker.takeMovedClocks() {
+                for s in 0..<n { work[s].append(.tick(partition: p, clock: c)) }
+            }
+            let caughtUp = tracker.caughtUp && upstreamCaughtUp()
+            if caughtUp, let t = tracker.catchUpTick(wall: clock.now()) {
+                for s in 0..<n { work[s].append(.tickAll(t)) }
+            }
+            if read > 0 || work.contains(where: { !$0.isEmpty }) {
+                dispatch(work, batch: batch) { EpochPlan(epoch: $0, deadLetters: dead) }
+            }
+            if clock.now().micros - lastCheckpoint.micros >= Int64(config.checkpointIntervalMs) * 1000 {
+                checkpoint(tracker.dirty)
+            }
+            warnAboutKeying()
+            if caughtUp && !caughtUpAnnounced {
+                caughtUpAnnounced = true
+                logger.info("caught up with every assigned partition (\(counters.events.load(ordering: .relaxed)) events so far)")
+                onCaughtUp()
+            }
+            if coordinator.isStopping { return }
+        }
+    }
+
+    private func count(read: Int, valid: Int, skipped: Int) {
+        counters.messages.add(read, ordering: .relaxed)
+        counters.events.add(valid, ordering: .relaxed)
+        counters.skippedRestored.add(skipped, ordering: .relaxed)
+        _ = counters.firstMessageAt.compareExchange(expected: 0, desired: clock.now().micros, ordering: .relaxed)
+    }
+
+    /// At most one every 5 s: the source retries by itself (a broker outage repeats these).
+    private func warnRarely(_ message: String) {
+        let now = clock.now()
+        guard now.micros - lastErrorLog.micros > 5 * Instant.microsPerSecond else { return }
+        lastErrorLog = now
+        logger.warning("\(message)")
+    }
+
+    /// At most once a minute, while events arrive for children whose previous event came from another
+    /// partition.
+    private func warnAboutKeying() {
+        let moved = counters.domainChanges.load(ordering: .relaxed)
+        let now = clock.now()
+        guard moved > keyingWarned, now.micros - lastKeyingWarning.micros >= 60 * Instant.microsPerSecond else { return }
+        keyingWarned = moved
+        lastKeyingWarning = now
+        logger.warning("\(moved) events so far for children whose previous event came from another partition of \(source.topic): the input is not keyed by child id, so a child's state and deadlines can split across instances; run with --repartition")
+    }
+}
+
+/// Which shard owns a child: a stable hash of its id, so the same child always lands on the same engine.
+func childShard(_ id: String, of n: Int) -> Int {
+    Int(stableHash(id) % UInt64(max(n, 1)))
+}

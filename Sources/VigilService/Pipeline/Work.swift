@@ -1,0 +1,48 @@
+import VigilContract
+import VigilEngine
+
+/// An alert with its JSON, ready for the outputs.
+public struct RenderedAlert: Sendable {
+    public let alert: Alert
+    public let ruleId: String
+    /// The alert as `alert.schema.json` describes it, UTF-8.
+    public let json: [UInt8]
+
+    public init(alert: Alert, ruleId: String, json: [UInt8]) {
+        self.alert = alert
+        self.ruleId = ruleId
+        self.json = json
+    }
+
+    public var alertId: String { alert.alertId }
+
+    /// What every alert output gets: keyed by child id, the JSON as the value, the id for de-duplication.
+    public var record: OutputRecord { OutputRecord(key: Array(alert.childId.utf8), value: json, alertId: alert.alertId) }
+}
+
+/// One unit of work for a shard: a slice of one consumed batch, plus clock movements and control, in intake
+/// order.
+struct ShardWork: Sendable {
+    enum Item: Sendable {
+        case event(index: Int32, partition: Int32, clock: Instant)
+        case tick(partition: Int32, clock: Instant)
+        case tickAll(Instant)
+        /// Write the children of these partitions changed since their last checkpoint (a checkpoint barrier).
+        case checkpoint([CheckpointPart])
+        /// Forget the children of these partitions (revoked).
+        case drop([Int32])
+        /// Take over these children (restored from the changelog).
+        case adopt([ChildState])
+    }
+    let epoch: Int
+    let batch: InputBatch
+    var items: [Item]
+}
+
+/// What the sink's inbox carries.
+enum SinkItem: Sendable {
+    case plan(EpochPlan)
+    case result(epoch: Int, shard: Int, ShardResult)
+    case failed(PipelineError)
+    case stop
+}

@@ -91,9 +91,11 @@ struct EndToEndCommand: ParsableCommand {
     @Option var vigil = ".build/release/vigil"
     @Option var events = 1_000_000
     @Option(help: "Partitions: enough that ~5 MiB per partition holds the stream.") var partitions = 128
-    func run() throws { try EndToEndCommand.measure(vigil: vigil, rules: rules, events: events, partitions: partitions) }
+    @Option(help: "Another vigil binary (an earlier build) to run alternately with --vigil on the same preloaded topic.")
+    var baseline: String?
+    func run() throws { try EndToEndCommand.measure(vigil: vigil, rules: rules, events: events, partitions: partitions, baseline: baseline) }
 
-    static func measure(vigil: String, rules: String, events: Int, partitions: Int) throws {
+    static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil) throws {
         print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions; `vigil broker` in a separate process")
         let broker = try Spawned(vigil, ["broker", "--partitions", String(partitions)])
         defer { broker.stop() }
@@ -143,24 +145,31 @@ struct EndToEndCommand: ParsableCommand {
             noop.append(last.timeIntervalSince(first ?? last))
             consumer.close()
         }
-        // vigil run: from its first message to its last durable batch (the 3 s group join excluded).
+        // vigil run: from its first message to its last durable batch (the 3 s group join excluded). With a
+        // baseline, the two binaries take turns, so that both see the same machine.
         var runs: [Double] = []
+        var baselineRuns: [Double] = []
         var alerts = 0
-        for k in 0..<3 {
+        func measureRun(_ binary: String, _ k: Int) throws -> (seconds: Double, alerts: Int) {
             let dir = NSTemporaryDirectory() + "vigil-bench-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let stats = dir + "/stats.json"
-            let p = try Spawned(vigil, ["run", "--brokers", address, "--group", "bench-\(k)-\(UUID().uuidString)", "--rules", rules,
-                                        "--audit-file", dir + "/audit.jsonl", "--clock", "event", "--exit-when-caught-up",
-                                        "--stats-file", stats, "--log-level", "error", "-X", "fetch.wait.max.ms=10"], stdout: "/dev/null")
+            let p = try Spawned(binary, ["run", "--brokers", address, "--group", "bench-\(k)-\(UUID().uuidString)", "--rules", rules,
+                                         "--audit-file", dir + "/audit.jsonl", "--clock", "event", "--exit-when-caught-up",
+                                         "--stats-file", stats, "--log-level", "error", "-X", "fetch.wait.max.ms=10"], stdout: "/dev/null")
             p.process.waitUntilExit()
             guard let data = FileManager.default.contents(atPath: stats), let v = try? JSONValue.parse([UInt8](data)),
                   let a = v["first_message_at_us"]?.intValue, let b = v["last_durable_at_us"]?.intValue,
-                  let ev = v["events"]?.intValue else { throw ValidationError("vigil run wrote no stats") }
-            guard Int(ev) == produced else { throw ValidationError("vigil run read \(ev) events, \(produced) produced") }
-            alerts = Int(v["alerts"]?.intValue ?? 0)
-            runs.append(Double(b - a) / 1e6)
+                  let ev = v["events"]?.intValue else { throw ValidationError("\(binary) run wrote no stats") }
+            guard Int(ev) == produced else { throw ValidationError("\(binary) run read \(ev) events, \(produced) produced") }
+            return (Double(b - a) / 1e6, Int(v["alerts"]?.intValue ?? 0))
+        }
+        for k in 0..<3 {
+            if let baseline { baselineRuns.append(try measureRun(baseline, 100 + k).seconds) }
+            let r = try measureRun(vigil, k)
+            runs.append(r.seconds)
+            alerts = r.alerts
         }
         let kr = Double(produced) / median(kcat), nr = Double(counted) / median(noop), vr = Double(produced) / median(runs)
         print("| consumer (median of 3) | seconds | events/s | vs kcat |")
@@ -168,6 +177,10 @@ struct EndToEndCommand: ParsableCommand {
         print("| kcat -C -e -o beginning > /dev/null | \(fmt(median(kcat), 2)) | \(grouped(kr)) | 100% |")
         print("| VigilKafka no-op consumer (batch poll, count) | \(fmt(median(noop), 2)) | \(grouped(nr)) | \(fmt(100 * nr / kr))% |")
         print("| **vigil run** (validate, evaluate, audit fsync, alerts acked, offsets stored) | \(fmt(median(runs), 2)) | **\(grouped(vr))** | **\(fmt(100 * vr / kr))%** |")
+        if let baseline {
+            let br = Double(produced) / median(baselineRuns)
+            print("| vigil run, baseline \(baseline) (runs alternating with the above) | \(fmt(median(baselineRuns), 2)) | \(grouped(br)) | \(fmt(100 * br / kr))% |")
+        }
         print("no-op consumer read \(grouped(Double(counted))) of \(grouped(Double(produced))) (nothing dropped by retention: \(counted == produced)); vigil raised \(alerts) alerts")
         print("")
     }

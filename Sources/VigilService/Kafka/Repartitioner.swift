@@ -81,13 +81,6 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
 
     typealias Out = (topic: String, key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])])
 
-    /// Events read but not yet written, per input partition, in offset (and so, per producer, time) order.
-    struct Buffered {
-        let at: Instant
-        let offset: Int64
-        let out: Out
-    }
-
     /// Events buffered per input partition before it is paused.
     static let perPartitionBuffer = 2000
     /// How often a merge that keeps waiting for a partition says so.
@@ -96,36 +89,25 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
     func loop() {
         var record = decoder.makeRecord()
         var token: UInt64 = 1
-        var queues: [Int32: [Buffered]] = [:]
-        var heads: [Int32: Int] = [:]
-        var atEnd = Set<Int32>()
-        var assigned = Set<Int32>()
-        var paused = Set<Int32>()
+        var merge = EventTimeMerge<Out>(perPartition: Self.perPartitionBuffer)
         var waitingSince: Date?
         var lastWaitWarning = Date.distantPast
         var lastAssignmentCheck = Date.distantPast
         var lastLagCheck = Date.distantPast
         var lastErrorLog = Date.distantPast
         let topic = config.inputTopic
+        func partitions(_ ps: [Int32]) -> [TopicPartition] { ps.map { TopicPartition(topic, $0) } }
         while !shouldStop {
             let batch = consumer.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(config.batchLingerMs))
             if Date().timeIntervalSince(lastAssignmentCheck) >= 0.2 || !batch.messages.isEmpty {
                 lastAssignmentCheck = Date()
-                let now = Set(consumer.assignment().filter { $0.topic == topic }.map(\.partition))
-                // A revoked partition's unwritten events are left to its next owner (their offsets were never
-                // stored). It is resumed, so that it is not still paused if it comes back.
-                let gone = assigned.subtracting(now)
-                for p in gone { queues[p] = nil; heads[p] = nil; atEnd.remove(p) }
-                let unpause = paused.intersection(gone)
-                if !unpause.isEmpty {
-                    try? consumer.resume(unpause.map { TopicPartition(topic, $0) })
-                    paused.subtract(unpause)
-                }
-                assigned = now
+                let resume = merge.assign(Set(consumer.assignment().filter { $0.topic == topic }.map(\.partition)))
+                if !resume.isEmpty { try? consumer.resume(partitions(resume)) }
             }
             var sent: [UInt64: Out] = [:]
             for m in batch.messages {
-                if m.errorCode != 0 && m.errorCode != KafkaError.partitionEOF {
+                if m.errorCode == KafkaError.partitionEOF { merge.reachedEnd(m.partition); continue }
+                if m.errorCode != 0 {
                     // At most one every 5 s: librdkafka retries by itself (a broker outage repeats these).
                     if Date().timeIntervalSince(lastErrorLog) > 5 {
                         logger.warning("repartition: consumer: \(m.errorMessage)")
@@ -133,76 +115,36 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
                     }
                     continue
                 }
-                // A partition revoked since (its events are its next owner's).
-                guard assigned.contains(m.partition) else { continue }
-                if m.errorCode == KafkaError.partitionEOF { atEnd.insert(m.partition); continue }
-                atEnd.remove(m.partition)
+                guard merge.assigned.contains(m.partition) else { continue }
                 if let failure = decoder.decode(m.value, into: &record) {
                     let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key.map { Array($0) },
                                        value: Array(m.value), originalHeaders: m.headers(), failure: failure)
                     logger.warning("dead letter: \(d.logDescription)")
-                    // Kept in its partition's queue (at the time of the event before it) so offsets stay in order.
-                    let at = queues[m.partition]?.last?.at ?? .distantPast
-                    queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
-                                                                     out: (config.deadLetterTopic, d.key, d.value, d.headers)))
+                    _ = merge.addInPlace(m.partition, offset: m.offset, (config.deadLetterTopic, d.key, d.value, d.headers))
                 } else {
                     let child = record[decoder.contract.childIdSlot].string ?? ""
                     let at = record[decoder.contract.occurredAtSlot].instant ?? .distantPast
                     let headers = m.headers() + DeadLetter.sourceHeaders(topic: topic, partition: m.partition, offset: m.offset)
-                    queues[m.partition, default: []].append(Buffered(at: at, offset: m.offset,
-                                                                     out: (config.repartitionTopic, Array(child.utf8), Array(m.value), headers)))
+                    _ = merge.add(m.partition, offset: m.offset, at: at, (config.repartitionTopic, Array(child.utf8), Array(m.value), headers))
                 }
             }
-            // Merge: write the earliest head while every assigned partition has something buffered or is at its end.
-            var buffered = queues.reduce(0) { $0 + $1.value.count - heads[$1.key, default: 0] }
+            // Write in event-time order what the merge allows.
             var written: [Int32: Int64] = [:]
-            var waitingFor: Int32?
-            while buffered > 0 {
-                var best: (p: Int32, at: Instant)?
-                waitingFor = nil
-                for p in assigned.sorted() {
-                    let h = heads[p, default: 0]
-                    if let q = queues[p], h < q.count {
-                        if let current = best, current.at <= q[h].at { continue }
-                        best = (p, q[h].at)
-                    } else if !atEnd.contains(p) {
-                        waitingFor = p
-                        break
-                    }
-                }
-                guard waitingFor == nil, let b = best else { break }
-                let h = heads[b.p, default: 0]
-                guard let item = queues[b.p]?[h] else { break }
-                heads[b.p] = h + 1
-                buffered -= 1
-                sent[token] = item.out
-                produce(item.out, token: token)
+            while let (p, b) = merge.next() {
+                sent[token] = b.item
+                produce(b.item, token: token)
                 token += 1
-                written[b.p] = item.offset + 1
+                written[p] = b.offset + 1
             }
-            for (p, h) in heads where h > 0 {
-                queues[p]?.removeFirst(h)
-                heads[p] = 0
-            }
-            // Flow control: a partition with a full buffer stops fetching until the merge has taken half of it.
-            var pause: [TopicPartition] = [], resume: [TopicPartition] = []
-            for p in assigned {
-                let count = queues[p]?.count ?? 0
-                if count >= Self.perPartitionBuffer, !paused.contains(p) {
-                    paused.insert(p)
-                    pause.append(TopicPartition(topic, p))
-                } else if count <= Self.perPartitionBuffer / 2, paused.contains(p) {
-                    paused.remove(p)
-                    resume.append(TopicPartition(topic, p))
-                }
-            }
+            let flow = merge.flowControl()
             do {
-                try consumer.pause(pause)
-                try consumer.resume(resume)
+                try consumer.pause(partitions(flow.pause))
+                try consumer.resume(partitions(flow.resume))
             } catch {
                 logger.warning("repartition: \(error)")
             }
-            if let p = waitingFor, buffered > 0 {
+            let buffered = merge.buffered
+            if let p = merge.waitingFor, buffered > 0 {
                 let since = waitingSince ?? Date()
                 waitingSince = since
                 if Date().timeIntervalSince(since) >= Self.waitWarningSeconds, Date().timeIntervalSince(lastWaitWarning) >= Self.waitWarningSeconds {
@@ -214,8 +156,7 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
             }
             if sent.isEmpty, Date().timeIntervalSince(lastLagCheck) >= 1 {
                 lastLagCheck = Date()
-                let mineDone = !assigned.isEmpty && assigned.isSubset(of: atEnd) && buffered == 0
-                upstreamCaughtUp.store(mineDone && othersCaughtUp(excluding: assigned), ordering: .releasing)
+                upstreamCaughtUp.store(merge.drained && othersCaughtUp(excluding: merge.assigned), ordering: .releasing)
             } else if !sent.isEmpty {
                 upstreamCaughtUp.store(false, ordering: .releasing)
             }

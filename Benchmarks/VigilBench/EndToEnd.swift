@@ -97,7 +97,11 @@ struct EndToEndCommand: ParsableCommand {
 
     static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil) throws {
         print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions; `vigil broker` in a separate process")
-        let broker = try Spawned(vigil, ["broker", "--partitions", String(partitions)])
+        // Each run gets a changelog of its own: a run restoring the state another run checkpointed would start
+        // at the end of the input.
+        let changelogs = (0..<6).map { "changelog-\($0)" }
+        let topics = ["agency-events", "vigil-alerts", "vigil-dead-letters"] + changelogs
+        let broker = try Spawned(vigil, ["broker", "--partitions", String(partitions)] + topics.flatMap { ["--topic", $0] })
         defer { broker.stop() }
         guard let address = broker.firstLine(timeout: 20) else { throw ValidationError("vigil broker printed no address") }
         var lines: [String] = []
@@ -156,17 +160,20 @@ struct EndToEndCommand: ParsableCommand {
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let stats = dir + "/stats.json"
             let p = try Spawned(binary, ["run", "--brokers", address, "--group", "bench-\(k)-\(UUID().uuidString)", "--rules", rules,
+                                         "--changelog-topic", changelogs[k % changelogs.count],
                                          "--audit-file", dir + "/audit.jsonl", "--clock", "event", "--exit-when-caught-up",
                                          "--stats-file", stats, "--log-level", "error", "-X", "fetch.wait.max.ms=10"], stdout: "/dev/null")
             p.process.waitUntilExit()
             guard let data = FileManager.default.contents(atPath: stats), let v = try? JSONValue.parse([UInt8](data)),
                   let a = v["first_message_at_us"]?.intValue, let b = v["last_durable_at_us"]?.intValue,
-                  let ev = v["events"]?.intValue else { throw ValidationError("\(binary) run wrote no stats") }
+                  let ev = v["events"]?.intValue else {
+                throw ValidationError("\(binary) run (exit \(p.process.terminationStatus)) wrote no usable stats: \(FileManager.default.contents(atPath: stats).map { String(decoding: $0, as: UTF8.self) } ?? "no file")")
+            }
             guard Int(ev) == produced else { throw ValidationError("\(binary) run read \(ev) events, \(produced) produced") }
             return (Double(b - a) / 1e6, Int(v["alerts"]?.intValue ?? 0))
         }
         for k in 0..<3 {
-            if let baseline { baselineRuns.append(try measureRun(baseline, 100 + k).seconds) }
+            if let baseline { baselineRuns.append(try measureRun(baseline, 3 + k).seconds) }
             let r = try measureRun(vigil, k)
             runs.append(r.seconds)
             alerts = r.alerts

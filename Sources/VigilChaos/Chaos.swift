@@ -28,6 +28,8 @@ public struct ChaosPlan: Sendable {
     public var seed: UInt64 = 1
     /// Produce with random keys and run the instances with `--repartition`.
     public var randomKeys = false
+    /// Records arriving late (`vigil generate --late`): `PCT:MIN-MAX`, percent of records and days.
+    public var late: String?
     /// An existing broker; nil starts `vigil broker` as a child process.
     public var brokers: String?
     public var checkpointIntervalMs = 1000
@@ -102,6 +104,8 @@ public struct ChaosReport: Sendable {
     public var expectedWithdrawn = 0
     public var topicRecords = 0
     public var topicDistinct = 0
+    /// Withdrawal records on the topic (records that arrived late).
+    public var topicWithdrawals = 0
     public var topicMissing: [String] = []
     public var topicUnexpected: [String] = []
     public var topicDeadlineDistinct = 0
@@ -127,11 +131,11 @@ public struct ChaosReport: Sendable {
         lines.append("chaos: \(events) events, \(partitions) partitions, \(kills) SIGKILLs, \(restarts) restarts, \(joins) joins, \(leaves) leaves in \(String(format: "%.1f", seconds)) s\(timedOut ? " (TIMED OUT)" : "")")
         if !stepsDone.isEmpty { lines.append("steps: \(stepsDone.joined(separator: "; "))") }
         lines.append("expected (vigil replay): \(expected) alert ids, \(expectedDeadline) of them deadlines, \(expectedWithdrawn) withdrawals")
-        lines.append("alerts topic: \(topicRecords) records, \(topicDistinct) distinct ids (\(topicRecords - topicDistinct) re-emitted after crashes, same ids), missing \(sample(topicMissing)), unexpected \(sample(topicUnexpected)), deadlines \(topicDeadlineDistinct)")
+        lines.append("alerts topic: \(topicRecords) records, \(topicDistinct) distinct ids (\(topicRecords - topicDistinct) re-emitted after crashes, same ids), \(topicWithdrawals) withdrawals; net of them: missing \(sample(topicMissing)), unexpected \(sample(topicUnexpected)), deadlines \(topicDeadlineDistinct)")
         for a in audits {
             lines.append("audit \(a.file): \(a.records) records, \(a.duplicateIds) ids twice, chain \(a.problem ?? "verified")")
         }
-        lines.append("audit logs together: \(auditDistinct) distinct ids, missing \(sample(auditMissing)), unexpected \(sample(auditUnexpected)), deadlines \(auditDeadlineDistinct)")
+        lines.append("audit logs together, net of withdrawals: \(auditDistinct) alerts, missing \(sample(auditMissing)), unexpected \(sample(auditUnexpected)), deadlines \(auditDeadlineDistinct)")
         if !badExits.isEmpty { lines.append("bad exits: \(badExits.joined(separator: "; "))") }
         if !truncated.isEmpty { lines.append("broker retention dropped data (inconclusive): \(truncated.joined(separator: ", "))") }
         lines.append(passed ? "PASS: every expected alert id is on the topic and in the audit logs, none unexpected, no audit log holds an id twice, every deadline fired" : "FAIL")
@@ -199,7 +203,15 @@ public enum Chaos {
         say("broker \(brokers)")
 
         // The stream and what replay makes of it.
-        let lines = generate(events: plan.events, days: plan.days, seed: plan.seed)
+        var lines = generate(events: plan.events, days: plan.days, seed: plan.seed)
+        if let spec = plan.late {
+            guard var perturb = LateArrivals(spec: spec, seed: plan.seed) else { throw Failure(description: "late must be PCT:MIN-MAX, got \(spec)") }
+            var arrived: [String] = []
+            for l in lines { perturb.add(l) { arrived.append($0) } }
+            perturb.finish { arrived.append($0) }
+            lines = arrived
+            say("\(perturb.delayed) records arrive late (\(spec))")
+        }
         report.events = lines.count
         let streamPath = plan.workDir + "/events.jsonl"
         try (lines.joined(separator: "\n") + "\n").write(toFile: streamPath, atomically: true, encoding: .utf8)
@@ -321,23 +333,30 @@ public enum Chaos {
         report.seconds = Date().timeIntervalSince(started)
 
         // The end check.
+        // Alerts that stand, net of withdrawals, whatever order the records are read in.
+        func apply(_ v: JSONValue, to net: inout NetAlerts) {
+            guard let id = v["alert_id"]?.stringValue else { return }
+            net.apply(id: id, status: v["status"]?.stringValue ?? "fired", withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
+        }
         let topic = try TopicIO.read("vigil-alerts", brokers: brokers, logger: logger)
-        var topicIds = Set<String>()
-        var topicDeadline = Set<String>()
+        var topicRecords = Set<String>()
+        var topicNet = NetAlerts()
         for m in topic {
             guard let v = try? JSONValue.parse(m.value), let id = v["alert_id"]?.stringValue else {
                 report.topicUnexpected.append("<unreadable record>")
                 continue
             }
-            topicIds.insert(id)
-            if v["deadline"] != nil && v["status"]?.stringValue == "fired" { topicDeadline.insert(id) }
+            topicRecords.insert(id)
+            apply(v, to: &topicNet)
         }
+        let topicIds = topicNet.ids
         report.topicRecords = topic.count
-        report.topicDistinct = topicIds.count
+        report.topicDistinct = topicRecords.count
+        report.topicWithdrawals = topicNet.withdrawals
         report.topicMissing = expected.subtracting(topicIds).sorted()
         report.topicUnexpected += topicIds.subtracting(expected).sorted()
-        report.topicDeadlineDistinct = topicDeadline.intersection(expectedDeadline).count
-        var union = Set<String>()
+        report.topicDeadlineDistinct = topicIds.intersection(expectedDeadline).count
+        var auditNet = NetAlerts()
         for file in fleet.auditFiles {
             var a = ChaosReport.Audit(file: (file as NSString).lastPathComponent)
             var ids = Set<String>()
@@ -345,12 +364,13 @@ public enum Chaos {
                 let verdict = try AuditLog.verify(path: file) { r in
                     a.records += 1
                     if !ids.insert(r.alertId).inserted { a.duplicateIds += 1 }
+                    apply(r.alert, to: &auditNet)
                 }
                 if case .bad(let line, let reason) = verdict { a.problem = "broken at line \(line): \(reason)" }
             }
-            union.formUnion(ids)
             report.audits.append(a)
         }
+        let union = auditNet.ids
         report.auditDistinct = union.count
         report.auditMissing = expected.subtracting(union).sorted()
         report.auditUnexpected = union.subtracting(expected).sorted()
@@ -449,7 +469,7 @@ struct Fleet {
 /// Reads the alerts topic from the beginning on its own thread, collecting alert ids.
 final class AlertWatcher: @unchecked Sendable {
     let consumer: KafkaConsumer
-    private let state = Mutex<(ids: Set<String>, stop: Bool)>(([], false))
+    private let state = Mutex<(net: NetAlerts, stop: Bool)>((NetAlerts(), false))
     private let done = DispatchSemaphore(value: 0)
 
     init(brokers: String, logger: Logger) throws {
@@ -461,17 +481,25 @@ final class AlertWatcher: @unchecked Sendable {
         try consumer.assign(try consumer.partitions(of: "vigil-alerts").map { (TopicPartition("vigil-alerts", $0), KafkaOffset.beginning) })
     }
 
-    var ids: Set<String> { state.withLock { $0.ids } }
+    /// The alerts that stand so far, net of withdrawals.
+    var ids: Set<String> { state.withLock { $0.net.ids } }
 
     func start() {
         let t = Thread { [self] in
             while !state.withLock({ $0.stop }) {
                 let batch = consumer.poll(max: 1000, timeoutMs: 100)
-                var found: [String] = []
+                var found: [JSONValue] = []
                 for m in batch.messages where m.errorCode == 0 {
-                    if let v = try? JSONValue.parse(Array(m.value)), let id = v["alert_id"]?.stringValue { found.append(id) }
+                    if let v = try? JSONValue.parse(Array(m.value)), v["alert_id"] != nil { found.append(v) }
                 }
-                if !found.isEmpty { state.withLock { $0.ids.formUnion(found) } }
+                if !found.isEmpty {
+                    state.withLock {
+                        for v in found {
+                            $0.net.apply(id: v["alert_id"]?.stringValue ?? "", status: v["status"]?.stringValue ?? "fired",
+                                         withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
+                        }
+                    }
+                }
             }
             consumer.close()
             done.signal()

@@ -1127,14 +1127,25 @@ public enum EmbeddedContracts {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "urn:child-protection:alert:1",
   "title": "Alert, schema_version 1",
-  "description": "One alert as written to the alerts topic and the audit file. Producers may add fields; these are the ones consumers rely on. alert_id is a pure function of the rule id, the child id, fired_at and the ids of the events that caused it, so a replay of the same input yields the same ids.",
+  "description": "One alert as written to the alerts topic and the audit file. Producers may add fields; these are the ones consumers rely on. alert_id is a pure function of the rule id, the child id, fired_at and the ids of the events that caused it, so a replay of the same input yields the same ids. Alerts that stand are the fired ones whose latest revision no withdrawn alert names: for any arrival order of the records, they are those of a replay in event-time order.",
   "type": "object",
   "required": ["schema_version", "alert_id", "status", "rule_id", "rule_version", "severity", "child_id", "fired_at", "summary", "evidence"],
   "properties": {
     "schema_version": {"const": 1},
     "alert_id": {"type": "string", "minLength": 8},
-    "status": {"enum": ["fired", "withdrawn"], "description": "withdrawn: a later-arriving event shows the alert should not have fired; withdraws names it"},
-    "withdraws": {"type": "string"},
+    "status": {"enum": ["fired", "withdrawn"], "description": "withdrawn: a record that arrived late shows the alert is not justified; withdraws names it"},
+    "withdraws": {"type": "string", "description": "on a withdrawn alert: the alert_id of the alert it withdraws"},
+    "reinstates": {"type": "string", "description": "on an alert withdrawn earlier and justified again by a later-arriving record: the alert_id it had (this alert_id is that id with a revision suffix, .r1, .r2, ...)"},
+    "late": {
+      "type": "object",
+      "description": "present when a record that arrived late caused this alert (raised with a fired_at in the past) or its withdrawal: which record, when it occurred and when its source recorded it",
+      "required": ["event_id", "occurred_at"],
+      "properties": {
+        "event_id": {"type": "string"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "recorded_at": {"type": "string", "format": "date-time"}
+      }
+    },
     "rule_id": {"type": "string"},
     "rule_version": {"type": "string", "description": "content hash of the compiled rule"},
     "severity": {"enum": ["low", "medium", "high", "critical"]},

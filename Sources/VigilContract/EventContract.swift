@@ -69,6 +69,8 @@ public struct EventContract: Sendable {
     public let occurredAtSlot: Int
     public let agencySlot: Int
     public let childIdSlot: Int
+    /// `recorded_at`, if the contract has it: when the source system recorded the event.
+    public let recordedAtSlot: Int?
 
     /// The contract built into this binary.
     public static let embedded: EventContract = {
@@ -136,6 +138,7 @@ public struct EventContract: Sendable {
         occurredAtSlot = try slot("occurred_at")
         agencySlot = try slot("agency")
         childIdSlot = try slot("child.id")
+        recordedAtSlot = catalogue["recorded_at"]?.slot
         guard let svIdx = root.propertyIndex("schema_version"), case .number(_, let v?)? = root.properties[svIdx].node.constValue else {
             throw SchemaError(pointer: "schema_version", reason: "the event contract must fix schema_version with const")
         }
@@ -194,7 +197,8 @@ public struct EventDecoder: Sendable {
     public init(contract: EventContract, slots: some Sequence<Int>, maxBytes: Int = EventDecoder.defaultMaxBytes) {
         self.contract = contract
         var capture = [Bool](repeating: false, count: contract.slotCount)
-        for s in [contract.eventIdSlot, contract.typeSlot, contract.occurredAtSlot, contract.agencySlot, contract.childIdSlot] {
+        for s in [contract.eventIdSlot, contract.typeSlot, contract.occurredAtSlot, contract.agencySlot, contract.childIdSlot]
+            + (contract.recordedAtSlot.map { [$0] } ?? []) {
             capture[s] = true
         }
         for s in slots where s >= 0 && s < capture.count { capture[s] = true }

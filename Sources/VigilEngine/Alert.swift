@@ -32,6 +32,20 @@ public struct EventRef: Hashable, Sendable, Codable {
     }
 }
 
+/// The record whose late arrival caused an alert (raised late, or withdrawn): how late it was is
+/// `recordedAt` (or its arrival) against `occurredAt`.
+public struct LateRecord: Sendable, Hashable {
+    public var eventId: String
+    public var occurredAt: Instant
+    public var recordedAt: Instant?
+
+    public init(eventId: String, occurredAt: Instant, recordedAt: Instant?) {
+        self.eventId = eventId
+        self.occurredAt = occurredAt
+        self.recordedAt = recordedAt
+    }
+}
+
 /// One alert, as `alert.schema.json` describes it.
 public struct Alert: Sendable, Hashable {
     public enum Status: String, Sendable { case fired, withdrawn }
@@ -45,9 +59,14 @@ public struct Alert: Sendable, Hashable {
     public var deadline: Instant?
     public var summary: String
     public var evidence: [EventRef]
+    /// Set when a record arriving late caused this alert (raised with a `fired_at` in the past) or its
+    /// withdrawal.
+    public var late: LateRecord?
+    /// For an alert withdrawn and later justified again: the id it had (this one is `<id>.r<revision>`).
+    public var reinstates: String?
 
     public init(alertId: String, status: Status, withdraws: String?, ruleIndex: Int, childId: String, firedAt: Instant,
-                deadline: Instant?, summary: String, evidence: [EventRef]) {
+                deadline: Instant?, summary: String, evidence: [EventRef], late: LateRecord? = nil, reinstates: String? = nil) {
         self.alertId = alertId
         self.status = status
         self.withdraws = withdraws
@@ -57,6 +76,8 @@ public struct Alert: Sendable, Hashable {
         self.deadline = deadline
         self.summary = summary
         self.evidence = evidence
+        self.late = late
+        self.reinstates = reinstates
     }
 
     /// `alert_id` is a pure function of the rule id, the child id, `fired_at` and the evidence event ids,
@@ -94,6 +115,7 @@ public struct AlertFormatter: Sendable {
         w.raw(","); w.key("alert_id"); w.string(a.alertId)
         w.raw(","); w.key("status"); w.string(a.status.rawValue)
         if let x = a.withdraws { w.raw(","); w.key("withdraws"); w.string(x) }
+        if let x = a.reinstates { w.raw(","); w.key("reinstates"); w.string(x) }
         w.raw(","); w.key("rule_id"); w.string(rule.id)
         w.raw(","); w.key("rule_version"); w.string(rule.version)
         w.raw(","); w.key("severity"); w.string(rule.severity.rawValue)
@@ -101,6 +123,13 @@ public struct AlertFormatter: Sendable {
         w.raw(","); w.key("fired_at"); w.string(a.firedAt.description)
         if let e = emittedAt { w.raw(","); w.key("emitted_at"); w.string(e.description) }
         if let d = a.deadline { w.raw(","); w.key("deadline"); w.string(d.description) }
+        if let l = a.late {
+            w.raw(","); w.key("late"); w.raw("{")
+            w.key("event_id"); w.string(l.eventId)
+            w.raw(","); w.key("occurred_at"); w.string(l.occurredAt.description)
+            if let r = l.recordedAt { w.raw(","); w.key("recorded_at"); w.string(r.description) }
+            w.raw("}")
+        }
         w.raw(","); w.key("summary"); w.string(a.summary)
         w.raw(","); w.key("evidence"); w.raw("[")
         for (k, e) in a.evidence.enumerated() {
@@ -124,7 +153,7 @@ public struct AlertFormatter: Sendable {
     /// `2007-03-14T00:00:00Z  critical  unchecked-adult-with-access  C-HGY-0001  summary`
     public func line(_ a: Alert) -> String {
         let rule = rules.rules[a.ruleIndex]
-        let status = a.status == .withdrawn ? "WITHDRAWN " : ""
+        let status = a.status == .withdrawn ? "WITHDRAWN " : a.late != nil ? "LATE " : ""
         return "\(a.firedAt)  \(rule.severity.rawValue.padding(8))  \(status)\(rule.id)  \(a.childId)  \(a.summary)"
     }
 }

@@ -1,6 +1,6 @@
 import VigilContract
 
-/// An event already read for a child, remembered to recognise duplicates (a 64-bit hash of its id).
+/// An event folded into a child's base, remembered to recognise duplicates (a 64-bit hash of its id).
 struct SeenEvent: Sendable, Codable, Hashable {
     var idHash: UInt64
     var at: Instant
@@ -48,50 +48,128 @@ struct FiredMark: Sendable, Codable, Hashable {
     var at: Instant
 }
 
-/// An expectation whose deadline passed and raised an alert, remembered so that an event arriving late that
-/// would have met it can withdraw that alert.
-struct FiredExpectation: Sendable, Codable, Hashable {
-    var rule: Int32
-    var key: String
-    var armedAt: Instant
-    var deadline: Instant
-    var alertId: String
-    var armRef: EventRef
+/// One event of a child's timeline: what the rules read of it, and when it arrived. No free text: the
+/// envelope, and the fields the compiled pack captures.
+public struct TimelineEvent: Sendable, Codable {
+    public var ref: EventRef
+    var idHash: UInt64
+    /// Arrival order within the child: events with the same `occurred_at` are taken in this order.
+    public var arrival: UInt64
+    /// The captured fields, in the order of `Deriver.timelineSlots`.
+    var fields: [FieldValue]
+    /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
+    var ignored = false
+
+    public var at: Instant { ref.occurredAt }
 }
 
-/// Everything the engine keeps about one child. Bounded: every list is pruned by time and capped.
-public struct ChildState: Sendable, Codable {
-    public var id: String
-    /// The newest `occurred_at` read for this child.
-    public var newest: Instant = .distantPast
-    /// The clock domain (input partition) of the child's latest event.
-    public var domain: Int32 = 0
+/// An alert emitted for a child, remembered while a record arriving late could still change it.
+struct EmittedAlert: Sendable, Codable {
+    /// The alert's id as replay gives it.
+    var alertId: String
+    /// The id of the record that raised it: `alertId`, or `alertId.rN` when re-raised after a withdrawal.
+    var recordId: String
+    var rule: Int32
+    var firedAt: Instant
+    var deadline: Instant?
+    var trigger: EventRef
+    var withdrawn = false
+    var revision: Int32 = 0
+}
+
+/// What the rules derive for a child from its events in event-time order: declared states, window
+/// entries, pending expectations, suppression marks, and how far the derivation has gone.
+public struct Derivation: Sendable, Codable {
+    /// In a base only: ids of the events folded into it, within the duplicate horizon.
     var seen: [SeenEvent] = []
     var states: [StateEntry] = []
     var entries: [WindowEntry] = []
     public internal(set) var pending: [PendingExpectation] = []
     var fired: [FiredMark] = []
-    var firedExpectations: [FiredExpectation] = []
     var nextPendingId: UInt32 = 1
+    /// The newest `occurred_at` applied.
+    public internal(set) var newest: Instant = .distantPast
+    /// The latest instant the derivation was brought to (its events, and the deadlines popped).
+    public internal(set) var through: Instant = .distantPast
+
+    /// Everything applied happened before this: an event at or after it is in order.
+    var frontier: Instant { max(newest, through) }
+}
+
+/// Everything the engine keeps about one child: its timeline (its events within the pack's horizon, in
+/// event-time order), the derivation of them (`now`), the derivation of what came before the timeline
+/// (`base`), and the alerts emitted that a late record could still change. Bounded: the timeline is folded
+/// into the base as it ages past the horizon, every list is pruned by time and capped.
+public struct ChildState: Sendable, Codable {
+    public var id: String
+    /// The clock domain (input partition) of the child's latest event.
+    public var domain: Int32 = 0
+    /// The derivation of every event applied, up to the clock.
+    public internal(set) var now = Derivation()
+    /// The derivation of the events folded out of the timeline.
+    var base = Derivation()
+    public internal(set) var timeline: [TimelineEvent] = []
+    var emitted: [EmittedAlert] = []
+    /// Events accepted so far (the next arrival number).
+    var arrivals: UInt64 = 0
     /// Changed since its state was last written to the changelog (not persisted).
     var dirty = false
 
+    public var newest: Instant { now.newest }
+    public var pending: [PendingExpectation] { now.pending }
+
     enum CodingKeys: String, CodingKey {
-        case id, newest, domain, seen, states, entries, pending, fired, firedExpectations, nextPendingId
+        case id, domain, now, base, timeline, emitted, arrivals
+    }
+
+    /// The layout before timelines: one derivation, no history.
+    enum LegacyKeys: String, CodingKey {
+        case newest, seen, states, entries, pending, fired, nextPendingId
     }
 
     init(id: String) { self.id = id }
 
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        domain = try c.decodeIfPresent(Int32.self, forKey: .domain) ?? 0
+        if c.contains(.now) {
+            now = try c.decode(Derivation.self, forKey: .now)
+            base = try c.decode(Derivation.self, forKey: .base)
+            timeline = try c.decode([TimelineEvent].self, forKey: .timeline)
+            emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
+            arrivals = try c.decode(UInt64.self, forKey: .arrivals)
+        } else {
+            // State written before timelines existed: it becomes the base of an empty timeline, so a record
+            // arriving late for such a child is reconciled only from here on.
+            let l = try decoder.container(keyedBy: LegacyKeys.self)
+            var d = Derivation()
+            d.newest = try l.decode(Instant.self, forKey: .newest)
+            d.through = d.newest
+            d.seen = try l.decode([SeenEvent].self, forKey: .seen)
+            d.states = try l.decode([StateEntry].self, forKey: .states)
+            d.entries = try l.decode([WindowEntry].self, forKey: .entries)
+            d.pending = try l.decode([PendingExpectation].self, forKey: .pending)
+            d.fired = try l.decode([FiredMark].self, forKey: .fired)
+            d.nextPendingId = try l.decode(UInt32.self, forKey: .nextPendingId)
+            now = d
+            base = d
+        }
+    }
+
     /// Approximate heap bytes held (for benchmarks).
     public var approximateBytes: Int {
         func arr(_ count: Int, _ stride: Int) -> Int { count == 0 ? 0 : 32 + count * stride }
+        func derivation(_ d: Derivation) -> Int {
+            arr(d.seen.capacity, MemoryLayout<SeenEvent>.stride) + arr(d.states.capacity, MemoryLayout<StateEntry>.stride)
+                + arr(d.entries.capacity, MemoryLayout<WindowEntry>.stride) + arr(d.pending.capacity, MemoryLayout<PendingExpectation>.stride)
+                + arr(d.fired.capacity, MemoryLayout<FiredMark>.stride)
+        }
         var b = MemoryLayout<ChildState>.stride + (id.utf8.count > 15 ? 32 + id.utf8.count : 0)
-        b += arr(seen.capacity, MemoryLayout<SeenEvent>.stride)
-        b += arr(states.capacity, MemoryLayout<StateEntry>.stride)
-        b += arr(entries.capacity, MemoryLayout<WindowEntry>.stride)
-        b += arr(pending.capacity, MemoryLayout<PendingExpectation>.stride)
-        b += arr(fired.capacity, MemoryLayout<FiredMark>.stride)
-        b += arr(firedExpectations.capacity, MemoryLayout<FiredExpectation>.stride)
+        b += derivation(now) + derivation(base)
+        b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride)
+        for e in timeline { b += arr(e.fields.capacity, MemoryLayout<FieldValue>.stride) }
+        b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride)
         return b
     }
 }

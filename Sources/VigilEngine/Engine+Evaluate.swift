@@ -1,10 +1,10 @@
 import VigilContract
 import VigilRules
 
-extension Engine {
-    /// Runs one compiled condition. `now` is the event's time (windows end at it, ages are measured at it);
-    /// `it` is the element bound by `any(...)`.
-    func eval(_ code: ConditionCode, _ r: EventRecord, _ ci: Int, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
+extension Deriver {
+    /// Runs one compiled condition over an event and a child's derivation. `now` is the event's time (windows
+    /// end at it, ages are measured at it); `it` is the element bound by `any(...)`.
+    func eval(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
         var flag = true
         var pc = code.start
         let end = code.end
@@ -14,42 +14,42 @@ extension Engine {
             case .constant(let b):
                 flag = b
             case .exists(let ref):
-                flag = !fetch(ref, r, ci, it).isMissing
+                flag = !fetch(ref, r, d, it).isMissing
             case .symbolIs(let ref, let s):
-                if case .symbol(let v) = fetch(ref, r, ci, it) { flag = v == s } else { flag = false }
+                if case .symbol(let v) = fetch(ref, r, d, it) { flag = v == s } else { flag = false }
             case .symbolIn(let ref, let set):
-                if case .symbol(let v) = fetch(ref, r, ci, it) { flag = set.contains(v) } else { flag = false }
+                if case .symbol(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .stringIs(let ref, let s):
-                if case .string(let v) = fetch(ref, r, ci, it) { flag = v == s } else { flag = false }
+                if case .string(let v) = fetch(ref, r, d, it) { flag = v == s } else { flag = false }
             case .stringIn(let ref, let set):
-                if case .string(let v) = fetch(ref, r, ci, it) { flag = set.contains(v) } else { flag = false }
+                if case .string(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .boolIs(let ref, let b):
-                if case .bool(let v) = fetch(ref, r, ci, it) { flag = v == b } else { flag = false }
+                if case .bool(let v) = fetch(ref, r, d, it) { flag = v == b } else { flag = false }
             case .intCompare(let ref, let op, let n):
-                if case .int(let v) = fetch(ref, r, ci, it) { flag = op.holds(v, n) } else { flag = false }
+                if case .int(let v) = fetch(ref, r, d, it) { flag = op.holds(v, n) } else { flag = false }
             case .intIn(let ref, let set):
-                if case .int(let v) = fetch(ref, r, ci, it) { flag = set.contains(v) } else { flag = false }
+                if case .int(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .valuesEqual(let a, let b):
-                let x = fetch(a, r, ci, it)
-                flag = !x.isMissing && x == fetch(b, r, ci, it)
+                let x = fetch(a, r, d, it)
+                flag = !x.isMissing && x == fetch(b, r, d, it)
             case .arrayHasSymbol(let ref, let s):
-                if case .symbols(let set) = fetch(ref, r, ci, it) { flag = set.contains(s) } else { flag = false }
+                if case .symbols(let set) = fetch(ref, r, d, it) { flag = set.contains(s) } else { flag = false }
             case .arrayHasValueOf(let ref, let other):
-                switch (fetch(ref, r, ci, it), fetch(other, r, ci, it)) {
+                switch (fetch(ref, r, d, it), fetch(other, r, d, it)) {
                 case (.symbols(let set), .symbol(let s)): flag = set.contains(s)
                 case (.strings(let arr), .string(let s)): flag = arr.contains(s)
                 default: flag = false
                 }
             case .arrayIntersects(let ref, let set):
-                if case .symbols(let v) = fetch(ref, r, ci, it) { flag = v.intersects(set) } else { flag = false }
+                if case .symbols(let v) = fetch(ref, r, d, it) { flag = v.intersects(set) } else { flag = false }
             case .arrayHasString(let ref, let s):
-                if case .strings(let v) = fetch(ref, r, ci, it) { flag = v.contains(s) } else { flag = false }
+                if case .strings(let v) = fetch(ref, r, d, it) { flag = v.contains(s) } else { flag = false }
             case .keyedHas(let state, let value):
                 let s = UInt16(state)
-                flag = children[ci].states.contains { $0.state == s && $0.value == value }
+                flag = d.states.contains { $0.state == s && $0.value == value }
             case .keyedExists(let state):
                 let s = UInt16(state)
-                flag = children[ci].states.contains { $0.state == s }
+                flag = d.states.contains { $0.state == s }
             case .age(let slot, let op, let bound, let cal):
                 guard case .date(let dob) = r[slot] else { flag = false; break }
                 let calendar = rules.calendars[cal]
@@ -63,24 +63,24 @@ extension Engine {
                 let lower = now.micros - micros
                 let window = UInt16(w)
                 var count = 0
-                for e in children[ci].entries where e.window == window && e.at.micros > lower && e.at <= now { count += 1 }
+                for e in d.entries where e.window == window && e.at.micros > lower && e.at <= now { count += 1 }
                 flag = op.holds(count, n)
             case .windowDistinct(let w, let micros, let op, let n):
                 let lower = now.micros - micros
                 let window = UInt16(w)
                 var seen: [UInt64] = []
-                for e in children[ci].entries where e.window == window && e.at.micros > lower && e.at <= now {
+                for e in d.entries where e.window == window && e.at.micros > lower && e.at <= now {
                     if !seen.contains(e.distinct) { seen.append(e.distinct) }
                 }
                 flag = op.holds(seen.count, n)
             case .anyElement(let ref, let n):
                 let body = ConditionCode(start: pc + 1, end: pc + 1 + n)
                 var found = false
-                switch fetch(ref, r, ci, it) {
+                switch fetch(ref, r, d, it) {
                 case .symbols(let set):
-                    for s in set.members where eval(body, r, ci, now, .symbol(s)) { found = true; break }
+                    for s in set.members where eval(body, r, d, now, .symbol(s)) { found = true; break }
                 case .strings(let arr):
-                    for s in arr where eval(body, r, ci, now, .string(s)) { found = true; break }
+                    for s in arr where eval(body, r, d, now, .string(s)) { found = true; break }
                 default:
                     break
                 }
@@ -99,13 +99,13 @@ extension Engine {
         return flag
     }
 
-    @inline(__always) func fetch(_ ref: ValueRef, _ r: EventRecord, _ ci: Int, _ it: FieldValue) -> FieldValue {
+    @inline(__always) func fetch(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> FieldValue {
         switch ref {
         case .slot(let s): return r[s]
         case .it: return it
         case .state(let i):
             let s = UInt16(i)
-            for e in children[ci].states where e.state == s { return e.value }
+            for e in d.states where e.state == s { return e.value }
             return .missing
         }
     }

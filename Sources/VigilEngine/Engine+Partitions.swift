@@ -40,7 +40,7 @@ extension Engine {
             let ci = index.find(c.id, hash: h, in: children) ?? (children.count - 1)
             let d = Int(max(c.domain, 0))
             while queues.count <= d { queues.append(DeadlineQueue()) }
-            for p in c.pending {
+            for p in c.now.pending {
                 queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
                 if p.seq > seq { seq = p.seq }
             }
@@ -54,7 +54,7 @@ extension Engine {
             index.insert(i, hash: stableHash(c.id))
             let d = Int(max(c.domain, 0))
             while queues.count <= d { queues.append(DeadlineQueue()) }
-            for p in c.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
+            for p in c.now.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
         }
     }
 }

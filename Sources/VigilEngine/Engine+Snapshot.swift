@@ -52,7 +52,7 @@ extension Engine {
         for (i, c) in children.enumerated() {
             let d = Int(max(c.domain, 0))
             while queues.count <= d { queues.append(DeadlineQueue()) }
-            for p in c.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
+            for p in c.now.pending { queues[d].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(i), pending: p.id)) }
         }
     }
 }

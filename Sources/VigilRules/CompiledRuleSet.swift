@@ -191,6 +191,29 @@ public struct CompiledRuleSet: Sendable {
     public let capturedSlots: [Int]
 
     public func rule(id: String) -> CompiledRule? { rules.first { $0.id == id } }
+
+    /// How far back (microseconds) a child's history must reach for the pack to re-derive it exactly: the
+    /// longest window or look-back, suppression, and deadline (working days and months as their longest
+    /// calendar span). Deadlines taken from a date field are not bounded by the event's time and not counted.
+    public var horizonMicros: Int64 {
+        let day = Instant.microsPerDay
+        var h: Int64 = 0
+        for w in windows { h = max(h, w.retention) }
+        for r in rules {
+            if let s = r.suppressMicros, s != Int64.max { h = max(h, s) }
+            guard let e = r.expectation else { continue }
+            if let lb = e.lookback { h = max(h, lb.micros) }
+            for a in e.arms {
+                switch a.deadline {
+                case .exact(let m), .instantFieldPlus(_, let m): h = max(h, m)
+                case .workingDays(let n, _): h = max(h, Int64(n / 5 + 1) * 7 * day + 14 * day)
+                case .months(let n, _): h = max(h, Int64(n * 31 + 1) * day)
+                case .dateFieldPlusMonths, .dateFieldPlusDays: break
+                }
+            }
+        }
+        return h
+    }
 }
 
 extension CompiledRuleSet {

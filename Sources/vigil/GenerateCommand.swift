@@ -20,6 +20,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Fraction of children with a planted risk pattern.") var riskRate: Double = 0.05
     @Option(help: "Fraction of children on a child protection plan.") var planRate: Double = 0.15
     @Option(help: "Multiplier of the routine contact rate.") var rate: Double = 1
+    @Option(help: ArgumentHelp("Make PCT percent of records arrive (and be recorded) MIN to MAX days after they occurred, e.g. 10:1-20: the output is then in arrival order, not event-time order.", valueName: "PCT:MIN-MAX"))
+    var late: String?
 
     func validate() throws {
         guard children > 0 else { throw ValidationError("--children must be positive") }
@@ -27,14 +29,24 @@ struct GenerateCommand: ParsableCommand {
         guard RFC3339.parseDate(start) != nil else { throw ValidationError("--start must be a date such as 2024-01-01") }
         guard (0...1).contains(riskRate), (0...1).contains(planRate) else { throw ValidationError("--risk-rate and --plan-rate are fractions between 0 and 1") }
         guard rate > 0, rate <= 100 else { throw ValidationError("--rate must be in (0, 100]") }
+        if let late, LateArrivals(spec: late, seed: seed) == nil {
+            throw ValidationError("--late must be PCT:MIN-MAX, a percentage and a range of days, such as 10:1-20")
+        }
     }
 
     func run() throws {
         guard let first = RFC3339.parseDate(start) else { throw ValidationError("--start must be a date") }
         var g = StreamGenerator(.init(children: children, days: days, seed: seed, start: first, riskRate: riskRate, planRate: planRate, rate: rate))
-        g.generate { Output.shared.line($0) }
+        var perturb = late.flatMap { LateArrivals(spec: $0, seed: seed) }
+        if perturb != nil {
+            g.generate { perturb?.add($0) { Output.shared.line($0) } }
+            perturb?.finish { Output.shared.line($0) }
+        } else {
+            g.generate { Output.shared.line($0) }
+        }
         Output.shared.flush()
         let planted = g.planted.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
-        Output.error("generate: \(g.eventsWritten) events, \(children) children, \(days) days, seed \(seed); planted: \(planted.isEmpty ? "none" : planted)")
+        let lateNote = perturb.map { "; \($0.delayed) records arriving late" } ?? ""
+        Output.error("generate: \(g.eventsWritten) events, \(children) children, \(days) days, seed \(seed)\(lateNote); planted: \(planted.isEmpty ? "none" : planted)")
     }
 }

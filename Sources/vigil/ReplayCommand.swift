@@ -31,6 +31,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Largest accepted event, in bytes.", valueName: "BYTES"))
     var maxEventBytes: Int = EventDecoder.defaultMaxBytes
 
+    @Flag(help: "Evaluate events in file order, as a live pipeline meets them, instead of sorting them: records behind their child's history are reconciled (withdrawn and late alerts are printed).")
+    var arrivalOrder = false
+
     @Flag(help: "Do not print the closing summary on standard error.")
     var quiet = false
 
@@ -67,7 +70,7 @@ struct ReplayCommand: ParsableCommand {
         let color = Output.stdoutIsTerminal
         let summary: Replay.Summary
         do {
-            summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), onInvalid: { bad in
+            summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), arrivalOrder: arrivalOrder, onInvalid: { bad in
                 let shown = bad.file == spooled ? "-" : bad.file
                 Output.error("\(shown):\(bad.line): \(bad.failure.kind.rawValue): \(bad.failure)")
             }, onAlert: { alert in
@@ -89,6 +92,10 @@ struct ReplayCommand: ParsableCommand {
             var text = "replay: \(summary.valid + summary.invalid) events in \(summary.files) file\(summary.files == 1 ? "" : "s"): "
             text += "\(summary.valid) valid, \(summary.invalid) invalid, \(e.duplicates) duplicate; \(e.alerts) alerts"
             if e.suppressed > 0 { text += " (\(e.suppressed) suppressed)" }
+            if e.lateEvents > 0 {
+                text += "; \(e.lateEvents) late events re-derived: \(e.withdrawn) alerts withdrawn, \(e.raisedLate) raised late"
+                if e.lateBeyondHorizon > 0 { text += ", \(e.lateBeyondHorizon) older than their child's timeline (reconciled approximately)" }
+            }
             if !summary.invalidByKind.isEmpty {
                 text += "; invalid by kind: " + summary.invalidByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             }

@@ -47,7 +47,7 @@ struct TailCommand: ParsableCommand {
             for a in alerts where filter.accepts(a) {
                 switch format {
                 case .json: Output.shared.line(a.text)
-                case .text: Output.shared.line(ANSI.color(a.line, codes[a.severity] ?? "0", enabled: color))
+                case .text: Output.shared.line(ANSI.color(a.line, a.status == "withdrawn" ? "2" : codes[a.severity] ?? "0", enabled: color))
                 }
             }
             Output.shared.flush()

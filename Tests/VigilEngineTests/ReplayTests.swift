@@ -127,7 +127,7 @@ import VigilService
 
     @Test func perChildStateIsBounded() throws {
         var limits = EngineLimits()
-        limits.maxSeenPerChild = 8
+        limits.maxTimelinePerChild = 8
         limits.maxWindowEntriesPerChild = 8
         limits.maxPendingPerChild = 4
         var lines: [String] = []
@@ -138,8 +138,9 @@ import VigilService
         var e = Engine(rules: pack, limits: limits)
         _ = e.replay(records(lines))
         let child = try #require(e.child("C"))
-        #expect(child.seen.count <= 8)
-        #expect(child.entries.count <= 8)
+        #expect(child.timeline.count <= 8)
+        #expect(e.stats.timelineOverflow > 0, "the timeline past its cap is folded into the base, and counted")
+        #expect(child.now.entries.count <= 8)
         #expect(child.pending.count <= 4)
         #expect(e.stats.overflowDrops > 0)
         #expect(e.stats.pendingRefused > 0)

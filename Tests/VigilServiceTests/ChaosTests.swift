@@ -106,6 +106,19 @@ import VigilTesting
         #expect(report.kills == 3)
     }
 
+    /// One record in ten arrives 1 to 20 days after it occurred: net of the withdrawals, the alerts on the
+    /// topic and in the audit logs are exactly those of the sorted replay, through SIGKILLs of two instances.
+    @Test func recordsArrivingLateNetToTheSortedReplayThroughSigkills() throws {
+        var p = try plan("late")
+        p.instances = 2
+        p.kills = 4
+        p.late = "10:1-20"
+        p.killGap = 1...3
+        let report = try run(p)
+        #expect(report.kills == 4)
+        #expect(report.topicWithdrawals > 10, "late records withdrew alerts")
+    }
+
     @Test func inputKeyedAtRandomWithoutRepartitioningIsReported() throws {
         let broker = try EmbeddedBroker()
         for t in ["agency-events", "vigil-alerts", "vigil-dead-letters", "vigil-changelog"] { try broker.createTopic(t, partitions: 4) }

@@ -18,10 +18,31 @@ public struct TailedAlert: Sendable {
     public var status: String { json["status"]?.stringValue ?? "fired" }
     public var summary: String { json["summary"]?.stringValue ?? "" }
 
-    /// `fired_at  severity  [WITHDRAWN] rule  child  summary`
+    /// For an alert a late record caused (raised with `fired_at` in the past, or withdrawn): that record's id,
+    /// and how late it was recorded (`recorded_at` against `occurred_at`) when it says.
+    public var late: (eventId: String, seconds: Int64?)? {
+        guard let l = json["late"], let id = l["event_id"]?.stringValue else { return nil }
+        guard let o = l["occurred_at"]?.stringValue.flatMap(RFC3339.parseDateTime),
+              let r = l["recorded_at"]?.stringValue.flatMap(RFC3339.parseDateTime) else { return (id, nil) }
+        return (id, (r.micros - o.micros) / Instant.microsPerSecond)
+    }
+
+    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]`
     public var line: String {
         let sev = severity.count >= 8 ? severity : severity + String(repeating: " ", count: 8 - severity.count)
-        return "\(firedAt)  \(sev)  \(status == "withdrawn" ? "WITHDRAWN " : "")\(ruleId)  \(childId)  \(summary)"
+        let mark = status == "withdrawn" ? "WITHDRAWN " : late != nil ? "LATE " : ""
+        var why = ""
+        if let l = late {
+            let delay = l.seconds.map { " recorded \(Self.duration($0)) after it occurred" } ?? " arrived late"
+            why = "  (record \(l.eventId)\(delay))"
+        }
+        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)"
+    }
+
+    static func duration(_ seconds: Int64) -> String {
+        if seconds >= 2 * 86_400 { return "\(seconds / 86_400) days" }
+        if seconds >= 2 * 3600 { return "\(seconds / 3600) hours" }
+        return "\(seconds / 60) minutes"
     }
 }
 

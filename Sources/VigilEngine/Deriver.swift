@@ -1,0 +1,297 @@
+import VigilContract
+import VigilRules
+
+/// Applies the compiled rules to one child's derivation: an event, or the clock reaching its deadlines.
+/// The same code serves the live path, folding the timeline into the base, and re-deriving a child when a
+/// record arrives late. No state of its own: everything it changes is passed in.
+struct Deriver: Sendable {
+    let rules: CompiledRuleSet
+    let limits: EngineLimits
+    let tables: EngineTables
+    let c: EventContract
+    let emptyRecord: EventRecord
+    /// The captured slots a timeline keeps per event (the envelope is kept apart).
+    let timelineSlots: [Int]
+
+    init(rules: CompiledRuleSet, limits: EngineLimits) {
+        self.rules = rules
+        self.limits = limits
+        tables = EngineTables(rules)
+        c = rules.contract
+        emptyRecord = EventRecord(slotCount: rules.contract.slotCount)
+        let envelope = Set([c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot])
+        timelineSlots = rules.capturedSlots.filter { !envelope.contains($0) }
+    }
+
+    /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
+    /// counters, and where alerts go.
+    struct Context {
+        let child: String
+        var seq: UInt64
+        var stats: EngineStats
+        var alerts: [Alert] = []
+    }
+
+    // MARK: events
+
+    /// Applies one event (of event type index `t`) to `d`.
+    func apply(_ r: EventRecord, ref: EventRef, type t: Int, to d: inout Derivation, _ x: inout Context) {
+        let at = ref.occurredAt
+        if at > d.newest { d.newest = at }
+        if at > d.through { d.through = at }
+        let ranges = tables.ranges[t]
+        let lists = tables.lists
+        for k in ranges.states { updateState(Int(lists[k]), r, &d, ref, &x) }
+        for k in ranges.windows { appendWindow(Int(lists[k]), r, &d, ref, &x) }
+        if let oldest = d.entries.first, oldest.at.micros < d.newest.micros - tables.minimumRetention { pruneWindows(&d) }
+        for k in ranges.checks { checkExpectation(Int(lists[k]), r, &d, ref, &x) }
+        for k in ranges.immediates {
+            let ri = Int(lists[k])
+            guard let code = rules.rules[ri].immediate, eval(code, r, d, at) else { continue }
+            fire(ri, &d, at: at, deadline: nil, trigger: ref, args: nil, record: r, &x)
+        }
+        var lastArmed = -1
+        for k in stride(from: ranges.arms.lowerBound, to: ranges.arms.upperBound, by: 2) {
+            let ri = Int(lists[k]), clause = Int(lists[k + 1])
+            guard ri != lastArmed, let exp = rules.rules[ri].expectation, eval(exp.arms[clause].condition, r, d, at) else { continue }
+            arm(ri, clause, exp, r, &d, ref, &x)
+            lastArmed = ri
+        }
+    }
+
+    /// Brings `d` to `t`: pops its pending expectations due at or before `t`, in (deadline, arming) order,
+    /// firing those whose condition holds.
+    func popDue(_ d: inout Derivation, through t: Instant, _ x: inout Context) {
+        if t > d.through { d.through = t }
+        while true {
+            var best = -1
+            for (i, p) in d.pending.enumerated() where p.deadline <= t {
+                if best < 0 || p.deadline < d.pending[best].deadline || (p.deadline == d.pending[best].deadline && p.seq < d.pending[best].seq) {
+                    best = i
+                }
+            }
+            guard best >= 0 else { return }
+            let p = d.pending.remove(at: best)
+            let ri = Int(p.rule)
+            if let fireIf = rules.rules[ri].expectation?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
+            x.stats.deadlinesFired += 1
+            fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: nil, &x)
+        }
+    }
+
+    /// The record a timeline event stands for (envelope and captured fields), written into `r`.
+    func record(of e: TimelineEvent, child: String, into r: inout EventRecord) {
+        r.reset()
+        r.set(c.eventIdSlot, .string(e.ref.eventId))
+        r.set(c.typeSlot, .symbol(e.ref.type))
+        r.set(c.occurredAtSlot, .instant(e.ref.occurredAt))
+        r.set(c.agencySlot, .symbol(e.ref.agency))
+        r.set(c.childIdSlot, .string(child))
+        for (k, slot) in timelineSlots.enumerated() where !e.fields[k].isMissing { r.set(slot, e.fields[k]) }
+    }
+
+    /// What a timeline keeps of a record.
+    func fields(of r: EventRecord) -> [FieldValue] { timelineSlots.map { r[$0] } }
+
+    // MARK: state and windows
+
+    /// Correlation/state key: field values joined; a missing value is `\0` so it only matches a missing value.
+    func key(_ slots: [Int], _ r: EventRecord) -> String {
+        if slots.isEmpty { return "" }
+        var s = ""
+        for (k, slot) in slots.enumerated() {
+            if k > 0 { s += "\u{1F}" }
+            s += render(r[slot]) ?? "\u{0}"
+        }
+        return s
+    }
+
+    /// A value as text (for keys and templates); nil when missing.
+    func render(_ v: FieldValue) -> String? {
+        switch v {
+        case .missing: return nil
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .symbol(let s): return c.symbols.name(s)
+        case .string(let s): return s
+        case .date(let d): return d.description
+        case .instant(let t): return t.description
+        case .symbols(let set): return set.members.map { c.symbols.name($0) }.joined(separator: ",")
+        case .strings(let a): return a.joined(separator: ",")
+        }
+    }
+
+    func updateState(_ s: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+        let def = rules.states[s]
+        guard eval(def.condition, r, d, ref.occurredAt) else { return }
+        let k = def.isKeyed ? key(def.keySlots, r) : ""
+        let value = r[def.valueSlot]
+        let existing = d.states.firstIndex { $0.state == UInt16(s) && $0.key == k }
+        if value.isMissing {
+            if let existing { d.states.remove(at: existing) }
+            return
+        }
+        let entry = StateEntry(state: UInt16(s), key: k, value: value, ref: ref)
+        if let existing {
+            d.states[existing] = entry
+        } else {
+            if d.states.count >= limits.maxStatesPerChild {
+                d.states.removeFirst()
+                x.stats.overflowDrops += 1
+            }
+            d.states.append(entry)
+        }
+    }
+
+    func appendWindow(_ w: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+        let def = rules.windows[w]
+        guard eval(def.condition, r, d, ref.occurredAt) else { return }
+        var distinct: UInt64 = 0
+        if let slot = def.distinctSlot {
+            switch r[slot] {
+            case .symbol(let s): distinct = UInt64(s.id) | (1 << 62)
+            case .string(let s): distinct = stableHash(s)
+            case .int(let i): distinct = UInt64(bitPattern: i)
+            case .bool(let b): distinct = b ? 1 : 2
+            default: return  // no value to count
+            }
+        }
+        if d.entries.count >= limits.maxWindowEntriesPerChild {
+            d.entries.removeFirst()
+            x.stats.overflowDrops += 1
+        }
+        d.entries.append(WindowEntry(window: UInt16(w), at: ref.occurredAt, distinct: distinct, key: key(def.keySlots, r), ref: ref))
+    }
+
+    func pruneWindows(_ d: inout Derivation) {
+        let newest = d.newest.micros
+        let windows = rules.windows
+        d.entries.removeAll { e in e.at.micros < newest - windows[Int(e.window)].retention }
+    }
+
+    // MARK: expectations
+
+    func checkExpectation(_ ri: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+        let rule = Int32(ri)
+        guard let exp = rules.rules[ri].expectation, d.pending.contains(where: { $0.rule == rule }) else { return }
+        let at = ref.occurredAt
+        let met = exp.met.map { eval($0, r, d, at) } ?? false
+        let cancel = !met && (exp.cancel.map { eval($0, r, d, at) } ?? false)
+        guard met || cancel else { return }
+        let k = key(exp.correlateSlots, r)
+        let lookback = exp.lookback?.micros
+        let before = d.pending.count
+        d.pending.removeAll { p in
+            p.rule == rule && p.key == k && at < p.deadline && (!met || lookback.map { at.micros >= p.armedAt.micros - $0 } ?? true)
+        }
+        let removed = before - d.pending.count
+        if met { x.stats.deadlinesMet += removed } else { x.stats.deadlinesCancelled += removed }
+    }
+
+    func deadline(_ rule: DeadlineRule, _ r: EventRecord, _ at: Instant) -> Instant? {
+        switch rule {
+        case .exact(let m): return at + m
+        case .workingDays(let n, let cal): return rules.calendars[cal].deadline(workingDays: n, after: at)
+        case .months(let n, let cal): return rules.calendars[cal].deadline(months: n, after: at)
+        case .dateFieldPlusMonths(let slot, let n, let cal):
+            guard case .date(let d) = r[slot] else { return nil }
+            return rules.calendars[cal].start(of: d, plusMonths: n)
+        case .dateFieldPlusDays(let slot, let n, let cal):
+            guard case .date(let d) = r[slot] else { return nil }
+            return rules.calendars[cal].zone.startOfDay(d.adding(days: n))
+        case .instantFieldPlus(let slot, let m):
+            guard case .instant(let t) = r[slot] else { return nil }
+            return t + m
+        }
+    }
+
+    func arm(_ ri: Int, _ clause: Int, _ exp: ExpectationDefinition, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+        guard let due = deadline(exp.arms[clause].deadline, r, ref.occurredAt) else { return }
+        let k = key(exp.correlateSlots, r)
+        if let lb = exp.lookback {
+            // An event applied before this one (not this one itself) that occurred in [armed - lookback, deadline) meets it already.
+            let from = ref.occurredAt.micros - lb.micros
+            let satisfied = d.entries.contains { e in
+                Int(e.window) == lb.window && e.key == k && e.at.micros >= from && e.at < due
+                    && !(e.ref.eventId == ref.eventId && e.at == ref.occurredAt)
+            }
+            if satisfied {
+                x.stats.deadlinesMet += 1
+                return
+            }
+        }
+        if exp.single, let existing = d.pending.firstIndex(where: { $0.rule == Int32(ri) && $0.key == k }) {
+            if d.pending[existing].deadline == due { return }
+            d.pending.remove(at: existing)
+        }
+        guard d.pending.count < limits.maxPendingPerChild else {
+            x.stats.pendingRefused += 1
+            return
+        }
+        let rule = rules.rules[ri]
+        let args = rule.templateSlots.map { render(r[$0]) ?? "unknown" }
+        let id = d.nextPendingId
+        d.nextPendingId &+= 1
+        x.seq += 1
+        d.pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: x.seq, key: k,
+                                            armedAt: ref.occurredAt, deadline: due, ref: ref, args: args))
+        x.stats.deadlinesArmed += 1
+    }
+
+    // MARK: alerts
+
+    func fire(_ ri: Int, _ d: inout Derivation, at firedAt: Instant, deadline: Instant?, trigger: EventRef, args: [String]?,
+              record: EventRecord?, _ x: inout Context) {
+        let rule = rules.rules[ri]
+        if let window = rule.suppressMicros {
+            if let mark = d.fired.first(where: { $0.rule == Int32(ri) }),
+               window == Int64.max || mark.at.micros > firedAt.micros - window {
+                x.stats.suppressed += 1
+                return
+            }
+            d.fired.removeAll { $0.rule == Int32(ri) }
+            d.fired.append(FiredMark(rule: Int32(ri), at: firedAt))
+        }
+        var cited: [EventRef] = []
+        if record != nil {
+            for (w, micros) in rule.evidenceWindows {
+                let lower = firedAt.micros - micros
+                for e in d.entries where Int(e.window) == w && e.at.micros > lower && e.at <= firedAt {
+                    cited.append(e.ref)
+                }
+            }
+        }
+        for (s, value) in rule.evidenceStates {
+            for e in d.states where Int(e.state) == s && (value == nil || e.value == value) { cited.append(e.ref) }
+        }
+        cited.sort { ($0.occurredAt, $0.eventId) < ($1.occurredAt, $1.eventId) }
+        var evidence = [trigger]
+        for e in cited where !evidence.contains(where: { $0.eventId == e.eventId && $0.occurredAt == e.occurredAt }) {
+            if evidence.count >= limits.maxEvidence { break }
+            evidence.append(e)
+        }
+        var argIndex = 0
+        var summary = ""
+        for part in rule.template {
+            switch part {
+            case .text(let t): summary += t
+            case .field(let slot):
+                if let args {
+                    summary += argIndex < args.count ? args[argIndex] : "unknown"
+                } else if let record {
+                    summary += render(record[slot]) ?? "unknown"
+                }
+                argIndex += 1
+            case .deadline: summary += deadline?.description ?? "-"
+            case .firedAt: summary += firedAt.description
+            case .childId: summary += x.child
+            case .ruleId: summary += rule.id
+            case .severity: summary += rule.severity.rawValue
+            }
+        }
+        let id = Alert.identity(ruleId: rule.id, childId: x.child, firedAt: firedAt, eventIds: evidence.map(\.eventId))
+        x.stats.alerts += 1
+        x.alerts.append(Alert(alertId: id, status: .fired, withdraws: nil, ruleIndex: ri, childId: x.child, firedAt: firedAt,
+                              deadline: deadline, summary: summary, evidence: evidence))
+    }
+}

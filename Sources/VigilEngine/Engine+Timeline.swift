@@ -1,0 +1,111 @@
+import VigilContract
+import VigilRules
+
+extension Engine {
+    /// A record that arrived late for child `ci`: insert it into the timeline, re-derive the child from its
+    /// base, and emit the difference from what was emitted: a withdrawal for each alert no longer justified,
+    /// each newly justified alert marked as raised late (re-raised under a revised id if it had been
+    /// withdrawn). Pending deadlines are whatever the derivation leaves.
+    mutating func reconcile(_ ci: Int, late event: TimelineEvent, recordedAt: Instant?, into alerts: inout [Alert]) {
+        stats.lateEvents += 1
+        let id = children[ci].id
+        let target = children[ci].now.frontier
+        if event.at < children[ci].base.frontier {
+            // Older than everything the timeline holds: taken as its first event (stated in README, counted).
+            stats.lateBeyondHorizon += 1
+            children[ci].timeline.insert(event, at: 0)
+        } else {
+            let i = children[ci].timeline.firstIndex { $0.at > event.at } ?? children[ci].timeline.count
+            children[ci].timeline.insert(event, at: i)
+        }
+        var d = children[ci].base
+        var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
+        for k in children[ci].timeline.indices {
+            let e = children[ci].timeline[k]
+            let ignored = appliedBefore(ci, k, e)
+            children[ci].timeline[k].ignored = ignored
+            if ignored { continue }
+            deriver.record(of: e, child: id, into: &scratch)
+            deriver.popDue(&d, through: e.at, &x)
+            deriver.apply(scratch, ref: e.ref, type: c.eventTypeIndex(e.ref.type), to: &d, &x)
+        }
+        deriver.popDue(&d, through: target, &x)
+        seq = x.seq
+        let late = LateRecord(eventId: event.ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
+        var out: [Alert] = []
+        let justified = Set(x.alerts.lazy.filter { $0.status == .fired }.map(\.alertId))
+        for k in children[ci].emitted.indices where !children[ci].emitted[k].withdrawn && !justified.contains(children[ci].emitted[k].alertId) {
+            children[ci].emitted[k].withdrawn = true
+            out.append(withdrawal(of: children[ci].emitted[k], child: id, late: event.ref, record: late))
+            stats.withdrawn += 1
+        }
+        for var a in x.alerts where a.status == .fired {
+            if let k = children[ci].emitted.firstIndex(where: { $0.alertId == a.alertId }) {
+                guard children[ci].emitted[k].withdrawn else { continue }
+                // Withdrawn earlier, justified again: its id is taken, so it goes out under a revision.
+                children[ci].emitted[k].withdrawn = false
+                children[ci].emitted[k].revision += 1
+                let revised = a.alertId + ".r\(children[ci].emitted[k].revision)"
+                children[ci].emitted[k].recordId = revised
+                a.reinstates = a.alertId
+                a.alertId = revised
+                stats.reinstated += 1
+            } else {
+                children[ci].emitted.append(EmittedAlert(alertId: a.alertId, recordId: a.alertId, rule: Int32(a.ruleIndex), firedAt: a.firedAt,
+                                                         deadline: a.deadline, trigger: a.evidence[0]))
+            }
+            a.late = late
+            stats.raisedLate += 1
+            out.append(a)
+        }
+        stats.alerts += out.count
+        children[ci].now = d
+        children[ci].dirty = true
+        let domain = Int(max(children[ci].domain, 0))
+        for p in d.pending { queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id)) }
+        alerts += out
+    }
+
+    /// Whether timeline event `k` is a duplicate of an event applied before it (earlier in the timeline, or
+    /// folded into the base) within the duplicate horizon.
+    func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent) -> Bool {
+        let horizon = limits.duplicateHorizon
+        let timeline = children[ci].timeline
+        for j in 0..<k where !timeline[j].ignored && timeline[j].idHash == e.idHash
+            && e.at.micros - timeline[j].at.micros <= horizon && timeline[j].ref.eventId == e.ref.eventId {
+            return true
+        }
+        return children[ci].base.seen.contains { $0.idHash == e.idHash && abs($0.at.micros - e.at.micros) <= horizon }
+    }
+
+    func withdrawal(of a: EmittedAlert, child: String, late: EventRef, record: LateRecord) -> Alert {
+        let rule = rules.rules[Int(a.rule)]
+        let id = Alert.identity(ruleId: rule.id, childId: child, firedAt: a.firedAt, eventIds: ["withdraws:" + a.recordId, late.eventId])
+        return Alert(alertId: id, status: .withdrawn, withdraws: a.recordId, ruleIndex: Int(a.rule), childId: child, firedAt: a.firedAt,
+                     deadline: a.deadline, summary: "Withdrawn: event \(late.eventId) was recorded late, and with it in its place this alert is not justified",
+                     evidence: [late, a.trigger], late: record)
+    }
+
+    /// Folds the events that aged past the horizon (or past the timeline's cap) into the base: the base is
+    /// then the derivation of everything before the timeline, and alerts fired before it are history.
+    mutating func fold(_ ci: Int) {
+        let oldest = children[ci].now.newest.micros - horizon
+        while let first = children[ci].timeline.first,
+              first.at.micros < oldest || children[ci].timeline.count > limits.maxTimelinePerChild {
+            if first.at.micros >= oldest { stats.timelineOverflow += 1 }
+            children[ci].timeline.removeFirst()
+            guard !first.ignored else { continue }
+            let id = children[ci].id
+            var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
+            deriver.record(of: first, child: id, into: &scratch)
+            deriver.popDue(&children[ci].base, through: first.at, &x)
+            deriver.apply(scratch, ref: first.ref, type: c.eventTypeIndex(first.ref.type), to: &children[ci].base, &x)
+            seq = x.seq
+            children[ci].base.seen.append(SeenEvent(idHash: first.idHash, at: first.at))
+            let through = children[ci].base.frontier
+            let keep = through.micros - limits.duplicateHorizon
+            if let s = children[ci].base.seen.first, s.at.micros < keep { children[ci].base.seen.removeAll { $0.at.micros < keep } }
+            children[ci].emitted.removeAll { $0.firedAt <= through }
+        }
+    }
+}

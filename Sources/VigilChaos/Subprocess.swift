@@ -7,6 +7,8 @@ public final class Subprocess: @unchecked Sendable {
     private var out: [String] = []
     private var err: [String] = []
     private var partial = ["", ""]
+    /// Each stream has reached its end (the process closed it): everything it wrote has been collected.
+    private var ended = [false, false]
 
     public init(_ executable: String, _ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
@@ -14,23 +16,41 @@ public final class Subprocess: @unchecked Sendable {
         let o = Pipe(), e = Pipe()
         process.standardOutput = o
         process.standardError = e
+        try process.run()
+        // A thread per stream reads until the process closes it, so that `wait` can tell when all is in.
         for (pipe, k) in [(o, 0), (e, 1)] {
-            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let data = h.availableData
-                guard !data.isEmpty else { h.readabilityHandler = nil; return }
-                self?.received(String(decoding: data, as: UTF8.self), stream: k)
+            let h = pipe.fileHandleForReading
+            Thread.detachNewThread { [self] in
+                while true {
+                    let data = h.availableData
+                    if data.isEmpty { break }
+                    received(data, stream: k)
+                }
+                end(k)
             }
         }
-        try process.run()
     }
 
-    private func received(_ text: String, stream k: Int) {
+    private var pendingBytes: [[UInt8]] = [[], []]
+
+    private func received(_ data: Data, stream k: Int) {
         lock.lock()
         defer { lock.unlock() }
+        // Decode whole lines only, so that a character split between two reads is not mangled.
+        pendingBytes[k] += data
+        guard let last = pendingBytes[k].lastIndex(of: 0x0A) else { return }
+        let text = String(decoding: pendingBytes[k][...last], as: UTF8.self)
+        pendingBytes[k].removeFirst(last + 1)
         partial[k] += text
         var lines = partial[k].split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         partial[k] = lines.removeLast()
         if k == 0 { out += lines } else { err += lines }
+    }
+
+    private func end(_ k: Int) {
+        lock.lock()
+        ended[k] = true
+        lock.unlock()
     }
 
     public var stdout: [String] { lock.lock(); defer { lock.unlock() }; return out }
@@ -48,7 +68,8 @@ public final class Subprocess: @unchecked Sendable {
             process.waitUntilExit()
             return nil
         }
-        usleep(100_000)
+        // The output is read on other threads: wait for both streams to end, so that nothing written is missed.
+        _ = Subprocess.until(timeout: 30) { lock.lock(); defer { lock.unlock() }; return ended == [true, true] }
         return process.terminationStatus
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VigilContract
+import VigilEngine
 @testable import VigilService
 
 @Suite struct TailTests {
@@ -23,6 +24,39 @@ import VigilContract
         #expect(ids(AlertFilter(since: RFC3339.parseDateTime("2007-03-06T00:00:00Z"))) == ["2", "3"])
         #expect(ids(AlertFilter(minimumSeverity: "medium", children: ["C-2"])) == ["2"])
         #expect(a.line == "2007-02-06T00:00:00Z  high      child-not-seen  C-1  s")
+    }
+
+    @Test func lateAndWithdrawnAlertsAreMarkedWithHowLateTheirRecordWas() {
+        let late = #"{"alert_id":"a-9","status":"fired","rule_id":"child-not-seen","severity":"high","child_id":"C-1","fired_at":"2007-02-06T00:00:00Z","summary":"s","late":{"event_id":"v-7","occurred_at":"2007-02-01T10:00:00Z","recorded_at":"2007-02-15T10:00:00Z"},"evidence":[]}"#
+        #expect(tailed(late).line == "2007-02-06T00:00:00Z  high      LATE child-not-seen  C-1  s  (record v-7 recorded 14 days after it occurred)")
+        let withdrawn = #"{"alert_id":"a-10","status":"withdrawn","withdraws":"a-8","rule_id":"child-not-seen","severity":"high","child_id":"C-1","fired_at":"2007-02-06T00:00:00Z","summary":"w","late":{"event_id":"v-8","occurred_at":"2007-02-05T10:00:00Z"},"evidence":[]}"#
+        #expect(tailed(withdrawn).line == "2007-02-06T00:00:00Z  high      WITHDRAWN child-not-seen  C-1  w  (record v-8 arrived late)")
+    }
+
+    /// `vigil generate --late` perturbs the arrival order; `vigil replay --arrival-order` evaluates it as a
+    /// pipeline would; net of withdrawals it gives the sorted replay's alerts.
+    @Test func generateLateAndReplayInArrivalOrderNetToTheSortedReplay() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let gen = try Child(vigilBinary, ["generate", "--children", "200", "--days", "300", "--seed", "4", "--late", "10:1-20"])
+        #expect(gen.wait(timeout: 60) == 0)
+        #expect(gen.stderr.contains { $0.contains("records arriving late") })
+        let path = dir + "/late.jsonl"
+        try (gen.stdout.filter { !$0.isEmpty }.joined(separator: "\n") + "\n").write(toFile: path, atomically: false, encoding: .utf8)
+        func alerts(_ args: [String]) throws -> [JSONValue] {
+            let r = try Child(vigilBinary, ["replay", path, "--rules", rulesDir] + args)
+            #expect(r.wait(timeout: 60) == 0)
+            return r.stdout.filter { !$0.isEmpty }.compactMap { try? JSONValue.parse($0) }
+        }
+        let sorted = Set(try alerts([]).compactMap { $0["alert_id"]?.stringValue })
+        let arrival = try alerts(["--arrival-order"])
+        var net = NetAlerts()
+        for a in arrival {
+            net.apply(id: a["alert_id"]?.stringValue ?? "", status: a["status"]?.stringValue ?? "", withdraws: a["withdraws"]?.stringValue,
+                      reinstates: a["reinstates"]?.stringValue)
+        }
+        #expect(arrival.contains { $0["status"]?.stringValue == "withdrawn" })
+        #expect(net.ids == sorted && sorted.count > 10)
     }
 
     @Test func theFollowerReturnsCompleteRecordsAsTheFileGrowsAndStartsOverWhenItShrinks() throws {

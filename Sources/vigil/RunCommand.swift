@@ -69,7 +69,7 @@ struct RunCommand: ParsableCommand {
         do {
             let s = try pipeline.run()
             if let statsFile { try s.json.write(toFile: statsFile, atomically: true, encoding: .utf8) }
-            logger.info("stopped: \(s.messages) messages, \(s.events) events, \(s.deadLetters) dead letters, \(s.alerts) alerts (\(s.auditWritten) new in the audit log), \(s.engine.duplicates) duplicates")
+            logger.info("stopped: \(s.messages) messages, \(s.events) events, \(s.deadLetters) dead letters, \(s.alerts) alerts (\(s.auditWritten) new in the audit log), \(s.engine.duplicates) duplicates, \(s.engine.lateEvents) late events (\(s.withdrawn) withdrawn, \(s.engine.raisedLate) raised late)")
         } catch {
             Output.error("vigil: \(error)")
             throw ExitCode(1)

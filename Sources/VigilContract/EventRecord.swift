@@ -27,6 +27,9 @@ public struct EventRecord: Sendable {
     public var values: [FieldValue]
     @usableFromInline var written: [Int32] = []
 
+    /// The slots set since the last `reset()`, in the order they were set.
+    public var writtenSlots: [Int32] { written }
+
     public init(slotCount: Int) {
         values = Array(repeating: .missing, count: slotCount)
         written.reserveCapacity(32)
@@ -55,6 +58,9 @@ public struct ValidationFailure: Error, Equatable, Sendable, CustomStringConvert
         case contract = "contract"
         case unsupportedSchemaVersion = "unsupported-schema-version"
         case tooLarge = "too-large"
+        /// Valid JSON and contract, but a time no record can have (before 1970, in the future, or occurring
+        /// after it was recorded): evaluating it would move a clock there.
+        case implausibleTime = "implausible-time"
     }
     public var kind: Kind
     /// JSONPath of the offending value (`$.data.outcome`), or `$` for the whole message.

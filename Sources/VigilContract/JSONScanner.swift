@@ -170,6 +170,22 @@ public struct JSONScanner {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Whether the token's decoded text holds a control character (C0, DEL or C1): what a terminal acts on.
+    public func hasControlCharacters(_ t: StringToken) -> Bool {
+        var found = false
+        var previous: UInt8 = 0
+        func check(_ b: UInt8) {
+            if b < 0x20 || b == 0x7F || (previous == 0xC2 && (0x80...0x9F).contains(b)) { found = true }
+            previous = b
+        }
+        if t.hasEscapes {
+            decodeEscaped(t) { check($0) }
+        } else {
+            for i in t.start..<t.end { check(base[i]) }
+        }
+        return found
+    }
+
     /// Whether the token's decoded text equals `bytes` (ASCII/UTF-8), without allocating when it has no escapes.
     @inline(__always) public func equals(_ t: StringToken, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         if !t.hasEscapes {

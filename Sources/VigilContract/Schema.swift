@@ -66,6 +66,8 @@ public final class SchemaNode: Sendable {
     public let discriminator: Discriminator?
     /// Value slot of this node's path, or -1.
     public let slot: Int
+    /// An identifier (`id`, `*_id`, `*_ref`): printed to people, so control characters are refused.
+    public let isIdentifier: Bool
 
     // Lookup aids for the validator, derived from the above.
     /// Bit k set when property k is required.
@@ -88,6 +90,8 @@ public final class SchemaNode: Sendable {
          required: [String], additionalProperties: Bool, items: SchemaNode?, uniqueItems: Bool, minItems: Int?,
          discriminator: Discriminator?, slot: Int) {
         self.path = path
+        let name = path.split(separator: ".").last.map(String.init) ?? path
+        isIdentifier = name == "id" || name.hasSuffix("_id") || name.hasSuffix("_ref")
         self.types = types
         self.constValue = constValue
         self.enumValues = enumValues
@@ -250,6 +254,21 @@ public struct SchemaCompiler {
             default:
                 throw SchemaError(pointer: here, reason: "keyword '\(key)' is not supported by Vigil's validator")
             }
+        }
+        // enum and const restrict the type too (JSON Schema: a value must be one of them): without this, a node
+        // with an enum and no type would accept any number, boolean or null.
+        if !enumValues.isEmpty { types = types.intersection(.string) }
+        if let c = constValue {
+            switch c {
+            case .string: types = types.intersection(.string)
+            case .number: types = types.intersection([.number, .integer])
+            case .bool: types = types.intersection(.boolean)
+            case .null: types = types.intersection(.null)
+            default: throw SchemaError(pointer: pointer + "/const", reason: "only scalar const values are supported")
+            }
+        }
+        if types.isEmpty {
+            throw SchemaError(pointer: pointer, reason: "no value can satisfy this schema (its type excludes its enum or const)")
         }
         if let items, unique, !items.types.isSubset(of: .string), items.enumValues.isEmpty {
             throw SchemaError(pointer: pointer + "/uniqueItems", reason: "uniqueItems is supported for string items only")

@@ -194,6 +194,9 @@ public struct SchemaValidator: Sendable {
                 return contract(m == 1 ? "must not be empty" : "shorter than \(m) characters")
             }
             if let m = node.maxLength, tok.scalarCount > m { return contract("longer than \(m) characters") }
+            if node.isIdentifier && scanner.hasControlCharacters(tok) {
+                return contract("control characters are not allowed in an identifier")
+            }
             switch node.format {
             case .dateTime?:
                 guard !tok.hasEscapes, let t = RFC3339.parseDateTime(scanner.base + tok.start, tok.end - tok.start) else {
@@ -289,9 +292,10 @@ public struct SchemaValidator: Sendable {
                     }
                     if index < 0 {
                         if !node.additionalProperties {
-                            let name = scanner.string(key)
-                            push(.key(Run.printable(name)))
-                            return contract("property '\(Run.printable(name))' is not allowed by the contract")
+                            // The name is message content: it is not quoted, in the path or the reason.
+                            push(.key("<undeclared>"))
+                            let declared = node.properties.map(\.name).joined(separator: ", ")
+                            return contract("a property the contract does not declare here (declared: \(declared))")
                         }
                         guard scanner.skipValue(depth: depth + 1) else { return false }
                     } else {
@@ -349,12 +353,5 @@ public struct SchemaValidator: Sendable {
         }
 
         /// Property names from the input are echoed in errors, limited to 64 printable ASCII characters.
-        static func printable(_ s: String) -> String {
-            var out = ""
-            for u in s.unicodeScalars.prefix(64) {
-                out.unicodeScalars.append(u.value >= 0x20 && u.value < 0x7F && u != "'" ? u : "?")
-            }
-            return s.unicodeScalars.count > 64 ? out + "..." : out
-        }
     }
 }

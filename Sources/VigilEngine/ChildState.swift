@@ -55,8 +55,8 @@ public struct TimelineEvent: Sendable, Codable {
     var idHash: UInt64
     /// Arrival order within the child: events with the same `occurred_at` are taken in this order.
     public var arrival: UInt64
-    /// The captured fields, in the order of `Deriver.timelineSlots`.
-    var fields: [FieldValue]
+    /// The captured fields it has (the envelope apart), packed.
+    var fields: PackedFields
     /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
     var ignored = false
 
@@ -108,7 +108,9 @@ public struct ChildState: Sendable, Codable {
     public internal(set) var now = Derivation()
     /// The derivation of the events folded out of the timeline.
     var base = Derivation()
-    public internal(set) var timeline: [TimelineEvent] = []
+    public private(set) var timeline: [TimelineEvent] = []
+    /// The timeline's id hashes, contiguous, for the duplicate check every event makes (not persisted).
+    private(set) var idHashes: [UInt64] = []
     var emitted: [EmittedAlert] = []
     /// Events accepted so far (the next arrival number).
     var arrivals: UInt64 = 0
@@ -129,6 +131,23 @@ public struct ChildState: Sendable, Codable {
 
     init(id: String) { self.id = id }
 
+    mutating func append(_ e: TimelineEvent) {
+        timeline.append(e)
+        idHashes.append(e.idHash)
+    }
+
+    mutating func insert(_ e: TimelineEvent, at i: Int) {
+        timeline.insert(e, at: i)
+        idHashes.insert(e.idHash, at: i)
+    }
+
+    mutating func removeOldest() -> TimelineEvent {
+        idHashes.removeFirst()
+        return timeline.removeFirst()
+    }
+
+    mutating func setIgnored(_ k: Int, _ ignored: Bool) { timeline[k].ignored = ignored }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
@@ -137,6 +156,7 @@ public struct ChildState: Sendable, Codable {
             now = try c.decode(Derivation.self, forKey: .now)
             base = try c.decode(Derivation.self, forKey: .base)
             timeline = try c.decode([TimelineEvent].self, forKey: .timeline)
+            idHashes = timeline.map(\.idHash)
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             arrivals = try c.decode(UInt64.self, forKey: .arrivals)
         } else {
@@ -167,8 +187,8 @@ public struct ChildState: Sendable, Codable {
         }
         var b = MemoryLayout<ChildState>.stride + (id.utf8.count > 15 ? 32 + id.utf8.count : 0)
         b += derivation(now) + derivation(base)
-        b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride)
-        for e in timeline { b += arr(e.fields.capacity, MemoryLayout<FieldValue>.stride) }
+        b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride) + arr(idHashes.capacity, 8)
+        for e in timeline { b += arr(e.fields.bytes.capacity, 1) + (e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0) }
         b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride)
         return b
     }

@@ -10,8 +10,8 @@ struct Deriver: Sendable {
     let tables: EngineTables
     let c: EventContract
     let emptyRecord: EventRecord
-    /// The captured slots a timeline keeps per event (the envelope is kept apart).
-    let timelineSlots: [Int]
+    /// Slots a timeline keeps per event: the captured ones but the envelope (kept apart).
+    let timelineSlot: [Bool]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
         self.rules = rules
@@ -19,8 +19,10 @@ struct Deriver: Sendable {
         tables = EngineTables(rules)
         c = rules.contract
         emptyRecord = EventRecord(slotCount: rules.contract.slotCount)
-        let envelope = Set([c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot])
-        timelineSlots = rules.capturedSlots.filter { !envelope.contains($0) }
+        var keep = [Bool](repeating: false, count: rules.contract.slotCount)
+        for s in rules.capturedSlots { keep[s] = true }
+        for s in [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot] { keep[s] = false }
+        timelineSlot = keep
     }
 
     /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
@@ -87,11 +89,11 @@ struct Deriver: Sendable {
         r.set(c.occurredAtSlot, .instant(e.ref.occurredAt))
         r.set(c.agencySlot, .symbol(e.ref.agency))
         r.set(c.childIdSlot, .string(child))
-        for (k, slot) in timelineSlots.enumerated() where !e.fields[k].isMissing { r.set(slot, e.fields[k]) }
+        e.fields.forEach { r.set($0, $1) }
     }
 
-    /// What a timeline keeps of a record.
-    func fields(of r: EventRecord) -> [FieldValue] { timelineSlots.map { r[$0] } }
+    /// What a timeline keeps of a record: its captured fields that have a value.
+    func fields(of r: EventRecord) -> PackedFields { PackedFields(r, keep: timelineSlot) }
 
     // MARK: state and windows
 

@@ -13,17 +13,17 @@ extension Engine {
         if event.at < children[ci].base.frontier {
             // Older than everything the timeline holds: taken as its first event (stated in README, counted).
             stats.lateBeyondHorizon += 1
-            children[ci].timeline.insert(event, at: 0)
+            children[ci].insert(event, at: 0)
         } else {
             let i = children[ci].timeline.firstIndex { $0.at > event.at } ?? children[ci].timeline.count
-            children[ci].timeline.insert(event, at: i)
+            children[ci].insert(event, at: i)
         }
         var d = children[ci].base
         var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
         for k in children[ci].timeline.indices {
             let e = children[ci].timeline[k]
             let ignored = appliedBefore(ci, k, e)
-            children[ci].timeline[k].ignored = ignored
+            children[ci].setIgnored(k, ignored)
             if ignored { continue }
             deriver.record(of: e, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
@@ -93,7 +93,7 @@ extension Engine {
         while let first = children[ci].timeline.first,
               first.at.micros < oldest || children[ci].timeline.count > limits.maxTimelinePerChild {
             if first.at.micros >= oldest { stats.timelineOverflow += 1 }
-            children[ci].timeline.removeFirst()
+            _ = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())

@@ -175,7 +175,7 @@ public struct Engine: Sendable {
             let armedFrom = children[ci].now.nextPendingId
             deriver.popDue(&children[ci].now, through: at, &x)
             deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &x)
-            children[ci].timeline.append(event)
+            children[ci].append(event)
             finish(ci, &x, armedFrom: armedFrom, into: &alerts)
         } else {
             reconcile(ci, late: event, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
@@ -213,8 +213,9 @@ public struct Engine: Sendable {
     /// comes before it in event-time order, within the duplicate horizon, was accepted already.
     func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
         let horizon = limits.duplicateHorizon
-        for e in children[ci].timeline where e.idHash == h && !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.ref.eventId == id {
-            return true
+        for (k, x) in children[ci].idHashes.enumerated() where x == h {
+            let e = children[ci].timeline[k]
+            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.ref.eventId == id { return true }
         }
         return children[ci].base.seen.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
     }

@@ -27,6 +27,16 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
             || e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || e == RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
     }
 
+    /// True for errors no retry can cure: the record is too large for the broker or the client, the
+    /// broker refuses it as invalid, or this client is not authorised. Waiting for such a record stalls.
+    public var isPermanent: Bool {
+        let e = rd_kafka_resp_err_t(rawValue: code)
+        return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+            || e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD
+            || e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
+            || e == RD_KAFKA_RESP_ERR__INVALID_ARG
+    }
+
     public static let partitionEOF = Int32(RD_KAFKA_RESP_ERR__PARTITION_EOF.rawValue)
 }
 

@@ -4,6 +4,7 @@ import VigilContract
 @testable import VigilEngine
 import VigilRules
 import VigilService
+import VigilTesting
 
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let rulesDir = repoRoot.appendingPathComponent("Rules").path
@@ -67,7 +68,7 @@ func pairs(_ alerts: [Alert], _ rules: CompiledRuleSet = pack) -> [(String, Stri
 
 /// A temporary file with the given lines, removed at the end of the process.
 func tempFile(_ lines: [String], name: String = UUID().uuidString) -> String {
-    let path = NSTemporaryDirectory() + "vigil-test-\(name).jsonl"
+    let path = TestDirectory.file("test-\(name)") + ".jsonl"
     FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
     return path
 }

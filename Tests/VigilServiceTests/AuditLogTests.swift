@@ -2,9 +2,10 @@ import Foundation
 import Testing
 import VigilContract
 @testable import VigilService
+import VigilTesting
 
 func tempPath(_ name: String) -> String {
-    NSTemporaryDirectory() + "vigil-\(name)-\(UUID().uuidString)"
+    TestDirectory.file(name)
 }
 
 func alertJSON(_ id: String, rule: String = "child-not-seen", severity: String = "high", child: String = "C-1",

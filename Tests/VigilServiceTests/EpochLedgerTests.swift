@@ -19,7 +19,7 @@ import VigilTesting
                       ruleId: "r", json: Array("{\"alert_id\":\"\(id)\"}".utf8))
     }
 
-    static let deadLetter = DeadLetter(sourceTopic: "in", partition: 0, offset: 7, key: nil, value: [1, 2], originalHeaders: [],
+    static let deadLetter = DeadLetter(sourceTopic: "in", partition: 0, offset: 7, key: [UInt8]?.none, value: [UInt8]([1, 2]), originalHeaders: [],
                                        failure: ValidationFailure(kind: .invalidJSON, path: "$", reason: "not JSON"))
 
     static func change(_ child: String, partition: Int32 = 0) -> (partition: Int32, record: Checkpoint.Record) {

@@ -78,7 +78,7 @@ import VigilTesting
         c.input.produce(events: lines)
         c.alerts.failNextWrites(25)
         c.changelog.failNextWrites(5)
-        let summary = try run(c, config(checkpointMs: 100), clock: ManualClock(Instant(micros: 0), step: 20_000))
+        let summary = try run(c, config(checkpointMs: 100), clock: ManualClock(.now, step: 20_000))
         #expect(summary.deliveryRetries == 30)
         let expected = try replayIds(lines)
         #expect(Set(c.alertIdsOnTopic) == Set(expected) && c.alertIdsOnTopic.count == expected.count)
@@ -113,7 +113,7 @@ import VigilTesting
         if point == .writeFailed { c.alerts.failNextWrites(40) }
         let seen = Mutex(0)
         // The clock moves 20 ms at every reading, so checkpoints (every 100 ms) come every few batches.
-        let clock = ManualClock(Instant(micros: 0), step: 20_000)
+        let clock = ManualClock(.now, step: 20_000)
         _ = try run(c, config(batchSize: 100, checkpointMs: 100), clock: clock) { action in
             point.matches(action) && seen.withLock { $0 += 1; return $0 == occurrence }
         }

@@ -54,7 +54,7 @@ func alertIds(_ jsons: [[UInt8]]) -> [String] {
 
 /// Alert ids `vigil replay` gives for lines (in this order).
 func replayIds(_ lines: [String], rules: CompiledRuleSet = pack) throws -> [String] {
-    let path = NSTemporaryDirectory() + "vigil-replay-\(UUID().uuidString).jsonl"
+    let path = TestDirectory.file("replay") + ".jsonl"
     try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: false, encoding: .utf8)
     defer { try? FileManager.default.removeItem(atPath: path) }
     var ids: [String] = []
@@ -89,9 +89,7 @@ func pipelineConfig(brokers: String, dir: String) -> PipelineConfig {
 }
 
 func tempDir() throws -> String {
-    let d = NSTemporaryDirectory() + "vigil-it-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
+    TestDirectory.make("it")
 }
 
 typealias Child = Subprocess

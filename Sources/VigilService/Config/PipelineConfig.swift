@@ -30,6 +30,8 @@ public struct PipelineConfig: Sendable {
     public var clock = ClockMode.wall
     public var allowedLateness = 0
     public var maxEventBytes = EventDecoder.defaultMaxBytes
+    public var deadLetterMaxBytes = DeadLetter.defaultMaxBytes
+    public var maxClockSkew = 86_400
     public var batchSize = 1000
     public var batchLingerMs = 2
     public var maxInFlight = 32
@@ -69,6 +71,10 @@ public struct PipelineConfig: Sendable {
         .number("allowed-lateness", \.allowedLateness, range: 0...Int(Int32.max), value: "seconds",
                 help: "Seconds the clocks trail the newest event time (or the wall clock)."),
         .number("max-event-bytes", \.maxEventBytes, range: 1...(64 << 20), value: "bytes", help: "Larger messages are dead letters (too-large)."),
+        .number("dead-letter-max-bytes", \.deadLetterMaxBytes, range: 1024...(16 << 20), value: "bytes",
+                help: "A dead letter keeps at most this much of its message (the rest is cut; its size and SHA-256 go in headers). Keep it under the dead-letter topic's max.message.bytes."),
+        .number("max-clock-skew", \.maxClockSkew, range: 0...(366 * 86_400), value: "seconds",
+                help: "An event whose occurred_at is this far ahead of the wall clock or of its recorded_at, or before 1970, is a dead letter (implausible-time)."),
         .number("batch-size", \.batchSize, range: 1...100_000, help: "Messages per poll; one batch is the unit of commit."),
         .number("batch-linger-ms", \.batchLingerMs, range: 0...1000,
                 help: "Once a batch has its first message, how long to keep collecting (longer, up to 50 ms, while earlier batches are in flight)."),

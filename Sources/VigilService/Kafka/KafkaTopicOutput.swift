@@ -18,7 +18,7 @@ public final class KafkaTopicOutput: DurableOutput {
     /// A producer whose delivery reports go to `reports`.
     public static func producer(_ config: KafkaConfig, reports: DeliveryReports, logger: Logger) throws(KafkaError) -> KafkaProducer {
         try KafkaProducer(config: config, logger: logger) { token, error in
-            reports.report(token, error.map { .failed(reason: $0.message, retriable: true) } ?? .durable)
+            reports.report(token, error.map { .failed(reason: $0.message, retriable: !$0.isPermanent) } ?? .durable)
         }
     }
 
@@ -29,7 +29,7 @@ public final class KafkaTopicOutput: DurableOutput {
             try producer.produce(topic: topic, partition: record.partition, key: record.key, value: record.value,
                                  headers: record.headers, token: token)
         } catch {
-            reports.report(token, .failed(reason: error.message, retriable: true))
+            reports.report(token, .failed(reason: error.message, retriable: !error.isPermanent))
         }
     }
 

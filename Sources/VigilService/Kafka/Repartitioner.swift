@@ -28,6 +28,7 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
     let consumer: KafkaConsumer
     let producer: KafkaProducer
     let decoder: EventDecoder
+    let plausibility: TimePlausibility
     let stopped = NSCondition()
     /// True while the whole input topic has been repartitioned: every partition this instance reads is at
     /// its end with nothing buffered or unacknowledged, and the group's committed offsets reach the end of
@@ -48,6 +49,7 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
             if let error { box.record(token, error) }
         }
         decoder = EventDecoder(contract: rules.contract, slots: [], maxBytes: config.maxEventBytes)
+        plausibility = TimePlausibility(maxSkewSeconds: config.maxClockSkew)
     }
 
     final class FailureBox: @unchecked Sendable {
@@ -116,9 +118,9 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
                     continue
                 }
                 guard merge.assigned.contains(m.partition) else { continue }
-                if let failure = decoder.decode(m.value, into: &record) {
-                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key.map { Array($0) },
-                                       value: Array(m.value), originalHeaders: m.headers(), failure: failure)
+                if let failure = decoder.decode(m.value, into: &record) ?? plausibility.check(record, contract: decoder.contract, now: .now) {
+                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value,
+                                       originalHeaders: m.headers(), failure: failure, maxBytes: config.deadLetterMaxBytes)
                     logger.warning("dead letter: \(d.logDescription)")
                     _ = merge.addInPlace(m.partition, offset: m.offset, (config.deadLetterTopic, d.key, d.value, d.headers))
                 } else {

@@ -23,6 +23,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private let upstreamCaughtUp: () -> Bool
     private let onCaughtUp: () -> Void
     private let decoder: EventDecoder
+    private let plausibility: TimePlausibility
     private var record: EventRecord
     private var tracker: PartitionTracker
     private var epoch = 0
@@ -49,6 +50,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
         upstreamCaughtUp = io.upstreamCaughtUp
         self.onCaughtUp = onCaughtUp
         decoder = EventDecoder(contract: rules.contract, slots: [], maxBytes: config.maxEventBytes)
+        plausibility = TimePlausibility(maxSkewSeconds: config.maxClockSkew)
         record = decoder.makeRecord()
         tracker = PartitionTracker(lateness: Int64(config.allowedLateness) * Instant.microsPerSecond, mode: config.clock)
         lastCheckpoint = io.clock.now()
@@ -165,6 +167,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
             var work = [[ShardWork.Item]](repeating: [], count: n)
             var dead: [DeadLetter] = []
             var read = 0, valid = 0, skipped = 0
+            let now = clock.now()
             for (i, m) in batch.messages.enumerated() {
                 if let notice = m.notice {
                     switch notice {
@@ -175,9 +178,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 }
                 guard tracker.read(m.partition, offset: m.offset) else { continue }
                 read += 1
-                if let failure = decoder.decode(m.value, into: &record) {
-                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key.map { Array($0) },
-                                       value: Array(m.value), originalHeaders: batch.headers(at: i), failure: failure)
+                if let failure = decoder.decode(m.value, into: &record) ?? plausibility.check(record, contract: decoder.contract, now: now) {
+                    let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value,
+                                       originalHeaders: batch.headers(at: i), failure: failure, maxBytes: config.deadLetterMaxBytes)
                     logger.warning("dead letter: \(d.logDescription)")
                     dead.append(d)
                     continue

@@ -44,7 +44,10 @@ let package = Package(
         ]),
         // What tests and tools need beside the service: the stream generator, and in-memory I/O for pipelines
         // (a source, topics, a changelog store, a manual clock), as NIOEmbedded is for NIO.
-        .target(name: "VigilTesting", dependencies: ["VigilContract", "VigilRules", "VigilEngine", "VigilService"]),
+        .target(name: "VigilTesting", dependencies: [
+            "VigilContract", "VigilRules", "VigilEngine", "VigilService",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "vigil", dependencies: [
             "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka", "VigilTesting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

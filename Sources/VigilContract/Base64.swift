@@ -50,3 +50,20 @@ public enum Base64 {
         return out
     }
 }
+
+extension String {
+    /// The text with control characters (C0, DEL, C1) shown as `\u{..}` escapes: safe to print on a terminal
+    /// whatever a record held.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return self }
+        var out = ""
+        for u in unicodeScalars {
+            if u.value < 0x20 || (0x7F...0x9F).contains(u.value) {
+                out += "\\u{" + String(u.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+        return out
+    }
+}

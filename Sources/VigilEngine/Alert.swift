@@ -154,7 +154,7 @@ public struct AlertFormatter: Sendable {
     public func line(_ a: Alert) -> String {
         let rule = rules.rules[a.ruleIndex]
         let status = a.status == .withdrawn ? "WITHDRAWN " : a.late != nil ? "LATE " : ""
-        return "\(a.firedAt)  \(rule.severity.rawValue.padding(8))  \(status)\(rule.id)  \(a.childId)  \(a.summary)"
+        return "\(a.firedAt)  \(rule.severity.rawValue.padding(8))  \(status)\(rule.id)  \(a.childId)  \(a.summary)".escapingControlCharacters
     }
 }
 

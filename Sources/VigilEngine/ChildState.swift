@@ -1,7 +1,7 @@
 import VigilContract
 
 /// An event folded into a child's base, remembered to recognise duplicates (a 64-bit hash of its id).
-struct SeenEvent: Sendable, Codable, Hashable {
+struct SeenEvent: Sendable, Codable, Hashable, Equatable {
     var idHash: UInt64
     var at: Instant
 }
@@ -79,9 +79,7 @@ struct EmittedAlert: Sendable, Codable {
 
 /// What the rules derive for a child from its events in event-time order: declared states, window
 /// entries, pending expectations, suppression marks, and how far the derivation has gone.
-public struct Derivation: Sendable, Codable {
-    /// In a base only: ids of the events folded into it, within the duplicate horizon.
-    var seen: [SeenEvent] = []
+public struct Derivation: Sendable, Codable, Equatable {
     var states: [StateEntry] = []
     var entries: [WindowEntry] = []
     public internal(set) var pending: [PendingExpectation] = []
@@ -112,6 +110,8 @@ public struct ChildState: Sendable, Codable {
     /// The timeline's id hashes, contiguous, for the duplicate check every event makes (not persisted).
     private(set) var idHashes: [UInt64] = []
     var emitted: [EmittedAlert] = []
+    /// Ids of the events folded out of the timeline, within the duplicate horizon.
+    var folded: [SeenEvent] = []
     /// Events accepted so far (the next arrival number).
     var arrivals: UInt64 = 0
     /// Changed since its state was last written to the changelog (not persisted).
@@ -121,7 +121,7 @@ public struct ChildState: Sendable, Codable {
     public var pending: [PendingExpectation] { now.pending }
 
     enum CodingKeys: String, CodingKey {
-        case id, domain, now, base, timeline, emitted, arrivals
+        case id, domain, now, base, timeline, emitted, folded, arrivals
     }
 
     /// The layout before timelines: one derivation, no history.
@@ -154,10 +154,12 @@ public struct ChildState: Sendable, Codable {
         domain = try c.decodeIfPresent(Int32.self, forKey: .domain) ?? 0
         if c.contains(.now) {
             now = try c.decode(Derivation.self, forKey: .now)
-            base = try c.decode(Derivation.self, forKey: .base)
+            // Absent when it was the same as `now` (written once).
+            base = try c.decodeIfPresent(Derivation.self, forKey: .base) ?? now
             timeline = try c.decode([TimelineEvent].self, forKey: .timeline)
             idHashes = timeline.map(\.idHash)
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
+            folded = try c.decode([SeenEvent].self, forKey: .folded)
             arrivals = try c.decode(UInt64.self, forKey: .arrivals)
         } else {
             // State written before timelines existed: it becomes the base of an empty timeline, so a record
@@ -166,7 +168,7 @@ public struct ChildState: Sendable, Codable {
             var d = Derivation()
             d.newest = try l.decode(Instant.self, forKey: .newest)
             d.through = d.newest
-            d.seen = try l.decode([SeenEvent].self, forKey: .seen)
+            folded = try l.decode([SeenEvent].self, forKey: .seen)
             d.states = try l.decode([StateEntry].self, forKey: .states)
             d.entries = try l.decode([WindowEntry].self, forKey: .entries)
             d.pending = try l.decode([PendingExpectation].self, forKey: .pending)
@@ -177,11 +179,23 @@ public struct ChildState: Sendable, Codable {
         }
     }
 
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(domain, forKey: .domain)
+        try c.encode(now, forKey: .now)
+        if base != now { try c.encode(base, forKey: .base) }
+        try c.encode(timeline, forKey: .timeline)
+        try c.encode(emitted, forKey: .emitted)
+        try c.encode(folded, forKey: .folded)
+        try c.encode(arrivals, forKey: .arrivals)
+    }
+
     /// Approximate heap bytes held (for benchmarks).
     public var approximateBytes: Int {
         func arr(_ count: Int, _ stride: Int) -> Int { count == 0 ? 0 : 32 + count * stride }
         func derivation(_ d: Derivation) -> Int {
-            arr(d.seen.capacity, MemoryLayout<SeenEvent>.stride) + arr(d.states.capacity, MemoryLayout<StateEntry>.stride)
+            arr(d.states.capacity, MemoryLayout<StateEntry>.stride)
                 + arr(d.entries.capacity, MemoryLayout<WindowEntry>.stride) + arr(d.pending.capacity, MemoryLayout<PendingExpectation>.stride)
                 + arr(d.fired.capacity, MemoryLayout<FiredMark>.stride)
         }
@@ -189,7 +203,7 @@ public struct ChildState: Sendable, Codable {
         b += derivation(now) + derivation(base)
         b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride) + arr(idHashes.capacity, 8)
         for e in timeline { b += arr(e.fields.bytes.capacity, 1) + (e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0) }
-        b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride)
+        b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride) + arr(folded.capacity, MemoryLayout<SeenEvent>.stride)
         return b
     }
 }

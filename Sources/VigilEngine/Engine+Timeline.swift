@@ -75,7 +75,7 @@ extension Engine {
             && e.at.micros - timeline[j].at.micros <= horizon && timeline[j].ref.eventId == e.ref.eventId {
             return true
         }
-        return children[ci].base.seen.contains { $0.idHash == e.idHash && abs($0.at.micros - e.at.micros) <= horizon }
+        return children[ci].folded.contains { $0.idHash == e.idHash && abs($0.at.micros - e.at.micros) <= horizon }
     }
 
     func withdrawal(of a: EmittedAlert, child: String, late: EventRef, record: LateRecord) -> Alert {
@@ -86,13 +86,14 @@ extension Engine {
                      evidence: [late, a.trigger], late: record)
     }
 
-    /// Folds the events that aged past the horizon (or past the timeline's cap) into the base: the base is
-    /// then the derivation of everything before the timeline, and alerts fired before it are history.
-    mutating func fold(_ ci: Int) {
+    /// Folds the events that aged past the horizon (or past the timeline's cap, or beyond the `keeping` newest)
+    /// into the base: the base is then the derivation of everything before the timeline, and alerts fired
+    /// before it are history.
+    mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
-        while let first = children[ci].timeline.first,
-              first.at.micros < oldest || children[ci].timeline.count > limits.maxTimelinePerChild {
-            if first.at.micros >= oldest { stats.timelineOverflow += 1 }
+        let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
+        while let first = children[ci].timeline.first, first.at.micros < oldest || children[ci].timeline.count > cap {
+            if first.at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
             _ = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
@@ -101,10 +102,10 @@ extension Engine {
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: first.ref, type: c.eventTypeIndex(first.ref.type), to: &children[ci].base, &x)
             seq = x.seq
-            children[ci].base.seen.append(SeenEvent(idHash: first.idHash, at: first.at))
+            children[ci].folded.append(SeenEvent(idHash: first.idHash, at: first.at))
             let through = children[ci].base.frontier
             let keep = through.micros - limits.duplicateHorizon
-            if let s = children[ci].base.seen.first, s.at.micros < keep { children[ci].base.seen.removeAll { $0.at.micros < keep } }
+            if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }
             children[ci].emitted.removeAll { $0.firedAt <= through }
         }
     }

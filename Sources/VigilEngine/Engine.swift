@@ -10,7 +10,7 @@ public struct EngineLimits: Sendable {
     /// (`EngineStats.timelineOverflow`), and a record arriving later than them is reconciled approximately.
     public var maxTimelinePerChild = 4096
     public var maxWindowEntriesPerChild = 4096
-    public var maxPendingPerChild = 1024
+    public var maxPendingPerChild = 512
     public var maxStatesPerChild = 512
     public var maxEvidence = 50
 
@@ -46,6 +46,10 @@ public struct EngineStats: Sendable, Codable, Equatable {
     public var reinstated = 0
     /// Timeline events folded into the base early because a child had more than `maxTimelinePerChild`.
     public var timelineOverflow = 0
+    /// Children dropped because nothing about them could matter any more (`Engine.evictIdle`).
+    public var evicted = 0
+    /// Steps taken to bring a child's state under its byte budget (`Engine.shrink`).
+    public var stateDegraded = 0
 
     public init() {}
 
@@ -55,7 +59,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
         deadlinesFired += o.deadlinesFired; overflowDrops += o.overflowDrops; pendingRefused += o.pendingRefused
         withdrawn += o.withdrawn; domainChanges += o.domainChanges; lateEvents += o.lateEvents
         lateBeyondHorizon += o.lateBeyondHorizon; raisedLate += o.raisedLate; reinstated += o.reinstated
-        timelineOverflow += o.timelineOverflow
+        timelineOverflow += o.timelineOverflow; evicted += o.evicted; stateDegraded += o.stateDegraded
     }
 }
 
@@ -217,6 +221,6 @@ public struct Engine: Sendable {
             let e = children[ci].timeline[k]
             if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.ref.eventId == id { return true }
         }
-        return children[ci].base.seen.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
+        return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
     }
 }

@@ -49,16 +49,37 @@ public struct RuleDuration: Hashable, Sendable, CustomStringConvertible {
             return .failure(DurationError(message: "'\(first)' is not a whole number; write a duration as a number and a unit, e.g. '10 working days'"))
         }
         guard n > 0 else { return .failure(DurationError(message: "a duration must be positive")) }
-        guard n <= 100_000 else { return .failure(DurationError(message: "a duration of \(n) units is out of range")) }
         let unitText = words.dropFirst().joined(separator: " ")
         guard let unit = unit(unitText) else {
             return .failure(DurationError(message: unitText.isEmpty ? "missing unit (minutes, hours, days, weeks, working days, months)"
                                                              : "unknown unit '\(unitText)' (minutes, hours, days, weeks, working days, months)"))
         }
+        let limit = unit.tenYears
+        guard n <= limit else {
+            return .failure(DurationError(message: "\(n) \(unit.rawValue) is longer than ten years (at most \(limit) \(unit.rawValue)): nothing in a childhood waits that long"))
+        }
         return .success(RuleDuration(n, unit))
     }
 
     static func unit(_ s: String) -> Unit? {
+        Unit.named(s)
+    }
+}
+
+extension RuleDuration.Unit {
+    /// Ten years in this unit (the longest duration a rule may use).
+    var tenYears: Int {
+        switch self {
+        case .minutes: return 3653 * 24 * 60
+        case .hours: return 3653 * 24
+        case .days: return 3653
+        case .weeks: return 522
+        case .workingDays: return 2610
+        case .months: return 120
+        }
+    }
+
+    static func named(_ s: String) -> RuleDuration.Unit? {
         switch s {
         case "minute", "minutes": return .minutes
         case "hour", "hours": return .hours

@@ -64,6 +64,11 @@ struct YAMLFile {
 
     /// Parses the file into one node; reports YAML errors.
     func compose(into diags: inout DiagnosticBag) -> Node? {
+        if let (line, column) = YAMLAliases.first(in: text) {
+            diags.error(.yamlSyntax, "YAML aliases (*name) are not allowed in rule files: one can expand a small file into an enormous one",
+                        at: SourceLocation(file: path, line: line, column: column))
+            return nil
+        }
         do {
             return try Yams.compose(yaml: text)
         } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {

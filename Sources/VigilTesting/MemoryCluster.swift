@@ -32,7 +32,7 @@ public final class MemoryCluster: @unchecked Sendable {
             let audit = AuditLogOutput(writer: writer, reports: context.reports)
             let outputs = PipelineOutputs(alerts: [audit, alerts.output(reports: context.reports)],
                                           deadLetters: [deadLetters.output(reports: context.reports)],
-                                          changelog: changelog.output(reports: context.reports))
+                                          changelog: changelog.output(reports: context.reports), notes: [audit])
             var io = PipelineIO(source: MemorySource(input, group: context.config.group), outputs: outputs,
                                 state: MemoryChangelog(changelog), reports: context.reports, clock: clock, audit: audit)
             io.retryBackoff = retryBackoff

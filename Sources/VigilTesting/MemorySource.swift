@@ -10,6 +10,7 @@ public final class MemorySource: EventSource {
     private var handlers: RebalanceHandlers?
     private var positions: [Int32: Int64] = [:]
     private var endReported = Set<Int32>()
+    private var paused = Set<Int32>()
     private var next: Int32 = 0
 
     public init(_ input: MemoryTopic, group: String) {
@@ -34,15 +35,17 @@ public final class MemorySource: EventSource {
         // Round-robin over the partitions, a run of messages from each, as a fetcher would.
         for k in 0..<input.partitionCount where picked.count < max {
             let p = (next + Int32(k)) % Int32(input.partitionCount)
-            let log = input.messages(partition: p)
-            var at = positions[p] ?? 0
-            while at < Int64(log.count) && picked.count < max {
-                picked.append((p, at, log[Int(at)]))
+            guard !paused.contains(p) else { continue }
+            // Reading below the low watermark resets to it, as auto.offset.reset=earliest does.
+            let (first, log) = input.read(partition: p, from: positions[p] ?? 0)
+            var at = first
+            for m in log where picked.count < max {
+                picked.append((p, at, m))
                 at += 1
                 endReported.remove(p)
             }
             positions[p] = at
-            if at >= Int64(log.count) && !endReported.contains(p) && picked.count < max {
+            if at >= input.endOffset(p) && !endReported.contains(p) && picked.count < max {
                 picked.append((p, at, nil))
                 endReported.insert(p)
             }
@@ -56,6 +59,10 @@ public final class MemorySource: EventSource {
     }
 
     public func commit(_ offsets: [Int32: Int64]) throws(PipelineError) { input.commit(group: group, offsets) }
+
+    public func lowWatermark(_ partition: Int32) -> Int64? { input.lowWatermark(partition) }
+
+    public func pause(_ partitions: [Int32]) { paused.formUnion(partitions) }
 
     public func close() {
         let all = positions.keys.sorted()

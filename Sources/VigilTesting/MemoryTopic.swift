@@ -15,6 +15,8 @@ public final class MemoryTopic: @unchecked Sendable {
     public let partitionCount: Int
     private let lock = NSLock()
     private var logs: [[Message]]
+    /// Per partition, the offset of the first message held (older ones were deleted).
+    private var lows: [Int64]
     private var committed: [String: [Int32: Int64]] = [:]
     private var failures = 0
 
@@ -22,6 +24,7 @@ public final class MemoryTopic: @unchecked Sendable {
         self.name = name
         partitionCount = partitions
         logs = Array(repeating: [], count: partitions)
+        lows = Array(repeating: 0, count: partitions)
     }
 
     /// Appends a message (to `partition`, or by a hash of its key); returns its partition and offset.
@@ -30,7 +33,7 @@ public final class MemoryTopic: @unchecked Sendable {
         let p = partition ?? Int32(key.map { Int(stableHash(String(decoding: $0, as: UTF8.self)) % UInt64(partitionCount)) } ?? 0)
         return locked {
             logs[Int(p)].append(Message(key: key, value: value, headers: headers))
-            return (p, Int64(logs[Int(p)].count - 1))
+            return (p, lows[Int(p)] + Int64(logs[Int(p)].count - 1))
         }
     }
 
@@ -44,9 +47,30 @@ public final class MemoryTopic: @unchecked Sendable {
         }
     }
 
+    /// The messages a partition still holds, from its low watermark on.
     public func messages(partition p: Int32) -> [Message] { locked { logs[Int(p)] } }
     public var allMessages: [Message] { locked { logs.flatMap { $0 } } }
-    public func endOffset(_ p: Int32) -> Int64 { locked { Int64(logs[Int(p)].count) } }
+    public func endOffset(_ p: Int32) -> Int64 { locked { lows[Int(p)] + Int64(logs[Int(p)].count) } }
+    public func lowWatermark(_ p: Int32) -> Int64 { locked { lows[Int(p)] } }
+
+    /// Deletes a partition's messages before `offset`, as retention does.
+    public func deleteRecords(partition p: Int32, before offset: Int64) {
+        locked {
+            let n = Int(max(0, min(offset - lows[Int(p)], Int64(logs[Int(p)].count))))
+            logs[Int(p)].removeFirst(n)
+            lows[Int(p)] += Int64(n)
+        }
+    }
+
+    /// The held messages of a partition from `offset` on (from the low watermark if it is older), with the
+    /// offset of the first.
+    func read(partition p: Int32, from offset: Int64) -> (first: Int64, messages: ArraySlice<Message>) {
+        locked {
+            let first = max(offset, lows[Int(p)])
+            let i = Int(min(first - lows[Int(p)], Int64(logs[Int(p)].count)))
+            return (first, logs[Int(p)][i...])
+        }
+    }
 
     public func committed(group: String) -> [Int32: Int64] { locked { committed[group] ?? [:] } }
     func commit(group: String, _ offsets: [Int32: Int64]) { locked { committed[group, default: [:]].merge(offsets) { _, new in new } } }

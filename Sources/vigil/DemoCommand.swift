@@ -37,26 +37,12 @@ struct DemoCommand: ParsableCommand {
         let auditPath = dir + "/audit.jsonl"
         if fm.fileExists(atPath: auditPath) { try fm.removeItem(atPath: auditPath) }
 
-        let broker: EmbeddedBroker
-        do {
-            broker = try EmbeddedBroker(logger: logger)
-            try broker.createTopic("agency-events", partitions: partitions)
-            try broker.createTopic("vigil-alerts", partitions: partitions)
-            try broker.createTopic("vigil-dead-letters", partitions: 1)
-            try broker.createTopic("vigil-changelog", partitions: partitions)
-        } catch {
-            Output.error("vigil demo: \(error)")
-            throw ExitCode(1)
-        }
-        Output.error("embedded broker on \(broker.bootstrapServers); topics agency-events (\(partitions) partitions), vigil-alerts, vigil-dead-letters")
-
-        // Produce the input first, keyed by child id, so the run below reads a finished stream.
-        var lines: [String] = []
+        // The input: the generated stream first, the scenario last, so that the scenario is the newest data.
         guard let text = try? String(contentsOfFile: scenario, encoding: .utf8) else {
             Output.error("vigil demo: cannot read \(scenario)")
             throw ExitCode(1)
         }
-        lines = text.split(separator: "\n").map(String.init)
+        var lines: [String] = []
         if generate > 0 {
             var g = StreamGenerator(.init(children: max(50, generate / 20), days: 365, seed: 1))
             var n = 0
@@ -64,6 +50,22 @@ struct DemoCommand: ParsableCommand {
                 if n < generate { lines.append(line); n += 1 }
             }
         }
+        lines += text.split(separator: "\n").map(String.init)
+        // The embedded broker keeps ~5 MiB per partition and drops older data: enough partitions that it drops none.
+        let bytes = lines.reduce(0) { $0 + $1.utf8.count + 64 }
+        let topicPartitions = max(partitions, (bytes + (3 << 20) - 1) / (3 << 20))
+
+        let broker: EmbeddedBroker
+        do {
+            broker = try EmbeddedBroker(logger: logger)
+            for t in ["agency-events", "vigil-alerts", "vigil-changelog"] { try broker.createTopic(t, partitions: topicPartitions) }
+            try broker.createTopic("vigil-dead-letters", partitions: 1)
+        } catch {
+            Output.error("vigil demo: \(error)")
+            throw ExitCode(1)
+        }
+        Output.error("embedded broker on \(broker.bootstrapServers); topics agency-events (\(topicPartitions) partitions), vigil-alerts, vigil-dead-letters")
+
         let delivered = Atomic<Int>(0)
         do {
             let producer = try KafkaProducer(config: KafkaConfig(bootstrapServers: broker.bootstrapServers), logger: logger) { _, error in

@@ -36,7 +36,8 @@ public struct TailedAlert: Sendable {
             let delay = l.seconds.map { " recorded \(Self.duration($0)) after it occurred" } ?? " arrived late"
             why = "  (record \(l.eventId)\(delay))"
         }
-        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)"
+        // Everything here came from a record: a control character must not reach the terminal.
+        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)".escapingControlCharacters
     }
 
     static func duration(_ seconds: Int64) -> String {

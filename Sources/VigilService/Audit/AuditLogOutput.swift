@@ -9,6 +9,8 @@ public final class AuditLogOutput: DurableOutput {
     /// Alerts appended, and alerts the log already held (re-raised after a restart).
     public private(set) var written = 0
     public private(set) var skippedDuplicates = 0
+    /// Notes appended (input gaps).
+    public private(set) var notes = 0
 
     public init(writer: AuditLogWriter, reports: DeliveryReports) {
         self.writer = writer
@@ -19,7 +21,10 @@ public final class AuditLogOutput: DurableOutput {
 
     public func write(_ record: OutputRecord, token: DeliveryToken) {
         do {
-            if try writer.append(alertId: record.alertId ?? "", alertJSON: record.value) { written += 1 } else { skippedDuplicates += 1 }
+            if record.isNote {
+                try writer.appendNote(record.value)
+                notes += 1
+            } else if try writer.append(alertId: record.alertId ?? "", alertJSON: record.value) { written += 1 } else { skippedDuplicates += 1 }
             unsynced.append(token)
         } catch {
             reports.report(token, .failed(reason: error.description, retriable: false))

@@ -11,6 +11,14 @@ public enum ClockMode: String, Sendable, CaseIterable {
     case event
 }
 
+/// What to do when input was deleted before it was read (retention, a long outage).
+public enum InputGapPolicy: String, Sendable, CaseIterable {
+    /// Stop the partition (the others go on): a person decides (restart with record-and-continue to accept it).
+    case stop
+    /// Record the gap (log, audit log, counter) and read on from what the broker still holds.
+    case recordAndContinue = "record-and-continue"
+}
+
 /// Everything `vigil run` needs. Each setting is described once, in `PipelineConfig.settings` (name, help,
 /// validation), which drives the `--config` YAML file, the command line, `--help`, `--print-config` and
 /// `validate()`; its default is the property's initial value here.
@@ -32,6 +40,8 @@ public struct PipelineConfig: Sendable {
     public var maxEventBytes = EventDecoder.defaultMaxBytes
     public var deadLetterMaxBytes = DeadLetter.defaultMaxBytes
     public var maxClockSkew = 86_400
+    public var stateMaxBytes = 512 * 1024
+    public var onInputGap = InputGapPolicy.stop
     public var batchSize = 1000
     public var batchLingerMs = 2
     public var maxInFlight = 32
@@ -68,6 +78,8 @@ public struct PipelineConfig: Sendable {
         .number("shards", \.shards, range: 0...256, help: "Worker threads evaluating rules; children are sharded by a hash of their id (0: one per core).",
                 note: { "effective: \($0.effectiveShards)" }),
         .choice("clock", \.clock, help: "wall (live) or event (backtests, demos: agrees with vigil replay once caught up)."),
+        .choice("on-input-gap", \.onInputGap,
+                help: "When input was deleted before it was read (lag beyond retention): stop the partition, or record the gap and read on. Either way it is logged at critical, counted, and written to the audit log."),
         .number("allowed-lateness", \.allowedLateness, range: 0...Int(Int32.max), value: "seconds",
                 help: "Seconds the clocks trail the newest event time (or the wall clock)."),
         .number("max-event-bytes", \.maxEventBytes, range: 1...(64 << 20), value: "bytes", help: "Larger messages are dead letters (too-large)."),
@@ -75,6 +87,8 @@ public struct PipelineConfig: Sendable {
                 help: "A dead letter keeps at most this much of its message (the rest is cut; its size and SHA-256 go in headers). Keep it under the dead-letter topic's max.message.bytes."),
         .number("max-clock-skew", \.maxClockSkew, range: 0...(366 * 86_400), value: "seconds",
                 help: "An event whose occurred_at is this far ahead of the wall clock or of its recorded_at, or before 1970, is a dead letter (implausible-time)."),
+        .number("state-max-bytes", \.stateMaxBytes, range: 16 * 1024...(16 << 20), value: "bytes",
+                help: "A child's checkpointed state is kept under this size (oldest history folded first, then older entries; never pending deadlines). Keep it under the changelog topic's max.message.bytes."),
         .number("batch-size", \.batchSize, range: 1...100_000, help: "Messages per poll; one batch is the unit of commit."),
         .number("batch-linger-ms", \.batchLingerMs, range: 0...1000,
                 help: "Once a batch has its first message, how long to keep collecting (longer, up to 50 ms, while earlier batches are in flight)."),

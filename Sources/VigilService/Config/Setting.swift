@@ -1,4 +1,5 @@
 import Foundation
+import VigilRules
 import Yams
 
 /// One setting of `vigil run`: its name (the flag without its dashes, and the key in the `--config` YAML
@@ -103,6 +104,9 @@ extension PipelineConfig {
     /// Reads settings from a YAML mapping: keys as the settings' names (`input-topic: ...`); the property
     /// settings (`kafka`, ...) are mappings of librdkafka properties.
     public mutating func load(yaml text: String, path: String) throws(ConfigError) {
+        if let (line, column) = YAMLAliases.first(in: text) {
+            throw ConfigError("\(path):\(line):\(column): YAML aliases (*name) are not allowed in settings files")
+        }
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(path): not valid YAML: \(error)") }
         guard case .mapping(let m)? = node else { throw ConfigError("\(path): expected a mapping of settings") }
@@ -187,9 +191,12 @@ extension PipelineConfig {
         return out
     }
 
-    /// Whether a librdkafka property holds a secret (never printed).
+    /// Whether a librdkafka property may hold a secret (never printed): passwords, keys and their PEM text,
+    /// SASL configurations and tokens. Errs on the side of masking.
     static func isSecret(_ name: String) -> Bool {
-        name.contains("password") || name.contains("secret") || name.hasSuffix(".key") || name.contains("jaas")
+        let n = name.lowercased()
+        return ["password", "secret", "jaas", "oauthbearer", "token", "credential", "key.pem", "private"].contains { n.contains($0) }
+            || n.hasSuffix(".key") || n.hasSuffix("_key")
     }
 
     /// The settings as `--help` lists them: each flag with its value and default, then its help, in lines

@@ -62,6 +62,14 @@ public final class KafkaEventSource: EventSource {
         }
     }
 
+    public func lowWatermark(_ partition: Int32) -> Int64? {
+        try? consumer?.watermarks(TopicPartition(topic, partition), timeoutMs: 2000).low
+    }
+
+    public func pause(_ partitions: [Int32]) {
+        do { try consumer?.pause(partitions.map { TopicPartition(topic, $0) }) } catch { logger.warning("pausing \(topic) \(partitions): \(error)") }
+    }
+
     public func close() { consumer?.close() }
 }
 

@@ -26,8 +26,14 @@ public final class KafkaTopicOutput: DurableOutput {
 
     public func write(_ record: OutputRecord, token: DeliveryToken) {
         do {
-            try producer.produce(topic: topic, partition: record.partition, key: record.key, value: record.value,
-                                 headers: record.headers, token: token)
+            if record.value.isEmpty {
+                // A tombstone: no payload at all (an empty one is not removed by compaction).
+                try producer.produce(topic: topic, partition: record.partition, key: record.key, value: UnsafeRawBufferPointer(start: nil, count: 0),
+                                     headers: record.headers, token: token)
+            } else {
+                try producer.produce(topic: topic, partition: record.partition, key: record.key, value: record.value,
+                                     headers: record.headers, token: token)
+            }
         } catch {
             reports.report(token, .failed(reason: error.message, retriable: !error.isPermanent))
         }

@@ -35,7 +35,8 @@ extension PipelineIO {
         let outputs = PipelineOutputs(
             alerts: [auditOutput, KafkaTopicOutput(topic: config.alertsTopic, producer: producer, reports: context.reports)],
             deadLetters: [KafkaTopicOutput(topic: config.deadLetterTopic, producer: producer, reports: context.reports)],
-            changelog: KafkaTopicOutput(topic: config.changelogTopic, producer: producer, reports: context.reports))
+            changelog: KafkaTopicOutput(topic: config.changelogTopic, producer: producer, reports: context.reports),
+            notes: [auditOutput])
         let source = KafkaEventSource(topic: config.processingTopic, config: consumerConfig, logger: logger) { [weak coordinator] error, fatal in
             if fatal { coordinator?.fail(.kafka(client: "consumer", error)) } else { logger.warning("Kafka: \(error.message)") }
         }

@@ -60,6 +60,9 @@ public enum Checkpoint {
         return Record(key: childKeyPrefix + child.id, value: Array(value))
     }
 
+    /// A child evicted (nothing about it can matter any more): an empty value, which compaction removes.
+    public static func tombstone(child id: String) -> Record { Record(key: childKeyPrefix + id, value: []) }
+
     /// The marker that completes checkpoint `checkpoint` of partition `p`.
     public static func marker(partition p: Int32, checkpoint: Int64, offset: Int64, clock: Instant, rulesDigest: String) -> Record {
         var w = JSONWriter()
@@ -91,7 +94,11 @@ public enum Checkpoint {
         var latest: [String: [UInt8]] = [:]
         var marker: [UInt8]?
         for r in records {
-            if r.key == markerKey { marker = r.value } else if r.key.hasPrefix(childKeyPrefix) { latest[r.key] = r.value }
+            if r.key == markerKey {
+                marker = r.value
+            } else if r.key.hasPrefix(childKeyPrefix) {
+                if r.value.isEmpty { latest[r.key] = nil } else { latest[r.key] = r.value }
+            }
         }
         guard marker != nil || !latest.isEmpty else { return nil }
         let decoder = JSONDecoder()

@@ -5,12 +5,15 @@ import VigilContract
 public struct EpochPlan: Sendable {
     public let epoch: Int
     public let deadLetters: [DeadLetter]
+    /// Notes for the record (input gaps), as JSON.
+    public let notes: [[UInt8]]
     /// A checkpoint of these partitions, taken at this epoch's barrier.
     public let checkpoint: [CheckpointPart]?
 
-    public init(epoch: Int, deadLetters: [DeadLetter] = [], checkpoint: [CheckpointPart]? = nil) {
+    public init(epoch: Int, deadLetters: [DeadLetter] = [], notes: [[UInt8]] = [], checkpoint: [CheckpointPart]? = nil) {
         self.epoch = epoch
         self.deadLetters = deadLetters
+        self.notes = notes
         self.checkpoint = checkpoint
     }
 }
@@ -52,10 +55,12 @@ public struct EpochLedger: Sendable {
         public var alerts: [OutputID]
         public var deadLetters: [OutputID]
         public var changelog: OutputID
-        public init(alerts: [OutputID], deadLetters: [OutputID], changelog: OutputID) {
+        public var notes: [OutputID]
+        public init(alerts: [OutputID], deadLetters: [OutputID], changelog: OutputID, notes: [OutputID] = []) {
             self.alerts = alerts
             self.deadLetters = deadLetters
             self.changelog = changelog
+            self.notes = notes
         }
     }
 
@@ -128,7 +133,7 @@ public struct EpochLedger: Sendable {
         self.shards = shards
         self.rulesDigest = rulesDigest
         self.backoff = backoff
-        waiting = Array(repeating: 0, count: ([routing.changelog] + routing.alerts + routing.deadLetters).max().map { $0 + 1 } ?? 0)
+        waiting = Array(repeating: 0, count: ([routing.changelog] + routing.alerts + routing.deadLetters + routing.notes).max().map { $0 + 1 } ?? 0)
     }
 
     /// Nothing waiting: no epoch open, no record outstanding.
@@ -225,6 +230,9 @@ public struct EpochLedger: Sendable {
             stats.deadLetters += 1
             stats.deadLettersByKind[d.failure.kind.rawValue, default: 0] += 1
             for o in routing.deadLetters { actions.append(write(d.record, to: o, epoch: plan.epoch)) }
+        }
+        for n in plan.notes {
+            for o in routing.notes { actions.append(write(OutputRecord(key: nil, value: n, isNote: true), to: o, epoch: plan.epoch)) }
         }
         open.append(OpenEpoch(epoch: plan.epoch, pending: actions.count, alerts: alerts, checkpoint: plan.checkpoint,
                               changes: parts.flatMap(\.changes), phase: plan.checkpoint == nil ? .none : .waiting))

@@ -32,6 +32,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private var lastErrorLog = Instant.distantPast
     private var lastKeyingWarning = Instant.distantPast
     private var keyingWarned = 0
+    private var toPause: [Int32] = []
+    private var lastLimitsWarning = Instant.distantPast
+    private var limitsWarned = 0
     private let closeNow = DispatchSemaphore(value: 0)
     private var thread: StageThread?
 
@@ -101,6 +104,11 @@ final class Intake: PipelineStage, @unchecked Sendable {
         if adopt.contains(where: { !$0.isEmpty }) {
             dispatch(adopt.map { $0.isEmpty ? [] : [.adopt($0)] })
         }
+        for p in ps.sorted() {
+            let start: Int64
+            if case .at(let o) = starts[p] { start = o } else { start = 0 }
+            checkGap(p, from: start)
+        }
         let summary = ps.sorted().map { p in
             guard let r = restored[p] else { return "\(p)@beginning" }
             let at = r.offset.map { "\(p)@\($0) (checkpoint \(r.checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
@@ -109,6 +117,30 @@ final class Intake: PipelineStage, @unchecked Sendable {
         let seconds = Double(clock.now().micros - started.micros) / 1e6
         logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
         return starts
+    }
+
+    /// Input deleted before it was read: the partition's low watermark is past where it is to be read from.
+    /// Logged at critical, counted, written to the audit log, then the partition stops or reads on
+    /// (`on-input-gap`).
+    private func checkGap(_ p: Int32, from expected: Int64) {
+        guard tracker.partitions[p]?.stopped == false, let low = source.lowWatermark(p), low > expected else { return }
+        let stop = config.onInputGap == .stop
+        counters.inputGaps.add(1, ordering: .relaxed)
+        logger.critical("input gap: \(source.topic)[\(p)] offsets \(expected) to \(low - 1) were deleted before they were read (retention or an outage outlasted the lag); \(stop ? "partition stopped: restart with --on-input-gap record-and-continue to read on from \(low)" : "reading on from \(low)")")
+        var w = JSONWriter()
+        w.raw("{"); w.key("kind"); w.string("input-gap")
+        w.raw(","); w.key("topic"); w.string(source.topic)
+        w.raw(","); w.key("partition"); w.int(Int64(p))
+        w.raw(","); w.key("from"); w.int(expected)
+        w.raw(","); w.key("to"); w.int(low)
+        w.raw(","); w.key("action"); w.string(stop ? "stop" : "record-and-continue")
+        w.raw(","); w.key("detected_at"); w.string(clock.now().description)
+        w.raw("}")
+        tracker.gap(p, stop: stop, resumeAt: low)
+        // Paused from the loop: inside a rebalance the partition is not assigned yet.
+        if stop { toPause.append(p) }
+        let note = w.bytes
+        dispatch(shards.map { _ in [] }) { EpochPlan(epoch: $0, notes: [note]) }
     }
 
     /// Partitions revoked: finish what is in flight, checkpoint them, then forget their children. A lost
@@ -163,6 +195,10 @@ final class Intake: PipelineStage, @unchecked Sendable {
             // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
             // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
             let linger = min(config.batchLingerMs * min(25, max(1, busy)), max(config.batchLingerMs, 50))
+            if !toPause.isEmpty {
+                source.pause(toPause)
+                toPause = []
+            }
             let batch = source.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(linger))
             var work = [[ShardWork.Item]](repeating: [], count: n)
             var dead: [DeadLetter] = []
@@ -176,6 +212,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
                     }
                     continue
                 }
+                if let expected = tracker.expectedOffset(m.partition), m.offset > expected { checkGap(m.partition, from: expected) }
                 guard tracker.read(m.partition, offset: m.offset) else { continue }
                 read += 1
                 if let failure = decoder.decode(m.value, into: &record) ?? plausibility.check(record, contract: decoder.contract, now: now) {
@@ -209,6 +246,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 checkpoint(tracker.dirty)
             }
             warnAboutKeying()
+            warnAboutLimits()
             if caughtUp && !caughtUpAnnounced {
                 caughtUpAnnounced = true
                 logger.info("caught up with every assigned partition (\(counters.events.load(ordering: .relaxed)) events so far)")
@@ -231,6 +269,17 @@ final class Intake: PipelineStage, @unchecked Sendable {
         guard now.micros - lastErrorLog.micros > 5 * Instant.microsPerSecond else { return }
         lastErrorLog = now
         logger.warning("\(message)")
+    }
+
+    /// At most once a minute: per-child bounds reached (entries dropped or deadlines refused at a cap,
+    /// timelines folded early, state shrunk to its budget).
+    private func warnAboutLimits() {
+        let hits = counters.stateLimits.load(ordering: .relaxed)
+        let now = clock.now()
+        guard hits > limitsWarned, now.micros - lastLimitsWarning.micros >= 60 * Instant.microsPerSecond else { return }
+        limitsWarned = hits
+        lastLimitsWarning = now
+        logger.warning("\(hits) times so far a child's state reached a bound (entries dropped or deadlines refused at a per-child cap, history folded early, or state shrunk to its byte budget); see the summary counters")
     }
 
     /// At most once a minute, while events arrive for children whose previous event came from another

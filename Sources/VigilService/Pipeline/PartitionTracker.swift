@@ -25,6 +25,8 @@ public struct PartitionTracker: Sendable {
         public var skipBelow: [String: Int64] = [:]
         /// The largest of `skipBelow`: from there on nothing is skipped.
         public var skipUntil: Int64?
+        /// Stopped after an input gap: nothing more is read from it until a restart decides.
+        public var stopped = false
     }
 
     /// A restored partition: where its newest complete checkpoint left it.
@@ -110,9 +112,9 @@ public struct PartitionTracker: Sendable {
     public mutating func reachedEnd(_ p: Int32) { partitions[p]?.atEnd = true }
 
     /// A message (valid or not) was read at `offset`. False when the partition is not assigned here (a
-    /// message of a partition revoked since): drop it.
+    /// message of a partition revoked since) or is stopped: drop it.
     public mutating func read(_ p: Int32, offset: Int64) -> Bool {
-        guard partitions[p] != nil else { return false }
+        guard let s = partitions[p], !s.stopped else { return false }
         partitions[p]?.atEnd = false
         partitions[p]?.dirty = true
         partitions[p]?.nextOffset = offset + 1
@@ -146,10 +148,27 @@ public struct PartitionTracker: Sendable {
         return moved.sorted().compactMap { p in partitions[p]?.clock.map { (p, $0) } }
     }
 
+    // MARK: input gaps
+
+    /// Where the partition is to be read next: the offset after the last message, or where it starts.
+    public func expectedOffset(_ p: Int32) -> Int64? { partitions[p].map { $0.nextOffset ?? 0 } }
+
+    /// An input gap was found on `p`: stop it (nothing more read; its checkpoints keep the gap's start, so a
+    /// restart finds it again), or go on from `resumeAt`.
+    public mutating func gap(_ p: Int32, stop: Bool, resumeAt: Int64) {
+        guard partitions[p] != nil else { return }
+        if stop {
+            partitions[p]?.stopped = true
+        } else {
+            partitions[p]?.nextOffset = resumeAt
+            partitions[p]?.dirty = true
+        }
+    }
+
     // MARK: catching up
 
-    /// Every assigned partition is at its end (and there is at least one).
-    public var caughtUp: Bool { !partitions.isEmpty && partitions.values.allSatisfy(\.atEnd) }
+    /// Every assigned partition is at its end (and there is at least one). A stopped partition never is.
+    public var caughtUp: Bool { !partitions.isEmpty && partitions.values.allSatisfy { $0.atEnd && !$0.stopped } }
 
     /// When caught up: the instant every clock moves to now, if it moves (see the type's description).
     /// `wall` is the wall clock.

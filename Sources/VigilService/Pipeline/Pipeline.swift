@@ -50,8 +50,8 @@ public final class Pipeline: @unchecked Sendable {
         let counters = PipelineCounters()
         let inbox = HandOff<SinkItem>()
         let shards = (0..<config.effectiveShards).map {
-            Shard(index: $0, rules: rules, topic: io.source.topic, maxEventBytes: config.maxEventBytes, sink: inbox,
-                  coordinator: coordinator, counters: counters, clock: io.clock)
+            Shard(index: $0, rules: rules, topic: io.source.topic, config: config, sink: inbox,
+                  coordinator: coordinator, counters: counters, clock: io.clock, logger: logger)
         }
         let onAlert = self.onAlert
         let sink = Sink(io: io, inbox: inbox, shards: shards.count, rulesDigest: Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules)),

@@ -21,6 +21,8 @@ public struct PipelineSummary: Sendable {
     public var skippedRestored = 0
     /// Events for children last seen on another input partition (input not keyed by child id).
     public var domainChanges = 0
+    /// Input gaps found (input deleted before it was read).
+    public var inputGaps = 0
     public var engine = EngineStats()
     public var auditHead: (seq: Int, hash: String) = (0, AuditLog.genesis)
     /// Wall-clock times: the first message consumed, and the last batch made durable.
@@ -39,6 +41,12 @@ public struct PipelineSummary: Sendable {
         w.raw(","); w.key("late_events"); w.int(Int64(engine.lateEvents))
         w.raw(","); w.key("raised_late"); w.int(Int64(engine.raisedLate))
         w.raw(","); w.key("late_beyond_horizon"); w.int(Int64(engine.lateBeyondHorizon))
+        w.raw(","); w.key("input_gaps"); w.int(Int64(inputGaps))
+        w.raw(","); w.key("evicted"); w.int(Int64(engine.evicted))
+        w.raw(","); w.key("pending_refused"); w.int(Int64(engine.pendingRefused))
+        w.raw(","); w.key("overflow_drops"); w.int(Int64(engine.overflowDrops))
+        w.raw(","); w.key("timeline_overflow"); w.int(Int64(engine.timelineOverflow))
+        w.raw(","); w.key("state_degraded"); w.int(Int64(engine.stateDegraded))
         w.raw(","); w.key("audit_written"); w.int(Int64(auditWritten))
         w.raw(","); w.key("duplicates"); w.int(Int64(engine.duplicates))
         w.raw(","); w.key("delivery_retries"); w.int(Int64(deliveryRetries))
@@ -58,6 +66,7 @@ public struct PipelineSummary: Sendable {
         restoredChildren = counters.restoredChildren.load(ordering: .relaxed)
         skippedRestored = counters.skippedRestored.load(ordering: .relaxed)
         domainChanges = counters.domainChanges.load(ordering: .relaxed)
+        inputGaps = counters.inputGaps.load(ordering: .relaxed)
         let first = counters.firstMessageAt.load(ordering: .relaxed), last = counters.lastDurableAt.load(ordering: .relaxed)
         firstMessageAt = first == 0 ? nil : Instant(micros: first)
         lastDurableAt = last == 0 ? nil : Instant(micros: last)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import VigilContract
 import VigilEngine
 import VigilRules
@@ -20,15 +21,19 @@ final class Shard: PipelineStage, @unchecked Sendable {
     private let coordinator: Coordinator
     private let counters: PipelineCounters
     private let clock: PipelineClock
+    private let stateMaxBytes: Int
+    private let logger: Logger
     private let encoder = JSONEncoder()
     private var thread: StageThread?
 
-    init(index: Int, rules: CompiledRuleSet, topic: String, maxEventBytes: Int, sink: HandOff<SinkItem>,
-         coordinator: Coordinator, counters: PipelineCounters, clock: PipelineClock) {
+    init(index: Int, rules: CompiledRuleSet, topic: String, config: PipelineConfig, sink: HandOff<SinkItem>,
+         coordinator: Coordinator, counters: PipelineCounters, clock: PipelineClock, logger: Logger) {
         self.index = index
         name = "vigil-shard-\(index)"
         engine = Engine(rules: rules)
-        decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots, maxBytes: maxEventBytes)
+        decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots, maxBytes: config.maxEventBytes)
+        stateMaxBytes = config.stateMaxBytes
+        self.logger = logger
         record = decoder.makeRecord()
         self.topic = topic
         formatter = AlertFormatter(rules: rules)
@@ -45,6 +50,21 @@ final class Shard: PipelineStage, @unchecked Sendable {
     func stop() { inbox.put(nil) }
     func join() { thread?.join() }
 
+    /// A child's checkpoint record, within the byte budget: while it is over, the child's state is made
+    /// smaller step by step (`Engine.shrink`, counted and logged).
+    private func record(_ child: ChildState, _ part: CheckpointPart) throws -> Checkpoint.Record {
+        var r = try Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest, encoder: encoder)
+        var steps = 0
+        while r.value.count > stateMaxBytes, engine.shrink(child: child.id), let smaller = engine.child(child.id) {
+            steps += 1
+            r = try Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest, encoder: encoder)
+        }
+        if steps > 0 {
+            logger.warning("state of child \(child.id) over its \(stateMaxBytes)-byte budget: reduced in \(steps) steps to \(r.value.count) bytes (oldest history first; records arriving later than it are reconciled approximately)")
+        }
+        return r
+    }
+
     private func run() {
         var alerts: [Alert] = []
         while true {
@@ -52,7 +72,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
             guard let work = next else { return }
             // After a crash nothing more is evaluated; the work is dropped as a dead process would.
             if coordinator.isCrashed { continue }
-            let moved = engine.stats.domainChanges
+            let before = engine.stats
             var changes: [(partition: Int32, record: Checkpoint.Record)] = []
             for item in work.items {
                 switch item {
@@ -69,10 +89,13 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     engine.advance(to: t, into: &alerts)
                 case .checkpoint(let parts):
                     for part in parts {
-                        for child in engine.takeChanged(inDomains: [Int(part.partition)]) {
+                        let domain: Set<Int> = [Int(part.partition)]
+                        for id in engine.evictIdle(inDomains: domain, at: part.clock) {
+                            changes.append((part.partition, Checkpoint.tombstone(child: id)))
+                        }
+                        for child in engine.takeChanged(inDomains: domain) {
                             do {
-                                changes.append((part.partition, try Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset,
-                                                                                           rulesDigest: rulesDigest, encoder: encoder)))
+                                changes.append((part.partition, try record(child, part)))
                             } catch {
                                 sink.put(.failed(.stateEncoding(partition: part.partition, reason: "\(error)")))
                             }
@@ -89,7 +112,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                 RenderedAlert(alert: a, ruleId: formatter.rules.rules[a.ruleIndex].id, json: formatter.jsonBytes(a, emittedAt: now))
             }
             alerts.removeAll(keepingCapacity: true)
-            counters.domainChanges.add(engine.stats.domainChanges - moved, ordering: .relaxed)
+            counters.count(engine.stats, since: before)
             sink.put(.result(epoch: work.epoch, shard: index, ShardResult(alerts: rendered, changes: changes)))
         }
     }

@@ -7,13 +7,17 @@ public struct OutputRecord: Sendable {
     public var partition: Int32?
     /// The alert id, for outputs that keep each alert at most once (the audit log).
     public var alertId: String?
+    /// A note for the record (an input gap, ...), not an alert: `value` is its JSON.
+    public var isNote = false
 
-    public init(key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])] = [], partition: Int32? = nil, alertId: String? = nil) {
+    public init(key: [UInt8]?, value: [UInt8], headers: [(String, [UInt8])] = [], partition: Int32? = nil, alertId: String? = nil,
+                isNote: Bool = false) {
         self.key = key
         self.value = value
         self.headers = headers
         self.partition = partition
         self.alertId = alertId
+        self.isNote = isNote
     }
 }
 
@@ -79,17 +83,20 @@ public struct PipelineOutputs {
     public var deadLetters: [DurableOutput]
     /// Engine state, by input partition (records carry their partition).
     public var changelog: DurableOutput
+    /// Notes for the record (input gaps): the audit log.
+    public var notes: [DurableOutput]
 
-    public init(alerts: [DurableOutput], deadLetters: [DurableOutput], changelog: DurableOutput) {
+    public init(alerts: [DurableOutput], deadLetters: [DurableOutput], changelog: DurableOutput, notes: [DurableOutput] = []) {
         self.alerts = alerts
         self.deadLetters = deadLetters
         self.changelog = changelog
+        self.notes = notes
     }
 
-    /// Every output once, in a fixed order (alerts, dead letters, changelog).
+    /// Every output once, in a fixed order (alerts, dead letters, changelog, notes).
     public var all: [DurableOutput] {
         var out: [DurableOutput] = []
-        for o in alerts + deadLetters + [changelog] where !out.contains(where: { $0 === o }) { out.append(o) }
+        for o in alerts + deadLetters + [changelog] + notes where !out.contains(where: { $0 === o }) { out.append(o) }
         return out
     }
 }

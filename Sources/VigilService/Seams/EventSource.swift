@@ -76,6 +76,10 @@ public protocol EventSource: AnyObject {
     func poll(max: Int, timeoutMs: Int32, lingerMs: Int32) -> InputBatch
     /// Records how far each partition is done (the next offset to read), for monitoring and resumption.
     func commit(_ offsets: [Int32: Int64]) throws(PipelineError)
+    /// The first offset the source still holds for a partition (retention deletes older ones), if it can tell.
+    func lowWatermark(_ partition: Int32) -> Int64?
+    /// Stops reading these partitions (on the polling thread).
+    func pause(_ partitions: [Int32])
     /// Leaves: the revoke handler runs for every assigned partition first.
     func close()
 }

@@ -33,6 +33,14 @@ import VigilEngine
         #expect(tailed(withdrawn).line == "2007-02-06T00:00:00Z  high      WITHDRAWN child-not-seen  C-1  w  (record v-8 arrived late)")
     }
 
+    @Test func notesOfTheAuditLogAreShownUnlessTheViewIsNarrowed() {
+        let note = tailed(#"{"kind":"input-gap","topic":"agency-events","partition":3,"from":0,"to":5,"action":"stop","detected_at":"2026-11-29T10:00:00Z"}"#)
+        #expect(note.isNote)
+        #expect(note.line == "2026-11-29T10:00:00Z  NOTE      input-gap  agency-events[3] offsets 0 to 4 deleted before they were read (stop)")
+        #expect(AlertFilter(minimumSeverity: "critical").accepts(note))
+        #expect(!AlertFilter(rules: ["child-not-seen"]).accepts(note))
+    }
+
     /// `vigil generate --late` perturbs the arrival order; `vigil replay --arrival-order` evaluates it as a
     /// pipeline would; net of withdrawals it gives the sorted replay's alerts.
     @Test func generateLateAndReplayInArrivalOrderNetToTheSortedReplay() throws {

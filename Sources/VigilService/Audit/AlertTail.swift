@@ -27,8 +27,19 @@ public struct TailedAlert: Sendable {
         return (id, (r.micros - o.micros) / Instant.microsPerSecond)
     }
 
-    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]`
+    /// A note of the audit log (an input gap), not an alert.
+    public var isNote: Bool { json["kind"] != nil && json["alert_id"] == nil }
+
+    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]`, or for
+    /// a note `detected_at  NOTE      input-gap  topic[partition] offsets from..to deleted before read (action)`.
     public var line: String {
+        if isNote {
+            let j = json
+            let detail = j["kind"]?.stringValue == "input-gap"
+                ? "\(j["topic"]?.stringValue ?? "?")[\(j["partition"]?.intValue ?? -1)] offsets \(j["from"]?.intValue ?? 0) to \((j["to"]?.intValue ?? 1) - 1) deleted before they were read (\(j["action"]?.stringValue ?? "?"))"
+                : j.jsonText
+            return "\(j["detected_at"]?.stringValue ?? "?")  NOTE      \(j["kind"]?.stringValue ?? "?")  \(detail)".escapingControlCharacters
+        }
         let sev = severity.count >= 8 ? severity : severity + String(repeating: " ", count: 8 - severity.count)
         let mark = status == "withdrawn" ? "WITHDRAWN " : late != nil ? "LATE " : ""
         var why = ""
@@ -64,6 +75,8 @@ public struct AlertFilter: Sendable {
     }
 
     public func accepts(_ a: TailedAlert) -> Bool {
+        // Notes (input gaps) concern every rule and child: shown unless the view is narrowed to some.
+        if a.isNote { return rules.isEmpty && children.isEmpty }
         if let m = minimumSeverity, (AlertFilter.ranks[a.severity] ?? -1) < (AlertFilter.ranks[m] ?? 0) { return false }
         if !rules.isEmpty, !rules.contains(a.ruleId) { return false }
         if !children.isEmpty, !children.contains(a.childId) { return false }
@@ -74,7 +87,7 @@ public struct AlertFilter: Sendable {
     public static func isSeverity(_ s: String) -> Bool { ranks[s] != nil }
 }
 
-/// Reads alerts from an audit log, and keeps reading as the file grows (like `tail -f`). Partial lines are
+/// Reads alerts (and notes) from an audit log, and keeps reading as the file grows (like `tail -f`). Partial lines are
 /// held back until complete; a file that shrinks (rotated or replaced) is read again from the start.
 public final class AuditFollower {
     public let path: String
@@ -109,8 +122,8 @@ public final class AuditFollower {
         while let nl = pending.firstIndex(of: 0x0A) {
             let line = Array(pending[..<nl])
             pending.removeSubrange(...nl)
-            if let v = try? JSONValue.parse(line), let alert = v["alert"] {
-                out.append(TailedAlert(json: alert, text: alert.jsonText))
+            if let v = try? JSONValue.parse(line), let entry = v["alert"] ?? v["note"] {
+                out.append(TailedAlert(json: entry, text: entry.jsonText))
             }
         }
         return out

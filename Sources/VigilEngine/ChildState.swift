@@ -49,7 +49,8 @@ struct FiredMark: Sendable, Codable, Hashable {
 }
 
 /// One event of a child's timeline: what the rules read of it, and when it arrived. No free text: the
-/// envelope, and the fields the compiled pack captures.
+/// envelope, and the fields the compiled pack captures. In JSON, one base64 string of a compact binary
+/// layout (a checkpoint writes every event of the timeline).
 public struct TimelineEvent: Sendable, Codable {
     public var ref: EventRef
     var idHash: UInt64
@@ -61,6 +62,62 @@ public struct TimelineEvent: Sendable, Codable {
     var ignored = false
 
     public var at: Instant { ref.occurredAt }
+
+    init(ref: EventRef, idHash: UInt64, arrival: UInt64, fields: PackedFields, ignored: Bool = false) {
+        self.ref = ref
+        self.idHash = idHash
+        self.arrival = arrival
+        self.fields = fields
+        self.ignored = ignored
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let bytes = Base64.decode(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is not base64"))
+        }
+        var r = ByteReader(bytes)
+        let version = r.u8()
+        let id = r.text()
+        let type = Symbol(r.u16()), agency = Symbol(r.u16())
+        let at = Instant(micros: r.i64())
+        var position: SourcePosition?
+        if r.u8() == 1 {
+            let topic = r.text()
+            let partition = Int32(truncatingIfNeeded: r.i64())
+            position = SourcePosition(topic: topic, partition: partition, offset: r.i64())
+        }
+        arrival = r.u64()
+        ignored = r.u8() != 0
+        fields = PackedFields(bytes: r.rest())
+        guard version == 1, !r.failed else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
+        }
+        ref = EventRef(eventId: id, type: type, agency: agency, occurredAt: at, position: position)
+        idHash = stableHash(id)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var w = ByteWriter()
+        w.u8(1)
+        w.text(ref.eventId)
+        w.u16(ref.type.id)
+        w.u16(ref.agency.id)
+        w.i64(ref.occurredAt.micros)
+        if let p = ref.position {
+            w.u8(1)
+            w.text(p.topic)
+            w.i64(Int64(p.partition))
+            w.i64(p.offset)
+        } else {
+            w.u8(0)
+        }
+        w.u64(arrival)
+        w.u8(ignored ? 1 : 0)
+        w.bytes += fields.bytes
+        var c = encoder.singleValueContainer()
+        try c.encode(Base64.encode(w.bytes))
+    }
 }
 
 /// An alert emitted for a child, remembered while a record arriving late could still change it.

@@ -20,65 +20,48 @@ struct PackedFields: Sendable, Codable {
     }
 
     mutating func append(_ slot: UInt16, _ v: FieldValue) {
-        func u16(_ x: UInt16) { bytes += [UInt8(x & 255), UInt8(x >> 8)] }
-        func u64(_ x: UInt64) { for k in 0..<8 { bytes.append(UInt8(x >> (8 * UInt64(k)) & 255)) } }
-        func text(_ s: String) {
-            let b = Array(s.utf8.prefix(Int(UInt16.max)))
-            u16(UInt16(b.count))
-            bytes += b
-        }
-        u16(slot)
+        var w = ByteWriter(bytes: bytes)
+        defer { bytes = w.bytes }
         switch v {
-        case .missing: bytes.removeLast(2)
-        case .bool(let b): bytes += [Tag.bool.rawValue, b ? 1 : 0]
-        case .int(let i): bytes.append(Tag.int.rawValue); u64(UInt64(bitPattern: i))
-        case .symbol(let s): bytes.append(Tag.symbol.rawValue); u16(s.id)
-        case .string(let s): bytes.append(Tag.string.rawValue); text(s)
-        case .date(let d): bytes.append(Tag.date.rawValue); u64(UInt64(bitPattern: Int64(d.number)))
-        case .instant(let t): bytes.append(Tag.instant.rawValue); u64(UInt64(bitPattern: t.micros))
-        case .symbols(let set): bytes.append(Tag.symbols.rawValue); u64(set.w0); u64(set.w1); u64(set.w2); u64(set.w3)
+        case .missing: return
+        case .bool(let b): w.u16(slot); w.u8(Tag.bool.rawValue); w.u8(b ? 1 : 0)
+        case .int(let i): w.u16(slot); w.u8(Tag.int.rawValue); w.i64(i)
+        case .symbol(let s): w.u16(slot); w.u8(Tag.symbol.rawValue); w.u16(s.id)
+        case .string(let s): w.u16(slot); w.u8(Tag.string.rawValue); w.text(s)
+        case .date(let d): w.u16(slot); w.u8(Tag.date.rawValue); w.i64(Int64(d.number))
+        case .instant(let t): w.u16(slot); w.u8(Tag.instant.rawValue); w.i64(t.micros)
+        case .symbols(let set): w.u16(slot); w.u8(Tag.symbols.rawValue); w.u64(set.w0); w.u64(set.w1); w.u64(set.w2); w.u64(set.w3)
         case .strings(let a):
-            bytes.append(Tag.strings.rawValue)
-            u16(UInt16(min(a.count, Int(UInt16.max))))
-            for s in a.prefix(Int(UInt16.max)) { text(s) }
+            w.u16(slot); w.u8(Tag.strings.rawValue)
+            w.u16(UInt16(min(a.count, Int(UInt16.max))))
+            for s in a.prefix(Int(UInt16.max)) { w.text(s) }
         }
     }
 
     /// Calls `body` with each slot and value, in the order written.
     func forEach(_ body: (Int, FieldValue) -> Void) {
-        var i = 0
-        let b = bytes
-        func u16() -> UInt16 { defer { i += 2 }; return UInt16(b[i]) | UInt16(b[i + 1]) << 8 }
-        func u64() -> UInt64 {
-            var x: UInt64 = 0
-            for k in 0..<8 { x |= UInt64(b[i + k]) << (8 * UInt64(k)) }
-            i += 8
-            return x
-        }
-        func text() -> String {
-            let n = Int(u16())
-            defer { i += n }
-            return String(decoding: b[i..<(i + n)], as: UTF8.self)
-        }
-        while i + 3 <= b.count {
-            let slot = Int(u16())
-            guard let tag = Tag(rawValue: b[i]) else { return }
-            i += 1
+        var r = ByteReader(bytes)
+        while !r.atEnd {
+            let slot = Int(r.u16())
+            guard let tag = Tag(rawValue: r.u8()), !r.failed else { return }
+            let v: FieldValue
             switch tag {
-            case .bool: body(slot, .bool(b[i] != 0)); i += 1
-            case .int: body(slot, .int(Int64(bitPattern: u64())))
-            case .symbol: body(slot, .symbol(Symbol(u16())))
-            case .string: body(slot, .string(text()))
-            case .date: body(slot, .date(Day(number: Int32(truncatingIfNeeded: Int64(bitPattern: u64())))))
-            case .instant: body(slot, .instant(Instant(micros: Int64(bitPattern: u64()))))
+            case .bool: v = .bool(r.u8() != 0)
+            case .int: v = .int(r.i64())
+            case .symbol: v = .symbol(Symbol(r.u16()))
+            case .string: v = .string(r.text())
+            case .date: v = .date(Day(number: Int32(truncatingIfNeeded: r.i64())))
+            case .instant: v = .instant(Instant(micros: r.i64()))
             case .symbols:
                 var set = SymbolSet()
-                set.w0 = u64(); set.w1 = u64(); set.w2 = u64(); set.w3 = u64()
-                body(slot, .symbols(set))
+                set.w0 = r.u64(); set.w1 = r.u64(); set.w2 = r.u64(); set.w3 = r.u64()
+                v = .symbols(set)
             case .strings:
-                let n = Int(u16())
-                body(slot, .strings((0..<n).map { _ in text() }))
+                let n = Int(r.u16())
+                v = .strings((0..<n).map { _ in r.text() })
             }
+            guard !r.failed else { return }
+            body(slot, v)
         }
     }
 

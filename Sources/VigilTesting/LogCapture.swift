@@ -35,8 +35,8 @@ public final class LogCapture: @unchecked Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-            capture.add(level, message.description)
+        func log(event: LogEvent) {
+            capture.add(event.level, event.message.description)
         }
     }
 }

@@ -255,7 +255,7 @@ import VigilTesting
         #expect(engine.child("C-QUIET") == nil && engine.child("C-ON-PLAN") != nil && engine.stats.evicted == 1)
         // In the changelog, a tombstone removes the child on restore.
         let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: pack))
-        let kept = try Checkpoint.childRecord(try #require(engine.child("C-ON-PLAN")), checkpoint: 0, next: 2, rulesDigest: digest, encoder: JSONEncoder())
+        let kept = Checkpoint.childRecord(try #require(engine.child("C-ON-PLAN")), checkpoint: 0, next: 2, rulesDigest: digest)
         let records = [Checkpoint.Record(key: "child/C-QUIET", value: kept.value), kept, Checkpoint.tombstone(child: "C-QUIET"),
                        Checkpoint.marker(partition: 0, checkpoint: 0, offset: 2, clock: later, rulesDigest: digest)]
         let restored = try #require(try Checkpoint.restore(partition: 0, records: records, rulesDigest: digest))

@@ -53,11 +53,33 @@ public enum Checkpoint {
         String(stableHash(versions.joined(separator: "\n")), radix: 16)
     }
 
-    /// The record of one child's state as of input offset `next`.
-    public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, rulesDigest: String,
-                                   encoder: JSONEncoder) throws -> Record {
-        let value = try encoder.encode(ChildRecord(checkpoint: checkpoint, next: next, rules: rulesDigest, state: child))
-        return Record(key: childKeyPrefix + child.id, value: Array(value))
+    /// The first bytes of a binary child record (version 2); version 1 records are JSON and start with `{`.
+    static let binaryMagic: [UInt8] = [0x56, 0x43, 0x02]
+
+    /// The record of one child's state as of input offset `next`: `VC\u{2}`, the checkpoint number, the offset,
+    /// the rules digest, then the state (`ChildState.binary()`).
+    public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, rulesDigest: String) -> Record {
+        var value = binaryMagic
+        for x in [checkpoint, next] { for k in 0..<8 { value.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
+        let digest = Array(rulesDigest.utf8)
+        value.append(UInt8(digest.count))
+        value += digest
+        value += child.binary()
+        return Record(key: childKeyPrefix + child.id, value: value)
+    }
+
+    /// A child record's parts: checkpoint, offset, rules digest, state. Reads both versions.
+    static func decodeChild(_ value: [UInt8]) throws -> (checkpoint: Int64, next: Int64, rules: String, state: ChildState) {
+        if value.first == UInt8(ascii: "{") {
+            let r = try JSONDecoder().decode(ChildRecord.self, from: Data(value))
+            return (r.checkpoint, r.next, r.rules, r.state)
+        }
+        guard value.count > 20, Array(value.prefix(3)) == binaryMagic else { throw ChildState.BinaryError(description: "not a state record") }
+        func i64(_ at: Int) -> Int64 { Int64(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(value[at + $1]) << (8 * UInt64($1)) }) }
+        let n = Int(value[19])
+        guard value.count >= 20 + n else { throw ChildState.BinaryError(description: "the record is cut short") }
+        let rules = String(decoding: value[20..<(20 + n)], as: UTF8.self)
+        return (i64(3), i64(11), rules, try ChildState(binary: Array(value[(20 + n)...])))
     }
 
     /// A child evicted (nothing about it can matter any more): an empty value, which compaction removes.
@@ -117,8 +139,8 @@ public enum Checkpoint {
         children.reserveCapacity(latest.count)
         var skip: [String: Int64] = [:]
         for (key, value) in latest {
-            let record: ChildRecord
-            do { record = try decoder.decode(ChildRecord.self, from: Data(value)) } catch {
+            let record: (checkpoint: Int64, next: Int64, rules: String, state: ChildState)
+            do { record = try decodeChild(value) } catch {
                 throw RestoreError(message: "changelog partition \(p): the record \(key) is unreadable: \(error)")
             }
             guard record.rules == rulesDigest else { throw rulesMismatch() }

@@ -23,7 +23,6 @@ final class Shard: PipelineStage, @unchecked Sendable {
     private let clock: PipelineClock
     private let stateMaxBytes: Int
     private let logger: Logger
-    private let encoder = JSONEncoder()
     private var thread: StageThread?
 
     init(index: Int, rules: CompiledRuleSet, topic: String, config: PipelineConfig, sink: HandOff<SinkItem>,
@@ -52,12 +51,12 @@ final class Shard: PipelineStage, @unchecked Sendable {
 
     /// A child's checkpoint record, within the byte budget: while it is over, the child's state is made
     /// smaller step by step (`Engine.shrink`, counted and logged).
-    private func record(_ child: ChildState, _ part: CheckpointPart) throws -> Checkpoint.Record {
-        var r = try Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest, encoder: encoder)
+    private func record(_ child: ChildState, _ part: CheckpointPart) -> Checkpoint.Record {
+        var r = Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest)
         var steps = 0
         while r.value.count > stateMaxBytes, engine.shrink(child: child.id), let smaller = engine.child(child.id) {
             steps += 1
-            r = try Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest, encoder: encoder)
+            r = Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest)
         }
         if steps > 0 {
             logger.warning("state of child \(child.id) over its \(stateMaxBytes)-byte budget: reduced in \(steps) steps to \(r.value.count) bytes (oldest history first; records arriving later than it are reconciled approximately)")
@@ -94,11 +93,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                             changes.append((part.partition, Checkpoint.tombstone(child: id)))
                         }
                         for child in engine.takeChanged(inDomains: domain) {
-                            do {
-                                changes.append((part.partition, try record(child, part)))
-                            } catch {
-                                sink.put(.failed(.stateEncoding(partition: part.partition, reason: "\(error)")))
-                            }
+                            changes.append((part.partition, record(child, part)))
                         }
                     }
                 case .drop(let partitions):

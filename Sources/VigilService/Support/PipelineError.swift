@@ -17,8 +17,6 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable {
     case restore(Checkpoint.RestoreError)
     /// Reading a topic made no progress.
     case stalled(topic: String, seconds: Int)
-    /// A child's state could not be encoded for the changelog.
-    case stateEncoding(partition: Int32, reason: String)
     /// An output refused a record in a way a retry cannot cure.
     case output(name: String, reason: String)
 
@@ -33,7 +31,6 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable {
             return "topic \(changelog) has \(count) partitions; it must have as many as \(input) (\(inputCount))"
         case .restore(let e): return "restoring state: \(e.message)"
         case .stalled(let topic, let seconds): return "no progress reading \(topic) for \(seconds) s"
-        case .stateEncoding(let p, let reason): return "encoding the state of a child of partition \(p): \(reason)"
         case .output(let name, let reason): return "\(name): \(reason)"
         }
     }

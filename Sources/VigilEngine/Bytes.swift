@@ -1,0 +1,53 @@
+import VigilContract
+
+/// Little-endian bytes written and read back, for compact state (timeline events, packed fields).
+struct ByteWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ x: UInt8) { bytes.append(x) }
+    mutating func u16(_ x: UInt16) { bytes += [UInt8(x & 255), UInt8(x >> 8)] }
+    mutating func u64(_ x: UInt64) { for k in 0..<8 { bytes.append(UInt8(x >> (8 * UInt64(k)) & 255)) } }
+    mutating func i64(_ x: Int64) { u64(UInt64(bitPattern: x)) }
+    /// A string of at most 65,535 bytes (longer ones are cut).
+    mutating func text(_ s: String) {
+        let b = Array(s.utf8.prefix(Int(UInt16.max)))
+        u16(UInt16(b.count))
+        bytes += b
+    }
+}
+
+/// Reads what `ByteWriter` wrote; every read past the end yields zero and marks the reader failed.
+struct ByteReader {
+    let bytes: [UInt8]
+    var at = 0
+    private(set) var failed = false
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    var atEnd: Bool { at >= bytes.count }
+
+    mutating func u8() -> UInt8 {
+        guard at < bytes.count else { failed = true; return 0 }
+        defer { at += 1 }
+        return bytes[at]
+    }
+    mutating func u16() -> UInt16 { UInt16(u8()) | UInt16(u8()) << 8 }
+    mutating func u64() -> UInt64 {
+        var x: UInt64 = 0
+        for k in 0..<8 { x |= UInt64(u8()) << (8 * UInt64(k)) }
+        return x
+    }
+    mutating func i64() -> Int64 { Int64(bitPattern: u64()) }
+    mutating func text() -> String {
+        let n = Int(u16())
+        guard at + n <= bytes.count else { failed = true; return "" }
+        defer { at += n }
+        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
+    }
+    mutating func failed_() { failed = true }
+
+    mutating func rest() -> [UInt8] {
+        defer { at = bytes.count }
+        return at < bytes.count ? Array(bytes[at...]) : []
+    }
+}

@@ -121,6 +121,16 @@ struct DemoCommand: ParsableCommand {
             return "audit log \(auditPath): \(v)"
         } ?? "audit log: unreadable"
         out += verdict
+        out += """
+
+
+        What a duty manager does with these: each alert is a prompt for judgement, never a decision. Open the
+        child's record at the events the alert cites (evidence), check what the rule says was missing or
+        wrong (an adult never police-checked, a visit where the child was not seen, an injury explained
+        implausibly), and decide with the team whether to act: a strategy discussion, a visit, a check. The
+        first alert above came nine months before Peter Connelly died.
+        Follow the live feed: vigil tail --audit \(auditPath)
+        """
         Output.shared.line(out)
         Output.shared.flush()
         withExtendedLifetime(broker) {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VigilChaos
+import VigilContract
 import VigilService
 import VigilTesting
 
@@ -24,7 +25,10 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("vigil broker printed no address")
         }
         var lines: [String] = []
-        var g = StreamGenerator(.init(children: children, days: days, seed: 11))
+        // Ending today: the instance runs on the wall clock, and children idle for longer than the rules'
+        // horizon would be evicted (nothing about them can matter any more) and not restored at all.
+        let today = Day(number: Int32(Instant.now.micros / Instant.microsPerDay))
+        var g = StreamGenerator(.init(children: children, days: days, seed: 11, start: Day(number: today.number - Int32(days))))
         g.generate { lines.append($0) }
         let bytes = lines.reduce(0) { $0 + $1.utf8.count }
         try TopicIO.produce(lines, to: "agency-events", brokers: address, keying: .childId,

@@ -153,3 +153,11 @@ public enum Checkpoint {
                         children: children, skipBelow: skip)
     }
 }
+
+extension Checkpoint.Restored {
+    /// For the restore log line: `p@offset (checkpoint c, n children[, k ahead of it])`.
+    func summary(partition p: Int32) -> String {
+        let at = offset.map { "\(p)@\($0) (checkpoint \(checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
+        return at + ", \(children.count) children" + (skipBelow.isEmpty ? ")" : ", \(skipBelow.count) ahead of it)")
+    }
+}

@@ -29,12 +29,10 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private var epoch = 0
     private var caughtUpAnnounced = false
     private var lastCheckpoint: Instant
-    private var lastErrorLog = Instant.distantPast
-    private var lastKeyingWarning = Instant.distantPast
-    private var keyingWarned = 0
+    private var errorLog = Throttle(seconds: 5)
+    private var keyingWarning = Throttle(seconds: 60)
+    private var limitsWarning = Throttle(seconds: 60)
     private var toPause: [Int32] = []
-    private var lastLimitsWarning = Instant.distantPast
-    private var limitsWarned = 0
     private let closeNow = DispatchSemaphore(value: 0)
     private var thread: StageThread?
 
@@ -109,11 +107,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
             if case .at(let o) = starts[p] { start = o } else { start = 0 }
             checkGap(p, from: start)
         }
-        let summary = ps.sorted().map { p in
-            guard let r = restored[p] else { return "\(p)@beginning" }
-            let at = r.offset.map { "\(p)@\($0) (checkpoint \(r.checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
-            return at + ", \(r.children.count) children" + (r.skipBelow.isEmpty ? ")" : ", \(r.skipBelow.count) ahead of it)")
-        }
+        let summary = ps.sorted().map { restored[$0]?.summary(partition: $0) ?? "\($0)@beginning" }
         let seconds = Double(clock.now().micros - started.micros) / 1e6
         logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
         return starts
@@ -124,22 +118,13 @@ final class Intake: PipelineStage, @unchecked Sendable {
     /// (`on-input-gap`).
     private func checkGap(_ p: Int32, from expected: Int64) {
         guard tracker.partitions[p]?.stopped == false, let low = source.lowWatermark(p), low > expected else { return }
-        let stop = config.onInputGap == .stop
+        let gap = InputGap(topic: source.topic, partition: p, from: expected, to: low, stop: config.onInputGap == .stop, detectedAt: clock.now())
         counters.inputGaps.add(1, ordering: .relaxed)
-        logger.critical("input gap: \(source.topic)[\(p)] offsets \(expected) to \(low - 1) were deleted before they were read (retention or an outage outlasted the lag); \(stop ? "partition stopped: restart with --on-input-gap record-and-continue to read on from \(low)" : "reading on from \(low)")")
-        var w = JSONWriter()
-        w.raw("{"); w.key("kind"); w.string("input-gap")
-        w.raw(","); w.key("topic"); w.string(source.topic)
-        w.raw(","); w.key("partition"); w.int(Int64(p))
-        w.raw(","); w.key("from"); w.int(expected)
-        w.raw(","); w.key("to"); w.int(low)
-        w.raw(","); w.key("action"); w.string(stop ? "stop" : "record-and-continue")
-        w.raw(","); w.key("detected_at"); w.string(clock.now().description)
-        w.raw("}")
-        tracker.gap(p, stop: stop, resumeAt: low)
+        logger.critical("\(gap.logLine)")
+        tracker.gap(p, stop: gap.stop, resumeAt: low)
         // Paused from the loop: inside a rebalance the partition is not assigned yet.
-        if stop { toPause.append(p) }
-        let note = w.bytes
+        if gap.stop { toPause.append(p) }
+        let note = gap.note
         dispatch(shards.map { _ in [] }) { EpochPlan(epoch: $0, notes: [note]) }
     }
 
@@ -265,20 +250,14 @@ final class Intake: PipelineStage, @unchecked Sendable {
 
     /// At most one every 5 s: the source retries by itself (a broker outage repeats these).
     private func warnRarely(_ message: String) {
-        let now = clock.now()
-        guard now.micros - lastErrorLog.micros > 5 * Instant.microsPerSecond else { return }
-        lastErrorLog = now
-        logger.warning("\(message)")
+        if errorLog.allow(clock.now()) { logger.warning("\(message)") }
     }
 
     /// At most once a minute: per-child bounds reached (entries dropped or deadlines refused at a cap,
     /// timelines folded early, state shrunk to its budget).
     private func warnAboutLimits() {
         let hits = counters.stateLimits.load(ordering: .relaxed)
-        let now = clock.now()
-        guard hits > limitsWarned, now.micros - lastLimitsWarning.micros >= 60 * Instant.microsPerSecond else { return }
-        limitsWarned = hits
-        lastLimitsWarning = now
+        guard limitsWarning.allow(clock.now(), count: hits) else { return }
         logger.warning("\(hits) times so far a child's state reached a bound (entries dropped or deadlines refused at a per-child cap, history folded early, or state shrunk to its byte budget); see the summary counters")
     }
 
@@ -286,10 +265,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
     /// partition.
     private func warnAboutKeying() {
         let moved = counters.domainChanges.load(ordering: .relaxed)
-        let now = clock.now()
-        guard moved > keyingWarned, now.micros - lastKeyingWarning.micros >= 60 * Instant.microsPerSecond else { return }
-        keyingWarned = moved
-        lastKeyingWarning = now
+        guard keyingWarning.allow(clock.now(), count: moved) else { return }
         logger.warning("\(moved) events so far for children whose previous event came from another partition of \(source.topic): the input is not keyed by child id, so a child's state and deadlines can split across instances; run with --repartition")
     }
 }

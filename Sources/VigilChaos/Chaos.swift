@@ -34,8 +34,12 @@ public struct ChaosPlan: Sendable {
     public var brokers: String?
     public var checkpointIntervalMs = 1000
     /// The instances' `session.timeout.ms`: a killed member's partitions move once it expires. It must be
-    /// longer than any broker outage in `steps` (see `ChaosPlan.validate`).
+    /// longer than any broker outage in `steps` and the reconnection after it (see `ChaosPlan.validate`).
     public var sessionTimeoutMs = 6000
+    /// The instances' `reconnect.backoff.max.ms`: after an outage, a client reconnects within this long.
+    /// librdkafka's default (10 s) lets a client that failed to connect throughout a 10 s outage wait
+    /// another 10 s after the broker is back.
+    public var reconnectBackoffMaxMs = 1000
     public var batchSize = 200
     /// Seconds between kills, and from a kill to the restart.
     public var killGap: ClosedRange<Double> = 0.5...3
@@ -151,14 +155,19 @@ extension ChaosPlan {
     /// them. A member joining next can get the same address, so the same id; when the expired member's client
     /// then rejoins with its old id while the new member's join is pending, the mock aborts the process
     /// (`rd_kafka_mock_cgrp_member_add: Assertion '!member->resp' failed`). Seen with a 10 s outage and 6 s
-    /// sessions: every run expired both live members and one reused an id. So an outage must end, with a
-    /// margin for a busy machine, before any live member's session can expire.
+    /// sessions: every run expired both live members and one reused an id. So an outage must end, and the
+    /// clients reconnect, with a margin for a busy machine, before any live member's session can expire.
+    ///
+    /// The reconnection counts: a client's reconnect backoff doubles at each refused attempt (100 ms, 200 ms,
+    /// ... up to `reconnect.backoff.max.ms`, 10 s by default, with jitter up to +50%), so after a 10 s outage
+    /// a client could stay silent until ~20 s. With 15 s sessions that aborted the test process in the first
+    /// of ten runs on a busy machine (2026-11-29, killed and restarted instances joining meanwhile).
     public func validate() throws(Chaos.Failure) {
         for step in steps {
             guard case .outage(let seconds, _, _) = step.action else { continue }
-            let needed = Int(seconds * 1000) + Self.outageMarginMs
+            let needed = Int(seconds * 1000) + reconnectBackoffMaxMs * 3 / 2 + Self.outageMarginMs
             if sessionTimeoutMs < needed {
-                throw Chaos.Failure(description: "step '\(step.label)': a \(seconds) s broker outage needs session-timeout-ms of at least \(needed) (it is \(sessionTimeoutMs)): the embedded broker expires live members during an outage, and can then abort when one rejoins with an id it has given to another member")
+                throw Chaos.Failure(description: "step '\(step.label)': a \(seconds) s broker outage, and a reconnection within \(reconnectBackoffMaxMs * 3 / 2) ms (reconnect.backoff.max.ms \(reconnectBackoffMaxMs) with jitter), needs session-timeout-ms of at least \(needed) (it is \(sessionTimeoutMs)): the embedded broker expires live members during an outage, and can then abort when one rejoins with an id it has given to another member")
             }
         }
     }
@@ -241,7 +250,8 @@ public enum Chaos {
         // Consumer-only properties go in a config file (-X would hand them to the producers too). A killed
         // member's partitions move once its session expires: keep that short.
         let configPath = plan.workDir + "/chaos.yaml"
-        let yaml = "kafka-consumer:\n  session.timeout.ms: \(plan.sessionTimeoutMs)\n  heartbeat.interval.ms: 500\n  fetch.wait.max.ms: 10\n"
+        let yaml = "kafka:\n  reconnect.backoff.max.ms: \(plan.reconnectBackoffMaxMs)\n"
+            + "kafka-consumer:\n  session.timeout.ms: \(plan.sessionTimeoutMs)\n  heartbeat.interval.ms: 500\n  fetch.wait.max.ms: 10\n"
 
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         var fleet = Fleet(plan: plan, brokers: brokers, config: configPath, say: say)

@@ -52,8 +52,8 @@ import VigilTesting
         p.instances = 2
         p.kills = 2
         p.killGap = 8...12
-        // Longer than the outage (ChaosPlan.validate says why).
-        p.sessionTimeoutMs = 15_000
+        // Longer than the outage and the reconnection after it (ChaosPlan.validate says why).
+        p.sessionTimeoutMs = 16_500
         // Retriable errors: 6 NOT_LEADER_OR_FOLLOWER, 7 REQUEST_TIMED_OUT, 15 COORDINATOR_NOT_AVAILABLE.
         p.steps = [
             ChaosStep(at: 0, afterProgress: 0.05, "Produce, Fetch and OffsetCommit requests fail", .call {
@@ -69,16 +69,25 @@ import VigilTesting
     }
 
     /// The embedded broker aborted the test process (`rd_kafka_mock_cgrp_member_add: Assertion '!member->resp'`)
-    /// when an outage outlasted the members' sessions: such a plan is refused before anything starts.
+    /// when an outage, or the clients' reconnection after it, outlasted the members' sessions: such a plan is
+    /// refused before anything starts.
     @Test func aBrokerOutageLongerThanTheSessionsIsRefused() throws {
         var p = ChaosPlan(vigil: vigilBinary, rules: rulesDir, workDir: "/nonexistent")
         p.sessionTimeoutMs = 6000
         p.steps = [ChaosStep(at: 0, "broker down", .outage(seconds: 10, down: {}, up: {}))]
         #expect(throws: Chaos.Failure.self) { try p.validate() }
         do { _ = try Chaos.run(p) { _ in } } catch {
-            #expect("\(error)".contains("needs session-timeout-ms of at least 15000"))
+            #expect("\(error)".contains("needs session-timeout-ms of at least 16500"))
         }
+        // 15 s (what the fault test used when it aborted): the outage plus librdkafka's default reconnect
+        // backoff, or plus 1 s with jitter and a margin, do not fit.
         p.sessionTimeoutMs = 15_000
+        #expect(throws: Chaos.Failure.self) { try p.validate() }
+        p.reconnectBackoffMaxMs = 10_000
+        p.sessionTimeoutMs = 25_000
+        #expect(throws: Chaos.Failure.self) { try p.validate() }
+        p.reconnectBackoffMaxMs = 1000
+        p.sessionTimeoutMs = 16_500
         try p.validate()
     }
 

@@ -10,9 +10,11 @@ public final class Subprocess: @unchecked Sendable {
     /// Each stream has reached its end (the process closed it): everything it wrote has been collected.
     private var ended = [false, false]
 
-    public init(_ executable: String, _ arguments: [String]) throws {
+    /// Starts `executable`; `environment` is added to this process's environment.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let o = Pipe(), e = Pipe()
         process.standardOutput = o
         process.standardError = e

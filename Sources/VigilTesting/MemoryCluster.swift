@@ -27,8 +27,9 @@ public final class MemoryCluster: @unchecked Sendable {
     public func io(clock: PipelineClock = SystemClock(), retryBackoff: Backoff = Backoff(initial: 0.001, maximum: 0.01),
                    crashAfter: ((EpochLedger.Action) -> Bool)? = nil) -> PipelineIO.Factory {
         { [self] context throws(PipelineError) in
-            let writer: AuditLogWriter
-            do throws(AuditLogError) { writer = try AuditLogWriter(path: auditPath) } catch { throw .audit(error) }
+            var config = context.config
+            config.auditFile = auditPath
+            let writer = try AuditLogWriter.openLogged(config, logger: context.logger, now: { clock.now() })
             let audit = AuditLogOutput(writer: writer, reports: context.reports)
             let outputs = PipelineOutputs(alerts: [audit, alerts.output(reports: context.reports)],
                                           deadLetters: [deadLetters.output(reports: context.reports)],

@@ -33,9 +33,21 @@ struct DemoCommand: ParsableCommand {
         let set = try RulesOptions.compile(rules)
         let color = Output.stdoutIsTerminal
         let fm = FileManager.default
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let auditPath = dir + "/audit.jsonl"
-        if fm.fileExists(atPath: auditPath) { try fm.removeItem(atPath: auditPath) }
+        // The audit log, sealed with a key of its own kept beside (not inside) the log's directory: both new at each run.
+        let auditDir = dir + "/audit", keyDir = dir + "/key"
+        let auditPath = auditDir + "/audit.jsonl", keyPath = keyDir + "/audit.key"
+        for d in [auditDir, keyDir] {
+            if fm.fileExists(atPath: d) { try fm.removeItem(atPath: d) }
+            try fm.createDirectory(atPath: d, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let root: String
+        do {
+            root = try AuditKeyFile.generate(path: keyPath)
+            try (root + "\n").write(toFile: keyPath + ".pub", atomically: true, encoding: .utf8)
+        } catch {
+            Output.error("vigil demo: \(error)")
+            throw ExitCode(1)
+        }
 
         // The input: the generated stream first, the scenario last, so that the scenario is the newest data.
         guard let text = try? String(contentsOfFile: scenario, encoding: .utf8) else {
@@ -60,11 +72,12 @@ struct DemoCommand: ParsableCommand {
             broker = try EmbeddedBroker(logger: logger)
             for t in ["agency-events", "vigil-alerts", "vigil-changelog"] { try broker.createTopic(t, partitions: topicPartitions) }
             try broker.createTopic("vigil-dead-letters", partitions: 1)
+            try broker.createTopic("vigil-audit-heads", partitions: 1)
         } catch {
             Output.error("vigil demo: \(error)")
             throw ExitCode(1)
         }
-        Output.error("embedded broker on \(broker.bootstrapServers); topics agency-events (\(topicPartitions) partitions), vigil-alerts, vigil-dead-letters")
+        Output.error("embedded broker on \(broker.bootstrapServers); topics agency-events (\(topicPartitions) partitions), vigil-alerts, vigil-dead-letters, vigil-audit-heads")
 
         let delivered = Atomic<Int>(0)
         do {
@@ -90,6 +103,7 @@ struct DemoCommand: ParsableCommand {
         config.brokers = broker.bootstrapServers
         config.group = "vigil-demo"
         config.auditFile = auditPath
+        config.auditKey = keyPath
         config.rules = rules
         config.clock = .event
         config.kafkaConsumer = ["fetch.wait.max.ms=10"]
@@ -116,11 +130,12 @@ struct DemoCommand: ParsableCommand {
         for (rule, n) in summary.alertsByRule.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) {
             out += "  \(String(n).leftPad(6))  \(rule)\n"
         }
-        let verdict = (try? AuditLog.verify(path: auditPath)).map { v -> String in
-            if case .ok(let n, _, let h) = v { return "audit log \(auditPath): \(n) records, chain intact (head \(h.prefix(16))…)" }
-            return "audit log \(auditPath): \(v)"
-        } ?? "audit log: unreadable"
-        out += verdict
+        // The log as evidence: its chain, its seals against the key made above, its heads as anchored on the topic.
+        let anchors = try? AuditAnchorTopic.read(topic: config.auditAnchorTopic, config: KafkaConfig(bootstrapServers: broker.bootstrapServers), logger: logger)
+        let report = AuditVerifier.verify(name: auditPath, files: AuditSegments(activePath: auditPath).files(), keys: [root], anchors: anchors?.anchors ?? [])
+        out += report.ok
+            ? "audit log \(auditPath): \(report.records) records, chain intact, \(report.seals) seals by key \(root.prefix(16))…, \(report.anchorsChecked) heads anchored on \(config.auditAnchorTopic), all held"
+            : report.lines.joined(separator: "\n")
         out += """
 
 
@@ -130,6 +145,7 @@ struct DemoCommand: ParsableCommand {
         implausibly), and decide with the team whether to act: a strategy discussion, a visit, a check. The
         first alert above came nine months before Peter Connelly died.
         Follow the live feed: vigil tail --audit \(auditPath)
+        Check the log as evidence: vigil audit verify \(auditDir) --key \(keyPath).pub
         """
         Output.shared.line(out)
         Output.shared.flush()

@@ -12,7 +12,7 @@ struct TailCommand: ParsableCommand {
         discussion: "Give --audit FILE, or --brokers and --topic. Keeps following until Ctrl-C (or use --no-follow)."
     )
 
-    @Option(help: ArgumentHelp("Audit log to follow.", valueName: "FILE")) var audit: String?
+    @Option(help: ArgumentHelp("Audit log to follow: its file (its rotated segments are read first), or its directory.", valueName: "FILE|DIR")) var audit: String?
     @Option(help: "Kafka bootstrap servers (with --topic).") var brokers: String?
     @Option(help: "Alerts topic (with --brokers).") var topic: String?
     @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "property=value")) var properties: [String] = []
@@ -52,8 +52,18 @@ struct TailCommand: ParsableCommand {
             }
             Output.shared.flush()
         }
-        if let audit {
-            guard FileManager.default.fileExists(atPath: audit) || follow else {
+        if var audit {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: audit, isDirectory: &isDir), isDir.boolValue {
+                // A directory: the one log in it (its segments, then its active file).
+                let logs = AuditSegments.logs(in: audit)
+                guard logs.count == 1, let log = logs.first else {
+                    Output.error("vigil tail: \(audit): \(logs.isEmpty ? "no audit log (*.jsonl) in it" : "several audit logs in it (\(logs.map { $0.stem + $0.ext }.joined(separator: ", "))): name one")")
+                    throw ExitCode(1)
+                }
+                audit = log.activePath
+            }
+            guard !AuditSegments(activePath: audit).files().isEmpty || follow else {
                 Output.error("vigil tail: \(audit): no such file")
                 throw ExitCode(1)
             }

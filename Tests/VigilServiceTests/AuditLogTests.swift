@@ -97,8 +97,8 @@ func rewrite(_ path: String, _ lines: [String], trailingNewline: Bool = true) th
             prev = AuditLog.hash(Array(l.utf8))
         }
         try rewrite(path, lines)
-        #expect(try AuditLog.verify(path: path) == .bad(line: 3, problem: .duplicateId("x", firstLine: 1)))
-        #expect(AuditLog.ChainProblem.duplicateId("x", firstLine: 1).description == "alert_id x already appears at line 1")
+        #expect(try AuditLog.verify(path: path) == .bad(line: 3, problem: .duplicateId("x", firstSeq: 1)))
+        #expect(AuditLog.ChainProblem.duplicateId("x", firstSeq: 1).description == "alert_id x already appears at seq 1")
     }
 
     @Test func aRestartContinuesTheChainAndNeverWritesAnIdTwice() throws {
@@ -127,15 +127,41 @@ func rewrite(_ path: String, _ lines: [String], trailingNewline: Bool = true) th
 @Suite struct AuditVerifyCommandTests {
     @Test func printsOKAndTheCountOrTheFirstBadRecordWithExitStatus() throws {
         var (path, lines) = try writeLog(3)
+        let name = (path as NSString).lastPathComponent
         let ok = try Child(vigilBinary, ["audit", "verify", path])
         #expect(ok.wait(timeout: 10) == 0)
-        #expect(ok.stdout.first?.hasPrefix("OK 3 records; head seq 3 sha256 ") == true)
+        #expect(ok.stdout.first?.hasPrefix("\(name): OK 3 records (3 alerts, 0 notes, 0 seals) in 1 segment; head seq 3 sha256 ") == true, "\(ok.stdout)")
+        #expect(ok.stdout.contains { $0.contains("not sealed") })
         lines.swapAt(0, 1)
         try rewrite(path, lines)
         let bad = try Child(vigilBinary, ["audit", "verify", path])
         #expect(bad.wait(timeout: 10) == 1)
-        #expect(bad.stdout.first?.hasPrefix("\(path):1: ") == true)
+        #expect(bad.stdout.first == "\(name): FAILED")
+        #expect(bad.stdout.dropFirst().first?.hasPrefix("  problem: \(path):1: ") == true, "\(bad.stdout)")
         let missing = try Child(vigilBinary, ["audit", "verify", path + ".nope"])
         #expect(missing.wait(timeout: 10) == 2)
+    }
+
+    @Test func keygenVerifyWithKeyAndAnchorsFromAFile() throws {
+        let log = try SealedLog.written(5)
+        let keyFile = TestDirectory.make("gen") + "/k"
+        let gen = try Child(vigilBinary, ["audit", "keygen", keyFile])
+        #expect(gen.wait(timeout: 10) == 0)
+        let pub = try String(contentsOfFile: keyFile + ".pub", encoding: .utf8)
+        #expect(gen.stdout.first.map { $0 + "\n" } == pub)
+        var st = stat()
+        #expect(stat(keyFile, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(try Child(vigilBinary, ["audit", "keygen", keyFile]).wait(timeout: 10) == 1, "a key is never overwritten")
+
+        try (log.root + "\n").write(toFile: log.keyPath + ".pub", atomically: true, encoding: .utf8)
+        let ok = try Child(vigilBinary, ["audit", "verify", log.dir, "--key", log.keyPath + ".pub", "--anchors", log.anchorPath])
+        #expect(ok.wait(timeout: 10) == 0, "\(ok.stdout) \(ok.stderr)")
+        #expect(ok.stdout.contains { $0.contains("anchors: 2 heads checked, all held by the log") }, "\(ok.stdout)")
+        let wrongKey = try Child(vigilBinary, ["audit", "verify", log.path, "--key", pub.trimmingCharacters(in: .whitespacesAndNewlines)])
+        #expect(wrongKey.wait(timeout: 10) == 1)
+        #expect(wrongKey.stdout.contains { $0.contains("not by the key given") }, "\(wrongKey.stdout)")
+        let noBrokers = try Child(vigilBinary, ["audit", "verify", log.path, "--anchors", "vigil-audit-heads"])
+        #expect(noBrokers.wait(timeout: 10) == 2)
+        #expect(noBrokers.stderr.joined().contains("give --brokers"))
     }
 }

@@ -88,6 +88,9 @@ import Testing
                 #expect(readme.contains("`\(s.name):`") || readme.contains("`--\(s.name)`"), "README names \(s.name)")
             case .flag:
                 #expect(readme.contains("| `--\(s.name)` | off |"), "README row for --\(s.name)")
+            case _ where s.defaultText.isEmpty:
+                #expect(help.contains("--\(s.name) <") && help.contains("(default: none)"))
+                #expect(readme.contains("| `--\(s.name)` | none |"), "README row for --\(s.name), default none")
             default:
                 #expect(help.contains("(default: \(s.defaultText))"))
                 #expect(readme.contains("| `--\(s.name)` | `\(s.defaultText)`") || readme.contains("| `--\(s.name)` | `$VIGIL_RULES` or `\(s.defaultText)`"),

@@ -87,46 +87,103 @@ public struct AlertFilter: Sendable {
     public static func isSeverity(_ s: String) -> Bool { ranks[s] != nil }
 }
 
-/// Reads alerts (and notes) from an audit log, and keeps reading as the file grows (like `tail -f`). Partial lines are
-/// held back until complete; a file that shrinks (rotated or replaced) is read again from the start.
+/// Reads alerts (and notes) from an audit log, and keeps reading as it grows (like `tail -F`): from the
+/// start, its closed segments first, then the active file; when the active file is rotated (renamed to a
+/// closed segment, a new one opened), the rest of the old file is read through the descriptor still open on
+/// it, then any segment closed since, then the new file. Partial lines are held back until complete; a
+/// record already read (by `seq`) is never returned twice; a file that shrinks in place is read again.
 public final class AuditFollower {
     public let path: String
+    let segments: AuditSegments
+    var fd: Int32 = -1
+    var inode: ino_t = 0
     var offset: Int64 = 0
     var pending: [UInt8] = []
+    /// The last record read, by sequence number.
+    var lastSeq = 0
+    /// Closed segments to read before the active file.
+    var backlog: [String] = []
 
     public init(path: String, fromEnd: Bool) {
         self.path = path
-        if fromEnd, let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? Int64 {
-            offset = size
+        segments = AuditSegments(activePath: path)
+        if fromEnd {
+            if openActive() { offset = Int64(lseek(fd, 0, SEEK_END)) }
+            lastSeq = Int.max
+        } else {
+            backlog = segments.closed().map(\.path)
         }
     }
 
-    /// Alerts appended since the last call (complete lines only).
-    public func poll() -> [TailedAlert] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    private func openActive() -> Bool {
+        let f = open(path, O_RDONLY | O_CLOEXEC)
+        guard f >= 0 else { return false }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return [] }
+        fstat(f, &st)
+        fd = f
+        inode = st.st_ino
+        offset = 0
+        pending = []
+        return true
+    }
+
+    /// Alerts and notes appended since the last call (complete lines only).
+    public func poll() -> [TailedAlert] {
+        var out: [TailedAlert] = []
+        while let next = backlog.first {
+            backlog.removeFirst()
+            if let data = FileManager.default.contents(atPath: next) { take([UInt8](data), into: &out, complete: true) }
+        }
+        if fd < 0 && !openActive() { return out }
+        readActive(into: &out)
+        var st = stat()
+        if stat(path, &st) != 0 || st.st_ino != inode {
+            // Rotated: what was written to the old file before the rename is still readable through `fd`.
+            readActive(into: &out)
+            close(fd)
+            fd = -1
+            let after = lastSeq
+            for f in segments.closed() where (f.first ?? 0) > after {
+                if let data = FileManager.default.contents(atPath: f.path) { take([UInt8](data), into: &out, complete: true) }
+            }
+            if openActive() { readActive(into: &out) }
+        }
+        return out
+    }
+
+    private func readActive(into out: inout [TailedAlert]) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return }
         if Int64(st.st_size) < offset {
+            // Shrunk in place: read it again; `seq` keeps out what was shown (unless it starts over at 1).
             offset = 0
             pending = []
         }
-        guard Int64(st.st_size) > offset else { return [] }
+        guard Int64(st.st_size) > offset else { return }
         var buf = [UInt8](repeating: 0, count: Int(Int64(st.st_size) - offset))
         let got = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-        guard got > 0 else { return [] }
+        guard got > 0 else { return }
         offset += Int64(got)
-        pending += buf[0..<got]
-        var out: [TailedAlert] = []
-        while let nl = pending.firstIndex(of: 0x0A) {
-            let line = Array(pending[..<nl])
-            pending.removeSubrange(...nl)
-            if let v = try? JSONValue.parse(line), let entry = v["alert"] ?? v["note"] {
-                out.append(TailedAlert(json: entry, text: entry.jsonText))
-            }
+        take(Array(buf[0..<got]), into: &out, complete: false)
+    }
+
+    private func take(_ bytes: [UInt8], into out: inout [TailedAlert], complete: Bool) {
+        let buffer = complete ? bytes : pending + bytes
+        var start = buffer.startIndex
+        defer { if !complete { pending = Array(buffer[start...]) } }
+        // One pass: a closed segment can be a gigabyte.
+        while let nl = buffer[start...].firstIndex(of: 0x0A) {
+            let line = Array(buffer[start..<nl])
+            start = nl + 1
+            guard let v = try? JSONValue.parse(line) else { continue }
+            let seq = v["seq"]?.intValue.map(Int.init) ?? 0
+            if seq == 1 && lastSeq != Int.max { lastSeq = 0 }
+            if lastSeq != Int.max && seq <= lastSeq { continue }
+            if lastSeq != Int.max || seq > 0 { lastSeq = seq }
+            if let entry = v["alert"] ?? v["note"] { out.append(TailedAlert(json: entry, text: entry.jsonText)) }
         }
-        return out
     }
 }
 

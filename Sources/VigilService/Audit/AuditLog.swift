@@ -45,7 +45,7 @@ public enum AuditLog {
     }
 
     /// What is wrong with the first bad record of an audit log.
-    public enum ChainProblem: Equatable, Sendable, CustomStringConvertible {
+    public enum ChainProblem: Error, Equatable, Sendable, CustomStringConvertible {
         /// The last record has no end of line.
         case cutShort
         /// Not JSON, or missing `seq`, `prev` or `alert.alert_id`.
@@ -56,8 +56,10 @@ public enum AuditLog {
         case moved
         /// `prev` matches but `seq` does not follow on.
         case sequence(found: Int, expected: Int)
-        /// The alert id was already recorded.
-        case duplicateId(String, firstLine: Int)
+        /// The alert id was already recorded, at that sequence number.
+        case duplicateId(String, firstSeq: Int)
+        /// A record of a format newer than this Vigil reads.
+        case unknownFormat(Int)
 
         public var description: String {
             switch self {
@@ -66,7 +68,8 @@ public enum AuditLog {
             case .modified: return "prev does not match the SHA-256 of the record before: that record was modified, or this one's prev was edited"
             case .moved: return "prev does not match the record before: a record was deleted, inserted or reordered"
             case .sequence(let found, let expected): return "seq is \(found), expected \(expected): a record was deleted, inserted or reordered"
-            case .duplicateId(let id, let first): return "alert_id \(id) already appears at line \(first)"
+            case .duplicateId(let id, let first): return "alert_id \(id) already appears at seq \(first)"
+            case .unknownFormat(let f): return "a record of format \(f), newer than this Vigil reads (\(AuditFormat.current)): verify it with a newer vigil"
             }
         }
     }
@@ -78,7 +81,7 @@ public enum AuditLog {
         case bad(line: Int, problem: ChainProblem)
     }
 
-    /// One good record: an alert, or a note (an input gap, ...) that the chain records beside them.
+    /// One good alert or note (an input gap, ...) that the chain records beside them.
     public struct Record: Sendable {
         public let seq: Int
         /// The alert's id; empty for a note.
@@ -89,57 +92,93 @@ public enum AuditLog {
         public let kind: String
         public let hash: String
         public var isAlert: Bool { kind == "alert" }
+
+        init?(_ line: AuditLine, hash: String) {
+            switch line.entry {
+            case .alert(let id, let body): (alertId, alert, kind) = (id, body, "alert")
+            case .note(let k, let body): (alertId, alert, kind) = ("", body, k)
+            case .seal, .segment, .rekey: return nil
+            }
+            seq = line.seq
+            self.hash = hash
+        }
     }
 
-    /// Checks a whole audit file; calls `each` for every good record (in order) before the first bad one.
+    /// Checks the whole log `path` belongs to (its closed segments, then the file; see `AuditSegments`) as a
+    /// hash chain, without keys or anchors (`AuditVerifier` does those); calls `each` for every good alert and
+    /// note before the first bad record. A bad record's line is counted across the segments, in order.
     public static func verify(path: String, each: (Record) -> Void = { _ in }) throws(AuditLogError) -> Verdict {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw AuditLogError(path: path, operation: .read, code: FileManager.default.fileExists(atPath: path) ? EACCES : ENOENT)
+        let files = AuditSegments(activePath: path).files()
+        if files.isEmpty { throw AuditLogError(path: path, operation: .read, code: ENOENT) }
+        var bytes: [UInt8] = []
+        for f in files {
+            guard let data = FileManager.default.contents(atPath: f.path) else {
+                throw AuditLogError(path: f.path, operation: .read, code: FileManager.default.fileExists(atPath: f.path) ? EACCES : ENOENT)
+            }
+            bytes += data
         }
-        return verify(bytes: [UInt8](data), each: each)
+        return verify(bytes: bytes, each: each)
     }
 
     /// Checks an audit log's bytes (see `verify(path:each:)`).
     public static func verify(bytes: [UInt8], each: (Record) -> Void = { _ in }) -> Verdict {
-        var prev = genesis
-        var seq = 0
-        var ids: [String: Int] = [:]
-        var start = 0
+        var chain = AuditChain()
         var line = 0
-        while start < bytes.count {
+        for (slice, complete) in lines(bytes) {
             line += 1
-            guard let nl = bytes[start...].firstIndex(of: 0x0A) else {
-                return .bad(line: line, problem: .cutShort)
+            guard complete else { return .bad(line: line, problem: .cutShort) }
+            switch chain.next(slice) {
+            case .failure(let problem): return .bad(line: line, problem: problem)
+            case .success(let (record, hash)): if let r = Record(record, hash: hash) { each(r) }
             }
-            let lineBytes = bytes[start..<nl]
-            start = nl + 1
-            guard let v = try? JSONValue.parse(Array(lineBytes)), let s64 = v["seq"]?.intValue, let p = v["prev"]?.stringValue else {
-                return .bad(line: line, problem: .notARecord)
-            }
-            let kind: String, id: String, body: JSONValue
-            if let alert = v["alert"], let alertId = alert["alert_id"]?.stringValue {
-                (kind, id, body) = ("alert", alertId, alert)
-            } else if let note = v["note"], let k = note["kind"]?.stringValue {
-                (kind, id, body) = (k, "", note)
-            } else {
-                return .bad(line: line, problem: .notARecord)
-            }
-            let s = Int(s64)
-            if p != prev {
-                return .bad(line: line, problem: s == seq + 1 ? .modified : .moved)
-            }
-            if s != seq + 1 {
-                return .bad(line: line, problem: .sequence(found: s, expected: seq + 1))
-            }
-            if !id.isEmpty {
-                if let first = ids[id] { return .bad(line: line, problem: .duplicateId(id, firstLine: first)) }
-                ids[id] = line
-            }
-            seq = s
-            prev = hash(lineBytes)
-            each(Record(seq: s, alertId: id, alert: body, kind: kind, hash: prev))
         }
-        return .ok(count: seq, headSeq: seq, headHash: prev)
+        return .ok(count: chain.seq, headSeq: chain.seq, headHash: chain.head)
+    }
+
+    /// The lines of a log's bytes (without their newlines), and whether each ends with one.
+    static func lines(_ bytes: [UInt8]) -> [(ArraySlice<UInt8>, complete: Bool)] {
+        var out: [(ArraySlice<UInt8>, complete: Bool)] = []
+        var start = 0
+        while start < bytes.count {
+            guard let nl = bytes[start...].firstIndex(of: 0x0A) else {
+                out.append((bytes[start...], false))
+                break
+            }
+            out.append((bytes[start..<nl], true))
+            start = nl + 1
+        }
+        return out
+    }
+}
+
+/// Walks an audit log's records in order, checking each against the one before: `prev` is the SHA-256 of the
+/// line before (the genesis value first), `seq` follows on, no alert id twice, no format newer than this
+/// Vigil's. Keys and anchors are `AuditVerifier`'s.
+public struct AuditChain: Sendable {
+    public private(set) var seq: Int
+    public private(set) var head: String
+    /// Alert id → the seq that recorded it.
+    public private(set) var ids: [String: Int] = [:]
+
+    /// A chain from the genesis, or going on after a record (a segment whose predecessors are elsewhere).
+    public init(after seq: Int = 0, head: String = AuditLog.genesis) {
+        self.seq = seq
+        self.head = head
+    }
+
+    /// Checks the next record (its line without the newline); on success the chain moves past it.
+    public mutating func next(_ bytes: ArraySlice<UInt8>) -> Result<(AuditLine, String), AuditLog.ChainProblem> {
+        guard let record = AuditLine.parse(bytes) else { return .failure(.notARecord) }
+        if record.format > AuditFormat.current { return .failure(.unknownFormat(record.format)) }
+        if record.prev != head { return .failure(record.seq == seq + 1 ? .modified : .moved) }
+        if record.seq != seq + 1 { return .failure(.sequence(found: record.seq, expected: seq + 1)) }
+        if case .alert(let id, _) = record.entry {
+            if let first = ids[id] { return .failure(.duplicateId(id, firstSeq: first)) }
+            ids[id] = record.seq
+        }
+        seq = record.seq
+        head = AuditLog.hash(bytes)
+        return .success((record, head))
     }
 }
 
@@ -147,7 +186,7 @@ public enum AuditLog {
 /// record, or why the file or its directory is refused.
 public struct AuditLogError: Error, CustomStringConvertible, Sendable {
     public enum Operation: String, Sendable {
-        case read, open, write, fsync, truncate, refuse
+        case read, open, write, fsync, truncate, rename, refuse, key
     }
     public let path: String
     public let operation: Operation
@@ -182,7 +221,17 @@ public struct AuditLogError: Error, CustomStringConvertible, Sendable {
         refusal = reason
     }
 
+    /// A problem with the log's key (`operation == .key`).
+    public init(_ key: AuditKeyError) {
+        path = key.path
+        operation = .key
+        code = 0
+        broken = nil
+        refusal = key.message
+    }
+
     public var description: String {
+        if operation == .key { return "audit key \(path): \(refusal ?? "unusable")" }
         if let (line, problem) = broken {
             return "audit log \(path): refusing to append: record at line \(line) is bad: \(problem) (run vigil audit verify)"
         }
@@ -194,136 +243,8 @@ public struct AuditLogError: Error, CustomStringConvertible, Sendable {
         case .write: return "audit log \(path): write failed: \(reason)"
         case .fsync: return "audit log \(path): fsync failed: \(reason)"
         case .truncate: return "audit log \(path): cannot remove a torn final record: \(reason)"
-        case .refuse: return "audit log \(path): refused"
+        case .rename: return "audit log \(path): rotation failed: \(reason)"
+        case .refuse, .key: return "audit log \(path): refused"
         }
-    }
-}
-
-/// Appends alerts to an audit log. Not thread-safe: one writer thread.
-public final class AuditLogWriter {
-    public let path: String
-    let fd: Int32
-    public private(set) var seq: Int
-    public private(set) var head: String
-    var ids: Set<String>
-    var unsynced = 0
-    /// Bytes of a torn final record removed at open (0 normally).
-    public let repairedBytes: Int
-
-    /// Opens (creating with mode 0600) an audit log for appending. The path must be a regular file owned by
-    /// this user (not a symbolic link), in a directory others cannot write to. An existing file is verified
-    /// first and refused if its chain is broken; a final record cut short by a crash (no end of line) is
-    /// removed, as it was never acknowledged.
-    public init(path: String) throws(AuditLogError) {
-        self.path = path
-        let dir = (path as NSString).deletingLastPathComponent
-        var st = stat()
-        guard stat(dir.isEmpty ? "." : dir, &st) == 0 else { throw AuditLogError(path: path, operation: .open, code: errno) }
-        if st.st_mode & S_IWOTH != 0 {
-            throw AuditLogError(path: path, refusing: "its directory \(dir.isEmpty ? "." : dir) is writable by others (anyone could replace the log); use a directory only its owner can write")
-        }
-        let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            if errno == ELOOP { throw AuditLogError(path: path, refusing: "it is a symbolic link") }
-            throw AuditLogError(path: path, operation: .open, code: errno)
-        }
-        do throws(AuditLogError) {
-            guard fstat(fd, &st) == 0 else { throw AuditLogError(path: path, operation: .open, code: errno) }
-            guard st.st_mode & S_IFMT == S_IFREG else { throw AuditLogError(path: path, refusing: "it is not a regular file") }
-            guard st.st_uid == geteuid() else { throw AuditLogError(path: path, refusing: "it belongs to another user") }
-            let bytes = try AuditLogWriter.readAll(fd, path: path)
-            var ids = Set<String>()
-            var verdict = AuditLog.verify(bytes: bytes) { if $0.isAlert { ids.insert($0.alertId) } }
-            var repaired = 0
-            if case .bad(_, .cutShort) = verdict {
-                let keep = (bytes.lastIndex(of: 0x0A).map { $0 + 1 }) ?? 0
-                guard ftruncate(fd, off_t(keep)) == 0 else { throw AuditLogError(path: path, operation: .truncate, code: errno) }
-                repaired = bytes.count - keep
-                ids = []
-                verdict = AuditLog.verify(bytes: Array(bytes[..<keep])) { if $0.isAlert { ids.insert($0.alertId) } }
-            }
-            switch verdict {
-            case .ok(let count, _, let h):
-                seq = count
-                head = h
-            case .bad(let line, let problem):
-                throw AuditLogError(path: path, line: line, problem: problem)
-            }
-            fchmod(fd, 0o600)
-            self.fd = fd
-            self.ids = ids
-            repairedBytes = repaired
-        } catch {
-            close(fd)
-            throw error
-        }
-    }
-
-    deinit {
-        fsync(fd)
-        close(fd)
-    }
-
-    static func readAll(_ fd: Int32, path: String) throws(AuditLogError) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        var offset: off_t = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AuditLogError(path: path, operation: .read, code: errno)
-            }
-            if n == 0 { return out }
-            out += chunk[..<n]
-            offset += off_t(n)
-        }
-    }
-
-    /// Appends a note (not an alert: an input gap, ...) to the chain. Durable only after `sync()`.
-    public func appendNote(_ noteJSON: [UInt8]) throws(AuditLogError) {
-        var bytes = AuditLog.noteRecord(seq: seq + 1, prev: head, noteJSON: noteJSON)
-        let h = AuditLog.hash(bytes)
-        bytes.append(0x0A)
-        do { try FileDescriptor.writeAll(fd, bytes) } catch {
-            throw AuditLogError(path: path, operation: .write, code: error.code)
-        }
-        seq += 1
-        head = h
-        unsynced += 1
-    }
-
-    public func contains(_ alertId: String) -> Bool { ids.contains(alertId) }
-    public var count: Int { seq }
-
-    /// Appends one alert record unless the file already holds its id. Returns whether it was written.
-    /// Durable only after `sync()`.
-    @discardableResult
-    public func append(alertId: String, alertJSON: some Collection<UInt8>) throws(AuditLogError) -> Bool {
-        guard !ids.contains(alertId) else { return false }
-        var bytes = AuditLog.record(seq: seq + 1, prev: head, alertJSON: alertJSON)
-        let h = AuditLog.hash(bytes)
-        bytes.append(0x0A)
-        do { try FileDescriptor.writeAll(fd, bytes) } catch {
-            throw AuditLogError(path: path, operation: .write, code: error.code)
-        }
-        seq += 1
-        head = h
-        ids.insert(alertId)
-        unsynced += 1
-        return true
-    }
-
-    /// Appends one alert record (see `append(alertId:alertJSON:)`).
-    @discardableResult
-    public func append(alertId: String, alertJSON: String) throws(AuditLogError) -> Bool {
-        try append(alertId: alertId, alertJSON: Array(alertJSON.utf8))
-    }
-
-    /// Makes everything appended so far durable (one fsync for the batch).
-    public func sync() throws(AuditLogError) {
-        guard unsynced > 0 else { return }
-        guard fsync(fd) == 0 else { throw AuditLogError(path: path, operation: .fsync, code: errno) }
-        unsynced = 0
     }
 }

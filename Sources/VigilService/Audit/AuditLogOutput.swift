@@ -20,6 +20,10 @@ public final class AuditLogOutput: DurableOutput {
     public var name: String { "audit log \(writer.path)" }
 
     public func write(_ record: OutputRecord, token: DeliveryToken) {
+        if let failure {
+            reports.report(token, .failed(reason: failure.description, retriable: false))
+            return
+        }
         do {
             if record.isNote {
                 try writer.appendNote(record.value)
@@ -32,19 +36,40 @@ public final class AuditLogOutput: DurableOutput {
     }
 
     public func flush(waitMs: Int32) {
-        guard !unsynced.isEmpty else { return }
+        // Cheap when there is nothing to do: the sink calls this every few milliseconds.
+        let now = writer.now()
+        let sealReason = writer.sealDue(at: now)
+        guard !unsynced.isEmpty || sealReason != nil || writer.rotationDue(at: now) else { return }
         let tokens = unsynced
         unsynced.removeAll(keepingCapacity: true)
         do {
+            // The seal goes in before the fsync, which then covers both; the key evolves once it is durable.
+            if let sealReason { try writer.seal(reason: sealReason) }
             try writer.sync()
-            for t in tokens { reports.report(t, .durable) }
         } catch {
             for t in tokens { reports.report(t, .failed(reason: error.description, retriable: false)) }
+            if tokens.isEmpty { fail(error) }
+            return
         }
+        for t in tokens { reports.report(t, .durable) }
+        // A rotation starts the next file; the records before it are durable whatever happens to it.
+        do { try writer.rotateIfDue() } catch { fail(error) }
     }
+
+    private func fail(_ error: AuditLogError) {
+        failure = error
+        writer.warn("\(error): the next alert fails with it")
+    }
+
+    /// A seal or rotation that failed with nothing waiting to be reported: the next write fails with it.
+    private var failure: AuditLogError?
 
     public func close(timeoutMs: Int32) -> Bool {
         flush(waitMs: 0)
+        do { try writer.close() } catch {
+            writer.warn("\(error)")
+            return false
+        }
         return unsynced.isEmpty
     }
 }

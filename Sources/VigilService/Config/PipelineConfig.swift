@@ -29,6 +29,15 @@ public struct PipelineConfig: Sendable {
     public var alertsTopic = "vigil-alerts"
     public var deadLetterTopic = "vigil-dead-letters"
     public var auditFile = "vigil-audit.jsonl"
+    public var auditKey = ""
+    public var auditPreviousKey = ""
+    public var auditKeyLost = false
+    public var auditSealEvery = 10_000
+    public var auditSealInterval = 10
+    public var auditMaxBytes = 1 << 30
+    public var auditMaxAge = 0
+    public var auditAnchorTopic = "vigil-audit-heads"
+    public var auditAnchorFile = ""
     public var changelogTopic = "vigil-changelog"
     public var checkpointIntervalMs = 10_000
     public var repartition = false
@@ -52,6 +61,8 @@ public struct PipelineConfig: Sendable {
     public init() {}
 
     public var effectiveShards: Int { shards > 0 ? shards : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// Whether seals' heads go to a topic (only a sealed log has heads).
+    public var isAnchoringToTopic: Bool { !auditKey.isEmpty && !auditAnchorTopic.isEmpty }
     /// The topic the engines read: the input, or the repartition topic.
     public var processingTopic: String { repartition ? repartitionTopic : inputTopic }
 
@@ -68,7 +79,24 @@ public struct PipelineConfig: Sendable {
         .text("input-topic", \.inputTopic, value: "topic", help: "Agency events (JSON, events.schema.json)."),
         .text("alerts-topic", \.alertsTopic, value: "topic", help: "Alerts (JSON, alert.schema.json), keyed by child id."),
         .text("dead-letter-topic", \.deadLetterTopic, value: "topic", help: "Invalid messages: original bytes, reason in headers."),
-        .text("audit-file", \.auditFile, value: "file", help: "The audit log (JSON Lines, hash-chained, mode 0600), one per instance."),
+        .text("audit-file", \.auditFile, value: "file", help: "The audit log (JSON Lines, hash-chained, mode 0600), one per instance; rotated segments go beside it."),
+        .text("audit-key", \.auditKey, value: "file",
+              help: "Seal the audit log with this key (vigil audit keygen; mode 0600, outside the log's directory, one per log). Empty: not sealed."),
+        .number("audit-seal-every", \.auditSealEvery, range: 1...10_000_000, value: "records",
+                help: "Seal once this many alerts and notes are unsealed (also at shutdown and at rotation)."),
+        .number("audit-seal-interval", \.auditSealInterval, range: 1...86_400, value: "seconds",
+                help: "Seal at the latest this long after the first unsealed record: the most a compromise of the host could rewrite."),
+        .text("audit-anchor-topic", \.auditAnchorTopic, value: "topic",
+              help: "Every seal's head is produced here (keyed by instance), off the host. Empty: none."),
+        .text("audit-anchor-file", \.auditAnchorFile, value: "file",
+              help: "Every seal's head is appended here too: another volume, an append-only or write-once mount. Empty: none."),
+        .text("audit-previous-key", \.auditPreviousKey, value: "file",
+              help: "Changing keys: the log's current key, which signs the handover to --audit-key and is then erased."),
+        .flag("audit-key-lost", \.auditKeyLost,
+              help: "Changing keys when the current key is lost: the change is recorded unsigned, and verifiers must be given the new key too."),
+        .number("audit-max-bytes", \.auditMaxBytes, range: 0...(1 << 50), value: "bytes",
+                help: "Rotate the audit file at this size (0: never): it is sealed, renamed <name>.<first seq>.jsonl, and a new one chains on."),
+        .number("audit-max-age", \.auditMaxAge, range: 0...(3650 * 86_400), value: "seconds", help: "Rotate the audit file at this age (0: never)."),
         .text("changelog-topic", \.changelogTopic, value: "topic", help: "Engine state (compacted; as many partitions as the input)."),
         .number("checkpoint-interval-ms", \.checkpointIntervalMs, range: 100...86_400_000,
                 help: "How often the partitions that changed are checkpointed (less re-processing after a crash, more writes)."),
@@ -108,8 +136,14 @@ public struct PipelineConfig: Sendable {
         let topics = [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic),
                       ("changelog-topic", changelogTopic)] + (repartition ? [("repartition-topic", repartitionTopic)] : [])
         for (name, t) in topics where t.isEmpty { throw ConfigError("\(name) must not be empty") }
-        guard Set(topics.map(\.1)).count == topics.count else {
-            throw ConfigError("the input, alerts, dead-letter, changelog and repartition topics must all be different topics")
+        if auditKey.isEmpty && (!auditPreviousKey.isEmpty || auditKeyLost) {
+            throw ConfigError("audit-previous-key and audit-key-lost change the key to audit-key: give audit-key")
+        }
+        if !auditPreviousKey.isEmpty && auditKeyLost { throw ConfigError("give audit-previous-key or audit-key-lost, not both") }
+        if !auditKey.isEmpty && auditKey == auditPreviousKey { throw ConfigError("audit-previous-key must be another file than audit-key") }
+        let all = topics + (isAnchoringToTopic ? [("audit-anchor-topic", auditAnchorTopic)] : [])
+        guard Set(all.map(\.1)).count == all.count else {
+            throw ConfigError("the input, alerts, dead-letter, changelog, repartition and audit anchor topics must all be different topics")
         }
     }
 }

@@ -11,13 +11,6 @@ extension PipelineIO {
         let config = context.config
         let logger = context.logger
         let coordinator = context.coordinator
-        let audit: AuditLogWriter
-        do { audit = try AuditLogWriter(path: config.auditFile) } catch { throw .audit(error) }
-        if audit.repairedBytes > 0 {
-            logger.warning("audit log: removed a torn final record (\(audit.repairedBytes) bytes) left by a crash; it was never acknowledged")
-        }
-        logger.info("audit log \(config.auditFile): \(audit.count) records, head \(audit.head.prefix(16))…")
-
         var base = KafkaConfig(bootstrapServers: config.brokers)
         let producer: KafkaProducer
         let producerConfig: KafkaConfig
@@ -31,6 +24,13 @@ extension PipelineIO {
             throw .kafka(client: "configuration", error)
         }
         try checkTopics(config, producer, coordinator: coordinator, logger: logger)
+        var anchors: [AuditAnchorSink] = []
+        if config.isAnchoringToTopic {
+            do { anchors.append(try AuditAnchorTopic(topic: config.auditAnchorTopic, config: producerConfig, logger: logger)) } catch {
+                throw .kafka(client: "audit anchors", error)
+            }
+        }
+        let audit = try AuditLogWriter.openLogged(config, anchors: anchors, logger: logger)
         let auditOutput = AuditLogOutput(writer: audit, reports: context.reports)
         let outputs = PipelineOutputs(
             alerts: [auditOutput, KafkaTopicOutput(topic: config.alertsTopic, producer: producer, reports: context.reports)],
@@ -76,7 +76,7 @@ extension PipelineIO {
         }
         let processing = try partitions(config.processingTopic)
         if config.repartition { _ = try partitions(config.inputTopic) }
-        for topic in [config.alertsTopic, config.deadLetterTopic] {
+        for topic in [config.alertsTopic, config.deadLetterTopic] + (config.isAnchoringToTopic ? [config.auditAnchorTopic] : []) {
             let count = try partitions(topic)
             logger.info("output topic \(topic): \(count) partitions")
         }

@@ -12,6 +12,10 @@ public struct PipelineSummary: Sendable {
     public var withdrawn = 0
     public var auditWritten = 0
     public var auditSkippedDuplicates = 0
+    /// Seals made, rotations done, and seal heads an anchor could not take.
+    public var auditSeals = 0
+    public var auditRotations = 0
+    public var auditAnchorFailures = 0
     public var deliveryRetries = 0
     public var checkpoints = 0
     /// Child state records written to the changelog.
@@ -48,6 +52,9 @@ public struct PipelineSummary: Sendable {
         w.raw(","); w.key("timeline_overflow"); w.int(Int64(engine.timelineOverflow))
         w.raw(","); w.key("state_degraded"); w.int(Int64(engine.stateDegraded))
         w.raw(","); w.key("audit_written"); w.int(Int64(auditWritten))
+        w.raw(","); w.key("audit_seals"); w.int(Int64(auditSeals))
+        w.raw(","); w.key("audit_rotations"); w.int(Int64(auditRotations))
+        w.raw(","); w.key("audit_anchor_failures"); w.int(Int64(auditAnchorFailures))
         w.raw(","); w.key("duplicates"); w.int(Int64(engine.duplicates))
         w.raw(","); w.key("delivery_retries"); w.int(Int64(deliveryRetries))
         w.raw(","); w.key("checkpoints"); w.int(Int64(checkpoints))
@@ -82,6 +89,9 @@ public struct PipelineSummary: Sendable {
             auditWritten = audit.written
             auditSkippedDuplicates = audit.skippedDuplicates
             auditHead = (audit.writer.seq, audit.writer.head)
+            auditSeals = audit.writer.seals
+            auditRotations = audit.writer.rotations
+            auditAnchorFailures = audit.writer.anchorFailures
         }
         for e in engines { engine.add(e) }
     }

@@ -1,0 +1,497 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import VigilContract
+
+/// How an audit log is sealed and rotated (`vigil run --audit-*`).
+public struct AuditLogOptions: Sendable {
+    /// Seal once this many alerts and notes are unsealed, ...
+    public var sealEvery = 10_000
+    /// ... or this long after the first of them was appended (microseconds).
+    public var sealIntervalMicros: Int64 = 10 * Instant.microsPerSecond
+    /// Rotate when the active segment reaches this many bytes (0: never) ...
+    public var maxBytes = 0
+    /// ... or this age (microseconds; 0: never).
+    public var maxAgeMicros: Int64 = 0
+    /// Who writes the log, as anchors name it (the host and the consumer group, say).
+    public var instance = ""
+
+    public init() {}
+}
+
+/// The keys of a sealed log: the one to seal with, and when it replaces another, the previous one (which
+/// signs the handover) or the operator's statement that the previous one is lost.
+public struct AuditKeys {
+    public var key: AuditKeyFile?
+    public var previous: AuditKeyFile?
+    public var previousLost = false
+
+    public init(key: AuditKeyFile? = nil, previous: AuditKeyFile? = nil, previousLost: Bool = false) {
+        self.key = key
+        self.previous = previous
+        self.previousLost = previousLost
+    }
+}
+
+/// Where seals' heads are published besides the log: a Kafka topic, a file on another volume.
+public protocol AuditAnchorSink: AnyObject {
+    var name: String { get }
+    /// Publishes one anchor (JSON), keyed by the writing instance. A message when it failed.
+    func publish(_ anchor: [UInt8], instance: String) -> String?
+    /// Waits (a little) for what was published to arrive.
+    func close()
+}
+
+/// Appends to an audit log, seals it and rotates it. Not thread-safe: one writer thread (the sink).
+///
+/// At open, every segment present is read and its chain checked (a broken chain is refused); a final record
+/// cut short by a crash (no end of line) is removed, as it was never acknowledged; a rotation a crash
+/// interrupted is finished; the key is matched to the log's last seal (a crash between a seal and the key's
+/// evolution is finished; a key from elsewhere is refused). Then:
+/// - `append` writes alerts (at most once per id across the segments present) and notes;
+/// - `sealIfDue`/`seal` append a seal signed by the key, fsync, evolve the key and publish the head to the anchors;
+/// - `rotateIfDue` ends the segment with a seal, renames it to its closed name, and opens the next one;
+/// - `close` seals what is unsealed.
+public final class AuditLogWriter {
+    public let path: String
+    public let segments: AuditSegments
+    private var fd: Int32
+    public private(set) var seq: Int
+    public private(set) var head: String
+    var ids: Set<String>
+    var unsynced = 0
+    /// Bytes of a torn final record removed at open (0 normally).
+    public let repairedBytes: Int
+    /// What open found and repaired, for the log (crash recovery, key evolution, archived segments).
+    public private(set) var notices: [String] = []
+    /// Called with a warning (an anchor that could not be published); defaults to none.
+    public var warn: (String) -> Void = { _ in }
+
+    let options: AuditLogOptions
+    let now: () -> Instant
+    private let key: AuditKeyFile?
+    public let anchors: [AuditAnchorSink]
+    /// The key the next seal must be signed with (nil: never sealed).
+    public private(set) var expectedKey: String?
+    public private(set) var lastSeal: AuditSeal?
+    /// Alerts and notes since the last seal, and when the first of them was appended.
+    public private(set) var unsealed = 0
+    private var unsealedSince = Instant.distantPast
+    private var sealNow = false
+    private var segmentFirst: Int
+    private var segmentBytes: Int
+    private var segmentRecords = 0
+    private var segmentOpenedAt: Instant
+    public private(set) var seals = 0
+    public private(set) var rotations = 0
+    public private(set) var anchorFailures = 0
+
+    public var isSealed: Bool { key != nil }
+    /// The sealing key's root (the log's identity) and the epoch of the next seal.
+    public var keyRoot: String? { key?.root }
+    public var keyEpoch: Int { key?.epoch ?? 0 }
+    public func contains(_ alertId: String) -> Bool { ids.contains(alertId) }
+    public var count: Int { seq }
+
+    /// Opens (creating with mode 0600) an audit log for appending. Its files must be regular files owned by
+    /// this user (not symbolic links), in a directory others cannot write to.
+    public init(path: String, keys: AuditKeys = AuditKeys(), options: AuditLogOptions = AuditLogOptions(),
+                anchors: [AuditAnchorSink] = [], now: @escaping () -> Instant = { .now }) throws(AuditLogError) {
+        self.path = path
+        segments = AuditSegments(activePath: path)
+        self.options = options
+        self.now = now
+        key = keys.key
+        self.anchors = anchors
+        let dir = segments.directory
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw AuditLogError(path: path, operation: .open, code: errno) }
+        if st.st_mode & S_IWOTH != 0 {
+            throw AuditLogError(path: path, refusing: "its directory \(dir) is writable by others (anyone could replace the log); use a directory only its owner can write")
+        }
+        fd = try Self.openActive(path)
+        do throws(AuditLogError) {
+            // Read and check every segment present, in order.
+            var files: [(path: String, bytes: [UInt8], first: Int?)] = []
+            for f in segments.closed() {
+                guard lstat(f.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else {
+                    throw AuditLogError(path: f.path, refusing: "a segment of this log that is not a regular file owned by this user")
+                }
+                guard let data = FileManager.default.contents(atPath: f.path) else { throw AuditLogError(path: f.path, operation: .read, code: EACCES) }
+                files.append((f.path, [UInt8](data), f.first))
+            }
+            files.append((path, try Self.readAll(fd, path: path), nil))
+            var walk = Walk()
+            var repaired = 0
+            for file in files {
+                repaired += try walk.read(file.bytes, path: file.path, active: file.first == nil, namedFirst: file.first, fd: fd)
+            }
+            seq = walk.chain.seq
+            head = walk.chain.head
+            ids = Set(walk.chain.ids.keys)
+            repairedBytes = repaired
+            expectedKey = walk.expectedKey
+            lastSeal = walk.lastSeal
+            unsealed = walk.unsealed
+            segmentFirst = walk.activeFirst ?? seq + 1
+            segmentBytes = walk.activeBytes
+            segmentRecords = walk.activeRecords
+            segmentOpenedAt = walk.activeOpenedAt ?? now()
+            if let start = walk.archivedBefore {
+                notices.append("segments before seq \(start) are not in \(dir) (archived); the log goes on from there")
+            }
+            if repaired > 0 { notices.append("removed a torn final record (\(repaired) bytes) left by a crash; it was never acknowledged") }
+            fchmod(fd, 0o600)
+            let change = try matchKeys(keys, root: walk.root)
+            if walk.activeBytes == 0 && seq > 0 {
+                // A rotation interrupted after the rename: open the new segment now.
+                notices.append("the active file was missing or empty after seq \(seq) (a crash during rotation): opened it")
+                try writeHeader()
+            }
+            try changeKey(change, keys)
+            if unsealed > 0 && key != nil { sealNow = true }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        fsync(fd)
+        Glibc.close(fd)
+    }
+
+    /// What reading the segments found.
+    private struct Walk {
+        var chain = AuditChain()
+        var started = false
+        var archivedBefore: Int?
+        var expectedKey: String?
+        var root: String?
+        var lastSeal: AuditSeal?
+        var unsealed = 0
+        var activeFirst: Int?
+        var activeBytes = 0
+        var activeRecords = 0
+        var activeOpenedAt: Instant?
+
+        mutating func read(_ bytes: [UInt8], path: String, active: Bool, namedFirst: Int?, fd: Int32) throws(AuditLogError) -> Int {
+            var line = 0
+            var repaired = 0
+            var kept = 0
+            for (slice, complete) in AuditLog.lines(bytes) {
+                line += 1
+                guard complete else {
+                    guard active else { throw AuditLogError(path: path, line: line, problem: .cutShort) }
+                    guard ftruncate(fd, off_t(slice.startIndex)) == 0 else { throw AuditLogError(path: path, operation: .truncate, code: errno) }
+                    repaired = slice.count
+                    break
+                }
+                if !started, let r = AuditLine.parse(slice), r.seq > 1, case .segment = r.entry {
+                    // The first segment present follows segments archived elsewhere.
+                    chain = AuditChain(after: r.seq - 1, head: r.prev)
+                    archivedBefore = r.seq
+                }
+                started = true
+                let record: AuditLine
+                switch chain.next(slice) {
+                case .failure(let problem): throw AuditLogError(path: path, line: line, problem: problem)
+                case .success(let (r, _)): record = r
+                }
+                if line == 1, let namedFirst, namedFirst != record.seq {
+                    throw AuditLogError(path: path, refusing: "named as the segment starting at seq \(namedFirst), but its first record is seq \(record.seq): renamed")
+                }
+                if active && line == 1 { activeFirst = record.seq }
+                if active { activeRecords += 1 }
+                switch record.entry {
+                case .alert, .note:
+                    unsealed += 1
+                case .seal(let s):
+                    lastSeal = s
+                    expectedKey = s.next
+                    root = s.log
+                    unsealed = 0
+                case .segment(let h):
+                    if !h.next.isEmpty {
+                        expectedKey = h.next
+                        root = h.log
+                    }
+                    if active {
+                        activeOpenedAt = RFC3339.parseDateTime(h.openedAt)
+                        activeRecords = 0
+                    }
+                case .rekey(let r):
+                    expectedKey = r.log
+                    root = r.log
+                }
+                kept = slice.endIndex + 1
+            }
+            if active { activeBytes = kept }
+            return repaired
+        }
+    }
+
+    /// How the key changes at open.
+    private enum KeyChange { case none, handover(AuditKeyFile), lost }
+
+    /// Matches the key to the log: the key the log's last seal named, or one epoch behind it (a crash between a
+    /// seal and the key's evolution, finished here), or a new key to hand over to. Writes nothing to the log.
+    private func matchKeys(_ keys: AuditKeys, root: String?) throws(AuditLogError) -> KeyChange {
+        guard let expected = expectedKey else {
+            if let key, key.epoch > 0 {
+                throw AuditLogError(key: key, "has sealed \(key.epoch) times already, but this log (\(path)) has no seal: it is another log's key, or the log's seals were removed")
+            }
+            if keys.previous != nil || keys.previousLost {
+                throw AuditLogError(path: path, refusing: "a previous key was given, but the log was never sealed: start it with --audit-key alone")
+            }
+            return .none
+        }
+        guard let key else {
+            throw AuditLogError(path: path, refusing: "it is sealed (by key \(root ?? "?")), but no --audit-key was given: sealing cannot stop silently; give the key (or start a new log)")
+        }
+        if try advance(key, to: expected) {
+            if keys.previous != nil || keys.previousLost {
+                throw AuditLogError(key: key, "is already this log's key: drop --audit-previous-key and --audit-key-lost")
+            }
+            return .none
+        }
+        let described = "the log's next seal must be signed by key \(expected.prefix(16))… (log \(root?.prefix(16) ?? "?")…), but \(key.path) holds log \(key.root.prefix(16))… at epoch \(key.epoch)"
+        guard key.root != root else {
+            throw AuditLogError(key: key, "\(described): a seal was removed from the log, or an old copy of the key file was restored")
+        }
+        guard key.epoch == 0 else { throw AuditLogError(key: key, "\(described), which has sealed another log already") }
+        if let previous = keys.previous {
+            guard try advance(previous, to: expected) else {
+                throw AuditLogError(key: previous, "is not this log's current key either (\(described))")
+            }
+            return .handover(previous)
+        }
+        if keys.previousLost { return .lost }
+        throw AuditLogError(key: key, "\(described): to change keys give --audit-previous-key with the old key, or --audit-key-lost if it is gone")
+    }
+
+    /// Records a change of key in the chain: a seal by the previous key naming the new one (then the previous
+    /// key is erased), or, when it is lost, an unsigned record naming the new one.
+    private func changeKey(_ change: KeyChange, _ keys: AuditKeys) throws(AuditLogError) {
+        guard let key else { return }
+        switch change {
+        case .none:
+            return
+        case .handover(let previous):
+            try seal(reason: "rekey", signer: previous, next: key.publicKey)
+            do { try previous.retire() } catch { throw AuditLogError(error) }
+            notices.append("key changed: \(previous.path) (log \(previous.root.prefix(16))…) signed the handover to \(key.path) (log \(key.root.prefix(16))…) and was erased")
+        case .lost:
+            let r = AuditRekey(log: key.root, at: RFC3339.format(Instant(micros: now().micros / 1_000_000 * 1_000_000)), reason: "previous key unavailable")
+            try appendLine(AuditLine.build(seq: seq + 1, prev: head, kind: "rekey", body: r.bodyJSON), content: false)
+            try sync()
+            expectedKey = key.root
+            notices.append("key changed without the previous key's signature (--audit-key-lost): verifiers must be given the new key \(key.root) too")
+        }
+    }
+
+    /// Whether `k` is at `expected`, moving it one epoch on first when it is one behind.
+    private func advance(_ k: AuditKeyFile, to expected: String) throws(AuditLogError) -> Bool {
+        if k.publicKey == expected { return true }
+        guard k.publicKey(ahead: 1) == expected else { return false }
+        do { try k.evolve() } catch { throw AuditLogError(error) }
+        notices.append("audit key \(k.path) moved on to epoch \(k.epoch): a crash came between the last seal and the key's evolution")
+        return true
+    }
+
+    static func openActive(_ path: String) throws(AuditLogError) -> Int32 {
+        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw AuditLogError(path: path, refusing: "it is a symbolic link") }
+            throw AuditLogError(path: path, operation: .open, code: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { Glibc.close(fd); throw AuditLogError(path: path, operation: .open, code: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { Glibc.close(fd); throw AuditLogError(path: path, refusing: "it is not a regular file") }
+        guard st.st_uid == geteuid() else { Glibc.close(fd); throw AuditLogError(path: path, refusing: "it belongs to another user") }
+        return fd
+    }
+
+    static func readAll(_ fd: Int32, path: String) throws(AuditLogError) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: off_t = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AuditLogError(path: path, operation: .read, code: errno)
+            }
+            if n == 0 { return out }
+            out += chunk[..<n]
+            offset += off_t(n)
+        }
+    }
+
+    // MARK: appending
+
+    private func appendLine(_ line: [UInt8], content: Bool) throws(AuditLogError) {
+        var bytes = line
+        let h = AuditLog.hash(bytes)
+        bytes.append(0x0A)
+        do { try FileDescriptor.writeAll(fd, bytes) } catch {
+            throw AuditLogError(path: path, operation: .write, code: error.code)
+        }
+        seq += 1
+        head = h
+        unsynced += 1
+        segmentBytes += bytes.count
+        segmentRecords += 1
+        if content {
+            if unsealed == 0 { unsealedSince = now() }
+            unsealed += 1
+        }
+    }
+
+    /// Appends a note (not an alert: an input gap, ...) to the chain. Durable only after `sync()`.
+    public func appendNote(_ noteJSON: [UInt8]) throws(AuditLogError) {
+        try appendLine(AuditLog.noteRecord(seq: seq + 1, prev: head, noteJSON: noteJSON), content: true)
+    }
+
+    /// Appends one alert record unless the log already holds its id. Returns whether it was written.
+    /// Durable only after `sync()`.
+    @discardableResult
+    public func append(alertId: String, alertJSON: some Collection<UInt8>) throws(AuditLogError) -> Bool {
+        guard !ids.contains(alertId) else { return false }
+        try appendLine(AuditLog.record(seq: seq + 1, prev: head, alertJSON: alertJSON), content: true)
+        ids.insert(alertId)
+        return true
+    }
+
+    /// Appends one alert record (see `append(alertId:alertJSON:)`).
+    @discardableResult
+    public func append(alertId: String, alertJSON: String) throws(AuditLogError) -> Bool {
+        try append(alertId: alertId, alertJSON: Array(alertJSON.utf8))
+    }
+
+    /// Makes everything appended so far durable (one fsync for the batch).
+    public func sync() throws(AuditLogError) {
+        guard unsynced > 0 else { return }
+        guard fsync(fd) == 0 else { throw AuditLogError(path: path, operation: .fsync, code: errno) }
+        unsynced = 0
+    }
+
+    // MARK: sealing
+
+    /// Why a seal is due now, if one is.
+    public func sealDue(at t: Instant) -> String? {
+        guard key != nil, unsealed > 0 else { return nil }
+        if sealNow { return "restart" }
+        if unsealed >= options.sealEvery { return "records" }
+        if t.micros - unsealedSince.micros >= options.sealIntervalMicros { return "interval" }
+        return nil
+    }
+
+    /// Seals if due (see `sealDue`). Returns whether it sealed.
+    @discardableResult
+    public func sealIfDue() throws(AuditLogError) -> Bool {
+        guard let reason = sealDue(at: now()) else { return false }
+        try seal(reason: reason)
+        return true
+    }
+
+    /// Appends a seal signed by the key (when the log is sealed and something is unsealed, or `force`), makes
+    /// it and everything before it durable, evolves the key, and publishes the head to the anchors.
+    public func seal(reason: String, force: Bool = false) throws(AuditLogError) {
+        guard let key, unsealed > 0 || force else { return }
+        try seal(reason: reason, signer: key, next: key.nextPublicKey)
+    }
+
+    private func seal(reason: String, signer: AuditKeyFile, next: String) throws(AuditLogError) {
+        let sealedAt = RFC3339.format(Instant(micros: now().micros / 1_000_000 * 1_000_000))
+        var s = AuditSeal(log: signer.root, seq: seq + 1, prev: head, epoch: signer.epoch, key: signer.publicKey, next: next,
+                          sealedAt: sealedAt, reason: reason)
+        do { s.signature = try signer.sign(s.message).hexString } catch { throw AuditLogError(error) }
+        try appendLine(AuditLine.build(seq: s.seq, prev: s.prev, kind: "seal", body: s.bodyJSON), content: false)
+        KillPoint.hit("seal-written")
+        try sync()
+        KillPoint.hit("seal-synced")
+        // The seal is durable: the key that signed it goes (a crash before this is finished at the next open).
+        if next == signer.nextPublicKey {
+            do { try signer.evolve { KillPoint.hit($0) } } catch { throw AuditLogError(error) }
+        }
+        KillPoint.hit("key-evolved")
+        lastSeal = s
+        expectedKey = next
+        unsealed = 0
+        sealNow = false
+        seals += 1
+        let anchor = s.anchor(hash: head, instance: options.instance, segment: (path as NSString).lastPathComponent)
+        for a in anchors {
+            if let problem = a.publish(anchor, instance: options.instance) {
+                anchorFailures += 1
+                warn("audit anchor \(a.name): the head at seq \(s.seq) was not published: \(problem)")
+            }
+        }
+    }
+
+    // MARK: rotation
+
+    /// Whether the active segment is due to be rotated (by size or age) and holds something to rotate.
+    public func rotationDue(at t: Instant) -> Bool {
+        guard segmentRecords > 0 else { return false }
+        if options.maxBytes > 0 && segmentBytes >= options.maxBytes { return true }
+        return options.maxAgeMicros > 0 && t.micros - segmentOpenedAt.micros >= options.maxAgeMicros
+    }
+
+    @discardableResult
+    public func rotateIfDue() throws(AuditLogError) -> Bool {
+        guard rotationDue(at: now()) else { return false }
+        try rotate()
+        return true
+    }
+
+    /// Ends the active segment with a seal (when sealed), renames it to its closed name, and opens the next
+    /// active file with a record that chains to it. A crash at any point leaves a log that the next open
+    /// completes: the closed file is whole and fsynced before the rename, and an active file that is missing
+    /// or empty is opened again.
+    public func rotate() throws(AuditLogError) {
+        if key != nil, lastSeal?.seq != seq { try seal(reason: "rotation", force: true) }
+        try sync()
+        let closed = segments.closedPath(first: segmentFirst)
+        guard access(closed, F_OK) != 0 else { throw AuditLogError(path: closed, refusing: "a closed segment of that name exists already") }
+        guard rename(path, closed) == 0 else { throw AuditLogError(path: path, operation: .rename, code: errno) }
+        KillPoint.hit("rotate-renamed")
+        let e = AuditSegments.syncDirectory(segments.directory)
+        guard e == 0 else { throw AuditLogError(path: segments.directory, operation: .fsync, code: e) }
+        Glibc.close(fd)
+        fd = -1
+        fd = try Self.openActive(path)
+        KillPoint.hit("rotate-created")
+        try writeHeader()
+        rotations += 1
+    }
+
+    /// The first record of a new active segment: chains to the last record, names the next seal's key.
+    private func writeHeader() throws(AuditLogError) {
+        let t = now()
+        let h = AuditSegmentHeader(openedAt: RFC3339.format(Instant(micros: t.micros / 1_000_000 * 1_000_000)),
+                                   log: key?.root ?? "", next: key == nil ? "" : expectedKey ?? key?.publicKey ?? "")
+        segmentFirst = seq + 1
+        segmentBytes = 0
+        try appendLine(AuditLine.build(seq: seq + 1, prev: head, kind: "segment", body: h.bodyJSON), content: false)
+        KillPoint.hit("rotate-opened")
+        try sync()
+        let e = AuditSegments.syncDirectory(segments.directory)
+        guard e == 0 else { throw AuditLogError(path: segments.directory, operation: .fsync, code: e) }
+        segmentRecords = 0
+        segmentOpenedAt = t
+    }
+
+    /// At shutdown: seals what is unsealed and makes it durable; the anchors get a last chance to deliver.
+    public func close() throws(AuditLogError) {
+        defer { for a in anchors { a.close() } }
+        try seal(reason: "shutdown")
+        try sync()
+    }
+}
+
+extension AuditLogError {
+    init(key: AuditKeyFile, _ message: String) { self.init(AuditKeyError(path: key.path, message)) }
+}

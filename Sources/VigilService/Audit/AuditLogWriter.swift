@@ -79,10 +79,7 @@ public final class AuditLogWriter {
     public private(set) var unsealed = 0
     private var unsealedSince = Instant.distantPast
     private var sealNow = false
-    private var segmentFirst: Int
-    private var segmentBytes: Int
-    private var segmentRecords = 0
-    private var segmentOpenedAt: Instant
+    private var active: ActiveSegment
     public private(set) var seals = 0
     public private(set) var rotations = 0
     public private(set) var anchorFailures = 0
@@ -110,40 +107,24 @@ public final class AuditLogWriter {
         if st.st_mode & S_IWOTH != 0 {
             throw AuditLogError(path: path, refusing: "its directory \(dir) is writable by others (anyone could replace the log); use a directory only its owner can write")
         }
-        fd = try Self.openActive(path)
+        fd = try AuditSegments.openActive(path)
         do throws(AuditLogError) {
-            // Read and check every segment present, in order.
-            var files: [(path: String, bytes: [UInt8], first: Int?)] = []
-            for f in segments.closed() {
-                guard lstat(f.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else {
-                    throw AuditLogError(path: f.path, refusing: "a segment of this log that is not a regular file owned by this user")
-                }
-                guard let data = FileManager.default.contents(atPath: f.path) else { throw AuditLogError(path: f.path, operation: .read, code: EACCES) }
-                files.append((f.path, [UInt8](data), f.first))
-            }
-            files.append((path, try Self.readAll(fd, path: path), nil))
-            var walk = Walk()
-            var repaired = 0
-            for file in files {
-                repaired += try walk.read(file.bytes, path: file.path, active: file.first == nil, namedFirst: file.first, fd: fd)
-            }
+            let walk = try AuditLogScan.read(segments, activeFD: fd)
             seq = walk.chain.seq
             head = walk.chain.head
             ids = Set(walk.chain.ids.keys)
-            repairedBytes = repaired
+            repairedBytes = walk.repaired
             expectedKey = walk.expectedKey
             lastSeal = walk.lastSeal
             unsealed = walk.unsealed
-            segmentFirst = walk.activeFirst ?? seq + 1
-            segmentBytes = walk.activeBytes
-            segmentRecords = walk.activeRecords
-            segmentOpenedAt = walk.activeOpenedAt ?? now()
+            active = ActiveSegment(first: walk.activeFirst ?? seq + 1, bytes: walk.activeBytes, records: walk.activeRecords,
+                                   openedAt: walk.activeOpenedAt ?? now())
             if let start = walk.archivedBefore {
                 notices.append("segments before seq \(start) are not in \(dir) (archived); the log goes on from there")
             }
-            if repaired > 0 { notices.append("removed a torn final record (\(repaired) bytes) left by a crash; it was never acknowledged") }
+            if walk.repaired > 0 { notices.append("removed a torn final record (\(walk.repaired) bytes) left by a crash; it was never acknowledged") }
             fchmod(fd, 0o600)
-            let change = try matchKeys(keys, root: walk.root)
+            let change = try AuditKeyChange.match(keys, expected: expectedKey, root: walk.root, log: path, notices: &notices)
             if walk.activeBytes == 0 && seq > 0 {
                 // A rotation interrupted after the rename: open the new segment now.
                 notices.append("the active file was missing or empty after seq \(seq) (a crash during rotation): opened it")
@@ -162,118 +143,9 @@ public final class AuditLogWriter {
         Glibc.close(fd)
     }
 
-    /// What reading the segments found.
-    private struct Walk {
-        var chain = AuditChain()
-        var started = false
-        var archivedBefore: Int?
-        var expectedKey: String?
-        var root: String?
-        var lastSeal: AuditSeal?
-        var unsealed = 0
-        var activeFirst: Int?
-        var activeBytes = 0
-        var activeRecords = 0
-        var activeOpenedAt: Instant?
-
-        mutating func read(_ bytes: [UInt8], path: String, active: Bool, namedFirst: Int?, fd: Int32) throws(AuditLogError) -> Int {
-            var line = 0
-            var repaired = 0
-            var kept = 0
-            for (slice, complete) in AuditLog.lines(bytes) {
-                line += 1
-                guard complete else {
-                    guard active else { throw AuditLogError(path: path, line: line, problem: .cutShort) }
-                    guard ftruncate(fd, off_t(slice.startIndex)) == 0 else { throw AuditLogError(path: path, operation: .truncate, code: errno) }
-                    repaired = slice.count
-                    break
-                }
-                if !started, let r = AuditLine.parse(slice), r.seq > 1, case .segment = r.entry {
-                    // The first segment present follows segments archived elsewhere.
-                    chain = AuditChain(after: r.seq - 1, head: r.prev)
-                    archivedBefore = r.seq
-                }
-                started = true
-                let record: AuditLine
-                switch chain.next(slice) {
-                case .failure(let problem): throw AuditLogError(path: path, line: line, problem: problem)
-                case .success(let (r, _)): record = r
-                }
-                if line == 1, let namedFirst, namedFirst != record.seq {
-                    throw AuditLogError(path: path, refusing: "named as the segment starting at seq \(namedFirst), but its first record is seq \(record.seq): renamed")
-                }
-                if active && line == 1 { activeFirst = record.seq }
-                if active { activeRecords += 1 }
-                switch record.entry {
-                case .alert, .note:
-                    unsealed += 1
-                case .seal(let s):
-                    lastSeal = s
-                    expectedKey = s.next
-                    root = s.log
-                    unsealed = 0
-                case .segment(let h):
-                    if !h.next.isEmpty {
-                        expectedKey = h.next
-                        root = h.log
-                    }
-                    if active {
-                        activeOpenedAt = RFC3339.parseDateTime(h.openedAt)
-                        activeRecords = 0
-                    }
-                case .rekey(let r):
-                    expectedKey = r.log
-                    root = r.log
-                }
-                kept = slice.endIndex + 1
-            }
-            if active { activeBytes = kept }
-            return repaired
-        }
-    }
-
-    /// How the key changes at open.
-    private enum KeyChange { case none, handover(AuditKeyFile), lost }
-
-    /// Matches the key to the log: the key the log's last seal named, or one epoch behind it (a crash between a
-    /// seal and the key's evolution, finished here), or a new key to hand over to. Writes nothing to the log.
-    private func matchKeys(_ keys: AuditKeys, root: String?) throws(AuditLogError) -> KeyChange {
-        guard let expected = expectedKey else {
-            if let key, key.epoch > 0 {
-                throw AuditLogError(key: key, "has sealed \(key.epoch) times already, but this log (\(path)) has no seal: it is another log's key, or the log's seals were removed")
-            }
-            if keys.previous != nil || keys.previousLost {
-                throw AuditLogError(path: path, refusing: "a previous key was given, but the log was never sealed: start it with --audit-key alone")
-            }
-            return .none
-        }
-        guard let key else {
-            throw AuditLogError(path: path, refusing: "it is sealed (by key \(root ?? "?")), but no --audit-key was given: sealing cannot stop silently; give the key (or start a new log)")
-        }
-        if try advance(key, to: expected) {
-            if keys.previous != nil || keys.previousLost {
-                throw AuditLogError(key: key, "is already this log's key: drop --audit-previous-key and --audit-key-lost")
-            }
-            return .none
-        }
-        let described = "the log's next seal must be signed by key \(expected.prefix(16))… (log \(root?.prefix(16) ?? "?")…), but \(key.path) holds log \(key.root.prefix(16))… at epoch \(key.epoch)"
-        guard key.root != root else {
-            throw AuditLogError(key: key, "\(described): a seal was removed from the log, or an old copy of the key file was restored")
-        }
-        guard key.epoch == 0 else { throw AuditLogError(key: key, "\(described), which has sealed another log already") }
-        if let previous = keys.previous {
-            guard try advance(previous, to: expected) else {
-                throw AuditLogError(key: previous, "is not this log's current key either (\(described))")
-            }
-            return .handover(previous)
-        }
-        if keys.previousLost { return .lost }
-        throw AuditLogError(key: key, "\(described): to change keys give --audit-previous-key with the old key, or --audit-key-lost if it is gone")
-    }
-
     /// Records a change of key in the chain: a seal by the previous key naming the new one (then the previous
     /// key is erased), or, when it is lost, an unsigned record naming the new one.
-    private func changeKey(_ change: KeyChange, _ keys: AuditKeys) throws(AuditLogError) {
+    private func changeKey(_ change: AuditKeyChange, _ keys: AuditKeys) throws(AuditLogError) {
         guard let key else { return }
         switch change {
         case .none:
@@ -291,44 +163,6 @@ public final class AuditLogWriter {
         }
     }
 
-    /// Whether `k` is at `expected`, moving it one epoch on first when it is one behind.
-    private func advance(_ k: AuditKeyFile, to expected: String) throws(AuditLogError) -> Bool {
-        if k.publicKey == expected { return true }
-        guard k.publicKey(ahead: 1) == expected else { return false }
-        do { try k.evolve() } catch { throw AuditLogError(error) }
-        notices.append("audit key \(k.path) moved on to epoch \(k.epoch): a crash came between the last seal and the key's evolution")
-        return true
-    }
-
-    static func openActive(_ path: String) throws(AuditLogError) -> Int32 {
-        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            if errno == ELOOP { throw AuditLogError(path: path, refusing: "it is a symbolic link") }
-            throw AuditLogError(path: path, operation: .open, code: errno)
-        }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { Glibc.close(fd); throw AuditLogError(path: path, operation: .open, code: errno) }
-        guard st.st_mode & S_IFMT == S_IFREG else { Glibc.close(fd); throw AuditLogError(path: path, refusing: "it is not a regular file") }
-        guard st.st_uid == geteuid() else { Glibc.close(fd); throw AuditLogError(path: path, refusing: "it belongs to another user") }
-        return fd
-    }
-
-    static func readAll(_ fd: Int32, path: String) throws(AuditLogError) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        var offset: off_t = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AuditLogError(path: path, operation: .read, code: errno)
-            }
-            if n == 0 { return out }
-            out += chunk[..<n]
-            offset += off_t(n)
-        }
-    }
-
     // MARK: appending
 
     private func appendLine(_ line: [UInt8], content: Bool) throws(AuditLogError) {
@@ -341,8 +175,8 @@ public final class AuditLogWriter {
         seq += 1
         head = h
         unsynced += 1
-        segmentBytes += bytes.count
-        segmentRecords += 1
+        active.bytes += bytes.count
+        active.records += 1
         if content {
             if unsealed == 0 { unsealedSince = now() }
             unsealed += 1
@@ -435,9 +269,7 @@ public final class AuditLogWriter {
 
     /// Whether the active segment is due to be rotated (by size or age) and holds something to rotate.
     public func rotationDue(at t: Instant) -> Bool {
-        guard segmentRecords > 0 else { return false }
-        if options.maxBytes > 0 && segmentBytes >= options.maxBytes { return true }
-        return options.maxAgeMicros > 0 && t.micros - segmentOpenedAt.micros >= options.maxAgeMicros
+        active.isDue(at: t, options)
     }
 
     @discardableResult
@@ -454,7 +286,7 @@ public final class AuditLogWriter {
     public func rotate() throws(AuditLogError) {
         if key != nil, lastSeal?.seq != seq { try seal(reason: "rotation", force: true) }
         try sync()
-        let closed = segments.closedPath(first: segmentFirst)
+        let closed = segments.closedPath(first: active.first)
         guard access(closed, F_OK) != 0 else { throw AuditLogError(path: closed, refusing: "a closed segment of that name exists already") }
         guard rename(path, closed) == 0 else { throw AuditLogError(path: path, operation: .rename, code: errno) }
         KillPoint.hit("rotate-renamed")
@@ -462,7 +294,7 @@ public final class AuditLogWriter {
         guard e == 0 else { throw AuditLogError(path: segments.directory, operation: .fsync, code: e) }
         Glibc.close(fd)
         fd = -1
-        fd = try Self.openActive(path)
+        fd = try AuditSegments.openActive(path)
         KillPoint.hit("rotate-created")
         try writeHeader()
         rotations += 1
@@ -473,15 +305,13 @@ public final class AuditLogWriter {
         let t = now()
         let h = AuditSegmentHeader(openedAt: RFC3339.format(Instant(micros: t.micros / 1_000_000 * 1_000_000)),
                                    log: key?.root ?? "", next: key == nil ? "" : expectedKey ?? key?.publicKey ?? "")
-        segmentFirst = seq + 1
-        segmentBytes = 0
+        active = ActiveSegment(first: seq + 1, bytes: 0, records: 0, openedAt: t)
         try appendLine(AuditLine.build(seq: seq + 1, prev: head, kind: "segment", body: h.bodyJSON), content: false)
         KillPoint.hit("rotate-opened")
         try sync()
         let e = AuditSegments.syncDirectory(segments.directory)
         guard e == 0 else { throw AuditLogError(path: segments.directory, operation: .fsync, code: e) }
-        segmentRecords = 0
-        segmentOpenedAt = t
+        active.records = 0
     }
 
     /// At shutdown: seals what is unsealed and makes it durable; the anchors get a last chance to deliver.
@@ -494,4 +324,19 @@ public final class AuditLogWriter {
 
 extension AuditLogError {
     init(key: AuditKeyFile, _ message: String) { self.init(AuditKeyError(path: key.path, message)) }
+}
+
+/// The segment being written: its first sequence number, size, records (besides its opening record) and age.
+struct ActiveSegment {
+    var first: Int
+    var bytes: Int
+    var records: Int
+    var openedAt: Instant
+
+    /// Due to be rotated (by size or age), and holding something to rotate.
+    func isDue(at t: Instant, _ options: AuditLogOptions) -> Bool {
+        guard records > 0 else { return false }
+        if options.maxBytes > 0 && bytes >= options.maxBytes { return true }
+        return options.maxAgeMicros > 0 && t.micros - openedAt.micros >= options.maxAgeMicros
+    }
 }

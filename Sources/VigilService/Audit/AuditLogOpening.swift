@@ -24,22 +24,22 @@ struct AuditLogScan {
     var repaired = 0
 
     /// Reads and checks every segment present, in order: the closed ones (regular files owned by this
-    /// user), then the active file through `fd`.
+    /// user), then the active file through `fd`. One segment is in memory at a time.
     static func read(_ segments: AuditSegments, activeFD fd: Int32) throws(AuditLogError) -> AuditLogScan {
-        var files: [(path: String, bytes: [UInt8], first: Int?)] = []
+        let closed = segments.closed()
         var st = stat()
-        for f in segments.closed() {
+        for f in closed {
             guard lstat(f.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid() else {
                 throw AuditLogError(path: f.path, refusing: "a segment of this log that is not a regular file owned by this user")
             }
-            guard let data = FileManager.default.contents(atPath: f.path) else { throw AuditLogError(path: f.path, operation: .read, code: EACCES) }
-            files.append((f.path, [UInt8](data), f.first))
         }
-        files.append((segments.activePath, try AuditSegments.readAll(fd, path: segments.activePath), nil))
         var scan = AuditLogScan()
-        for file in files {
-            scan.repaired += try scan.read(file.bytes, path: file.path, active: file.first == nil, namedFirst: file.first, fd: fd)
+        for f in closed {
+            guard let data = FileManager.default.contents(atPath: f.path) else { throw AuditLogError(path: f.path, operation: .read, code: EACCES) }
+            scan.repaired += try scan.read([UInt8](data), path: f.path, active: false, namedFirst: f.first, fd: fd)
         }
+        let active = try AuditSegments.readAll(fd, path: segments.activePath)
+        scan.repaired += try scan.read(active, path: segments.activePath, active: true, namedFirst: nil, fd: fd)
         return scan
     }
 

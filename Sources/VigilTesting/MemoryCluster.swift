@@ -22,10 +22,10 @@ public final class MemoryCluster: @unchecked Sendable {
         self.auditPath = auditPath
     }
 
-    /// The I/O of one pipeline run over these topics. `crashAfter` sees each action the sink performs and
-    /// may crash the run right after it.
+    /// The I/O of one pipeline run over these topics, owning every input partition or `partitions`.
+    /// `crashAfter` sees each action the sink performs and may crash the run right after it.
     public func io(clock: PipelineClock = SystemClock(), retryBackoff: Backoff = Backoff(initial: 0.001, maximum: 0.01),
-                   crashAfter: ((EpochLedger.Action) -> Bool)? = nil) -> PipelineIO.Factory {
+                   partitions: [Int32]? = nil, crashAfter: ((EpochLedger.Action) -> Bool)? = nil) -> PipelineIO.Factory {
         { [self] context throws(PipelineError) in
             var config = context.config
             config.auditFile = auditPath
@@ -34,7 +34,7 @@ public final class MemoryCluster: @unchecked Sendable {
             let outputs = PipelineOutputs(alerts: [audit, alerts.output(reports: context.reports)],
                                           deadLetters: [deadLetters.output(reports: context.reports)],
                                           changelog: changelog.output(reports: context.reports), notes: [audit])
-            var io = PipelineIO(source: MemorySource(input, group: context.config.group), outputs: outputs,
+            var io = PipelineIO(source: MemorySource(input, group: context.config.group, partitions: partitions), outputs: outputs,
                                 state: MemoryChangelog(changelog), reports: context.reports, clock: clock, audit: audit)
             io.retryBackoff = retryBackoff
             io.crashAfter = crashAfter

@@ -1,8 +1,8 @@
 import Foundation
 import VigilService
 
-/// Reads a `MemoryTopic` as one member of a consumer group that owns every partition: all partitions are
-/// assigned at the first poll, each starts where the assign handler says, and a partition's end is reported
+/// Reads a `MemoryTopic` as one member of a consumer group that owns every partition (or the ones given):
+/// they are assigned at the first poll, each starts where the assign handler says, and a partition's end is reported
 /// once each time it is reached. `commit` stores the group's offsets in the topic.
 public final class MemorySource: EventSource {
     public let input: MemoryTopic
@@ -12,10 +12,12 @@ public final class MemorySource: EventSource {
     private var endReported = Set<Int32>()
     private var paused = Set<Int32>()
     private var next: Int32 = 0
+    private let owned: [Int32]
 
-    public init(_ input: MemoryTopic, group: String) {
+    public init(_ input: MemoryTopic, group: String, partitions: [Int32]? = nil) {
         self.input = input
         self.group = group
+        owned = partitions ?? (0..<Int32(input.partitionCount)).map { $0 }
     }
 
     public var topic: String { input.name }
@@ -25,9 +27,8 @@ public final class MemorySource: EventSource {
     public func poll(max: Int, timeoutMs: Int32, lingerMs: Int32) -> InputBatch {
         guard let handlers else { return .empty }
         if positions.isEmpty {
-            let all = (0..<Int32(input.partitionCount)).map { $0 }
-            let starts = handlers.assigned(all)
-            for p in all {
+            let starts = handlers.assigned(owned)
+            for p in owned {
                 if case .at(let o) = starts[p] { positions[p] = o } else { positions[p] = 0 }
             }
         }
@@ -35,7 +36,7 @@ public final class MemorySource: EventSource {
         // Round-robin over the partitions, a run of messages from each, as a fetcher would.
         for k in 0..<input.partitionCount where picked.count < max {
             let p = (next + Int32(k)) % Int32(input.partitionCount)
-            guard !paused.contains(p) else { continue }
+            guard owned.contains(p), !paused.contains(p) else { continue }
             // Reading below the low watermark resets to it, as auto.offset.reset=earliest does.
             let (first, log) = input.read(partition: p, from: positions[p] ?? 0)
             var at = first

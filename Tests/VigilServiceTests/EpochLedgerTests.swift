@@ -125,6 +125,28 @@ import VigilTesting
         #expect(l.stats.checkpoints == 1 && l.stats.stateRecords == 2)
     }
 
+    /// A tombstone (a child evicted at the checkpoint) found before its checkpoint's marker would make a
+    /// restore take the child as never seen and apply the events since the earlier marker to nothing: the
+    /// tombstones go only once the markers are durable, and the checkpoint is released when they are.
+    @Test func anEvictedChildsTombstoneIsWrittenOnlyOnceItsCheckpointsMarkerIsDurable() {
+        var l = ledger(shards: 1)
+        let part = CheckpointPart(partition: 0, checkpoint: 3, offset: 42, clock: Self.t0)
+        let tombstone = (partition: Int32(0), record: Checkpoint.tombstone(child: "C-gone"))
+        let records = writes(l.planned(EpochPlan(epoch: 0, checkpoint: [part]))
+            + l.finished(epoch: 0, shard: 0, ShardResult(changes: [tombstone, Self.change("C-1")])))
+        #expect(records.map(\.key) == ["child/C-1"])
+        let marker = writes(l.reported(records[0].token, .durable, now: Self.t0))
+        #expect(marker.map(\.key) == ["checkpoint"])
+        let afterMarker = l.reported(marker[0].token, .durable, now: Self.t0)
+        let tombstones = writes(afterMarker)
+        #expect(tombstones.map(\.key) == ["child/C-gone"] && tombstones.map(\.output) == [3])
+        #expect(durableEpochs(afterMarker).isEmpty, "the checkpoint is released when its tombstones are durable")
+        let done = l.reported(tombstones[0].token, .durable, now: Self.t0)
+        #expect(durableEpochs(done) == [0])
+        #expect(done.contains { if case .checkpointDurable(0, [part]) = $0 { return true } else { return false } })
+        #expect(l.stats.stateRecords == 2)
+    }
+
     @Test func aCheckpointOfAnEmptyPartitionCommitsNothing() {
         var l = ledger(shards: 1)
         let part = CheckpointPart(partition: 5, checkpoint: 0, offset: 0, clock: .distantPast)
@@ -185,7 +207,10 @@ import VigilTesting
                         #expect(allDurable(through: e - 1), "a state record of epoch \(e) went out before every earlier epoch was durable")
                     }
                     if rec.name.hasPrefix("checkpoint") {
-                        #expect(allDurable(through: e) { $0.output == 3 && $0.name.hasPrefix("child/") }, "a marker before its records")
+                        #expect(allDurable(through: e) { $0.output == 3 && $0.name.hasPrefix("child/") && !$0.name.contains("-gone") }, "a marker before its records")
+                    }
+                    if rec.name.contains("-gone") {
+                        #expect(allDurable(through: e) { $0.output == 3 && $0.name.hasPrefix("checkpoint") }, "a tombstone before its marker")
                     }
                 case .epochDurable(let e, _):
                     durableEpochs.append(e)
@@ -199,7 +224,10 @@ import VigilTesting
         }
         func result(_ e: Int, _ s: Int) -> ShardResult {
             var r = ShardResult(alerts: (0..<Int(rng.next() % 3)).map { Self.alert("e\(e)-s\(s)-\($0)") })
-            if checkpointEpochs.contains(e) { r.changes = [(0, Checkpoint.Record(key: "child/e\(e)-s\(s)", value: []))] }
+            // A child's state, and a tombstone (a child evicted).
+            if checkpointEpochs.contains(e) {
+                r.changes = [(0, Checkpoint.Record(key: "child/e\(e)-s\(s)", value: [1])), (0, Checkpoint.tombstone(child: "e\(e)-s\(s)-gone"))]
+            }
             return r
         }
         var steps = 0

@@ -12,7 +12,9 @@ import VigilEngine
 ///
 /// Checkpoint `c` of partition `p` is taken at an epoch boundary, once every alert of earlier epochs is
 /// durable: it writes the children that changed since checkpoint `c-1`, each saying it holds every event of
-/// the partition before offset `o` (`next`), and only when all of them are acknowledged, the marker.
+/// the partition before offset `o` (`next`), and only when all of them are acknowledged, the marker; and only
+/// when the marker is, a tombstone (`child/<id>`, empty) for each child evicted at the checkpoint. So a
+/// tombstone means "absent as of a durable marker's offset", never "absent since an earlier one".
 ///
 /// A restore reads the partition from its start, keeps each child's newest record and the newest marker, and
 /// reads the input on from the marker's offset. A child whose record is newer than the marker (a checkpoint

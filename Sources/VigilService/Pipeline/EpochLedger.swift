@@ -41,9 +41,12 @@ public struct ShardResult: Sendable {
 /// 2. Epochs complete in order: an epoch is durable when every record written for it is reported durable
 ///    and every earlier epoch is durable.
 /// 3. A checkpoint epoch, once every earlier epoch is durable, writes its child records; once those are
-///    durable, its markers; once those are, offsets are committed and the checkpoint released. So a
-///    durable marker implies every alert and dead letter of the events before its offset is durable, and
-///    the state records it completes are too.
+///    durable, its markers; once those are, the tombstones of the children it evicted; once those are,
+///    offsets are committed and the checkpoint released. So a durable marker implies every alert and dead
+///    letter of the events before its offset is durable, and the state records it completes are too; and a
+///    tombstone is only ever found after the marker of its checkpoint. (Before it, a restore would take the
+///    child as never seen and apply to nothing the events of it between the earlier marker and this
+///    checkpoint; after it, the child is absent as of the marker's offset, which is what eviction means.)
 /// 4. A record whose write failed is written again after a backoff, under a new token; a failure no retry
 ///    can cure is fatal.
 public struct EpochLedger: Sendable {
@@ -95,14 +98,17 @@ public struct EpochLedger: Sendable {
         public var stateRecords = 0
     }
 
-    enum Phase: Sendable { case none, waiting, children, markers }
+    enum Phase: Sendable { case none, waiting, children, markers, tombstones }
 
     struct OpenEpoch: Sendable {
         let epoch: Int
         var pending = 0
         let alerts: [RenderedAlert]
         let checkpoint: [CheckpointPart]?
+        /// Child records (state), written first.
         let changes: [(partition: Int32, record: Checkpoint.Record)]
+        /// Tombstones of evicted children, written once the markers are durable.
+        let tombstones: [(partition: Int32, record: Checkpoint.Record)]
         var phase: Phase
     }
 
@@ -234,8 +240,10 @@ public struct EpochLedger: Sendable {
         for n in plan.notes {
             for o in routing.notes { actions.append(write(OutputRecord(key: nil, value: n, isNote: true), to: o, epoch: plan.epoch)) }
         }
+        let changes = parts.flatMap(\.changes)
         open.append(OpenEpoch(epoch: plan.epoch, pending: actions.count, alerts: alerts, checkpoint: plan.checkpoint,
-                              changes: parts.flatMap(\.changes), phase: plan.checkpoint == nil ? .none : .waiting))
+                              changes: changes.filter { !$0.record.value.isEmpty }, tombstones: changes.filter { $0.record.value.isEmpty },
+                              phase: plan.checkpoint == nil ? .none : .waiting))
         return actions
     }
 
@@ -264,7 +272,17 @@ public struct EpochLedger: Sendable {
                 }
                 open[0].pending += first.checkpoint?.count ?? 0
                 continue
-            case .markers, .none:
+            case .markers where !first.tombstones.isEmpty:
+                guard first.pending == 0 else { return actions }
+                // The markers are durable: the evicted children's tombstones may go.
+                open[0].phase = .tombstones
+                for (p, r) in first.tombstones {
+                    actions.append(write(OutputRecord(key: Array(r.key.utf8), value: r.value, partition: p), to: routing.changelog, epoch: first.epoch))
+                }
+                open[0].pending += first.tombstones.count
+                stats.stateRecords += first.tombstones.count
+                continue
+            case .markers, .tombstones, .none:
                 break
             }
             guard first.pending == 0 else { return actions }

@@ -89,11 +89,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
                 case .checkpoint(let parts):
                     for part in parts {
                         let domain: Set<Int> = [Int(part.partition)]
-                        for id in engine.evictIdle(inDomains: domain, at: part.clock) {
-                            changes.append((part.partition, Checkpoint.tombstone(child: id)))
-                        }
+                        // The changed children first, those about to be evicted too: the ledger writes the
+                        // tombstones only after the marker, and until they are durable a restore must find
+                        // each child's state as of this checkpoint, not an older record.
                         for child in engine.takeChanged(inDomains: domain) {
                             changes.append((part.partition, record(child, part)))
+                        }
+                        for id in engine.evictIdle(inDomains: domain, at: part.clock) {
+                            changes.append((part.partition, Checkpoint.tombstone(child: id)))
                         }
                     }
                 case .drop(let partitions):

@@ -9,6 +9,8 @@ public struct EpochPlan: Sendable {
     public let notes: [[UInt8]]
     /// A checkpoint of these partitions, taken at this epoch's barrier.
     public let checkpoint: [CheckpointPart]?
+    /// When intake read the epoch's batch (set when metrics are on: end-to-end latency).
+    public var readAt: Instant?
 
     public init(epoch: Int, deadLetters: [DeadLetter] = [], notes: [[UInt8]] = [], checkpoint: [CheckpointPart]? = nil) {
         self.epoch = epoch
@@ -247,6 +249,13 @@ public struct EpochLedger: Sendable {
         return actions
     }
 
+    /// Writes child records (or tombstones) of the oldest open epoch to the changelog.
+    private mutating func writeState(_ records: [(partition: Int32, record: Checkpoint.Record)], epoch: Int) -> [Action] {
+        open[0].pending += records.count
+        stats.stateRecords += records.count
+        return records.map { write(OutputRecord(key: Array($0.record.key.utf8), value: $0.record.value, partition: $0.partition), to: routing.changelog, epoch: epoch) }
+    }
+
     private mutating func completeEpochs() -> [Action] {
         var actions: [Action] = []
         while let first = open.first {
@@ -254,11 +263,7 @@ public struct EpochLedger: Sendable {
             case .waiting:
                 // Every earlier epoch is durable: the checkpoint's child records may go.
                 open[0].phase = .children
-                for (p, r) in first.changes {
-                    actions.append(write(OutputRecord(key: Array(r.key.utf8), value: r.value, partition: p), to: routing.changelog, epoch: first.epoch))
-                }
-                open[0].pending += first.changes.count
-                stats.stateRecords += first.changes.count
+                actions += writeState(first.changes, epoch: first.epoch)
                 continue
             case .children:
                 guard first.pending == 0 else { return actions }
@@ -276,11 +281,7 @@ public struct EpochLedger: Sendable {
                 guard first.pending == 0 else { return actions }
                 // The markers are durable: the evicted children's tombstones may go.
                 open[0].phase = .tombstones
-                for (p, r) in first.tombstones {
-                    actions.append(write(OutputRecord(key: Array(r.key.utf8), value: r.value, partition: p), to: routing.changelog, epoch: first.epoch))
-                }
-                open[0].pending += first.tombstones.count
-                stats.stateRecords += first.tombstones.count
+                actions += writeState(first.tombstones, epoch: first.epoch)
                 continue
             case .markers, .tombstones, .none:
                 break

@@ -28,5 +28,7 @@ ENV VIGIL_RULES=/etc/vigil/rules
 USER vigil
 WORKDIR /var/lib/vigil
 VOLUME ["/var/lib/vigil", "/var/lib/vigil-key", "/var/lib/vigil-anchors"]
+# /metrics, /healthz, /readyz when run with http: (deploy/vigil.yaml).
+EXPOSE 9464
 ENTRYPOINT ["vigil"]
 CMD ["run", "--config", "/etc/vigil/vigil.yaml"]

@@ -13,6 +13,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
     ],
     targets: [
         // JSON scanning, the JSON Schema subset the contracts use, the streaming event validator, time.
@@ -41,6 +44,17 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+        // What an operator reaches over HTTP: /metrics (Prometheus), /healthz, /readyz. SwiftNIO's HTTP/1.
+        .target(name: "VigilOperations", dependencies: [
+            "VigilService",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // What tests and tools need beside the service: the stream generator, and in-memory I/O for pipelines
         // (a source, topics, a changelog store, a manual clock), as NIOEmbedded is for NIO.
@@ -49,7 +63,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vigil", dependencies: [
-            "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka", "VigilTesting",
+            "VigilContract", "VigilRules", "VigilEngine", "VigilService", "VigilKafka", "VigilTesting", "VigilOperations",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -74,6 +88,6 @@ let package = Package(
         .testTarget(name: "VigilRulesTests", dependencies: ["VigilRules", "VigilContract"]),
         .testTarget(name: "VigilEngineTests", dependencies: ["VigilEngine", "VigilRules", "VigilContract", "VigilService", "VigilTesting"]),
         // Integration tests: a real broker protocol over TCP (the embedded broker), the `vigil` binary, kcat.
-        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilTesting", "VigilChaos", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract"]),
+        .testTarget(name: "VigilServiceTests", dependencies: ["VigilService", "VigilTesting", "VigilChaos", "VigilKafka", "VigilEngine", "VigilRules", "VigilContract", "VigilOperations"]),
     ]
 )

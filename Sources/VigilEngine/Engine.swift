@@ -104,6 +104,17 @@ public struct Engine: Sendable {
     public var childCount: Int { children.count }
     public var pendingDeadlines: Int { children.reduce(0) { $0 + $1.now.pending.count } }
 
+    /// The deadlines pending over every child, and the earliest of them (one pass over the children).
+    public func deadlineSummary() -> (pending: Int, earliest: Instant?) {
+        var n = 0
+        var earliest: Instant?
+        for c in children {
+            n += c.now.pending.count
+            for p in c.now.pending where earliest.map({ p.deadline < $0 }) ?? true { earliest = p.deadline }
+        }
+        return (n, earliest)
+    }
+
     /// The state of one child, if known (tests and tools).
     public func child(_ id: String) -> ChildState? { index.find(id, hash: stableHash(id), in: children).map { children[$0] } }
 

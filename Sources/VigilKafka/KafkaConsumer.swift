@@ -259,6 +259,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The high watermark (the next offset the broker will write) as the last fetch response for the
+    /// partition reported it: no request, so cheap enough for every batch. Nil before the first fetch.
+    public func cachedHighWatermark(_ tp: TopicPartition) -> Int64? {
+        var low: Int64 = -1, high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(rk, tp.topic, tp.partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return high
+    }
+
     /// Stops fetching `partitions` (call on the polling thread). librdkafka drops what it prefetched for them
     /// and, on `resume`, fetches again from the offset after the last message `poll` returned.
     public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {

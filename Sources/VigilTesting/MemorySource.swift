@@ -63,6 +63,8 @@ public final class MemorySource: EventSource {
 
     public func lowWatermark(_ partition: Int32) -> Int64? { input.lowWatermark(partition) }
 
+    public func highWatermark(_ partition: Int32) -> Int64? { input.endOffset(partition) }
+
     public func pause(_ partitions: [Int32]) { paused.formUnion(partitions) }
 
     public func close() {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import VigilOperations
 import VigilRules
 import VigilService
 
@@ -66,7 +67,10 @@ struct RunCommand: ParsableCommand {
         pipeline.stopWhenCaughtUp = exitWhenCaughtUp
         let trap = SignalTrap { pipeline.requestStop() }
         _ = trap
+        var server: OperationsServer?
+        defer { server?.close() }
         do {
+            if let address = HTTPAddress(c.http) { server = try Endpoints.start(address, for: pipeline, logger: logger) }
             let s = try pipeline.run()
             if let statsFile { try s.json.write(toFile: statsFile, atomically: true, encoding: .utf8) }
             logger.info("stopped: \(s.messages) messages, \(s.events) events, \(s.deadLetters) dead letters, \(s.alerts) alerts (\(s.auditWritten) new in the audit log), \(s.engine.duplicates) duplicates, \(s.engine.lateEvents) late events (\(s.withdrawn) withdrawn, \(s.engine.raisedLate) raised late)")

@@ -54,6 +54,8 @@ public struct PipelineConfig: Sendable {
     public var batchSize = 1000
     public var batchLingerMs = 2
     public var maxInFlight = 32
+    public var http = ""
+    public var readyMaxLag = 1000
     public var kafka: [String] = []
     public var kafkaConsumer: [String] = []
     public var kafkaProducer: [String] = []
@@ -121,6 +123,10 @@ public struct PipelineConfig: Sendable {
         .number("batch-linger-ms", \.batchLingerMs, range: 0...1000,
                 help: "Once a batch has its first message, how long to keep collecting (longer, up to 50 ms, while earlier batches are in flight)."),
         .number("max-in-flight", \.maxInFlight, range: 1...1000, help: "Batches in flight before intake stops fetching (backpressure)."),
+        .text("http", \.http, value: "host:port",
+              help: "Serve /metrics (Prometheus), /healthz and /readyz on this address (off when empty). Bind to localhost or a private network: the endpoints carry no event content, but no authentication either."),
+        .number("ready-max-lag", \.readyMaxLag, range: 0...Int(Int32.max), value: "messages",
+                help: "/readyz answers ready once partitions are assigned and restored and the lag behind their ends is at most this."),
         .properties("kafka", \.kafka, short: "X", help: "A librdkafka property for every client (TLS, SASL, tuning); repeatable."),
         .properties("kafka-consumer", \.kafkaConsumer, help: "A librdkafka property for the consumers only; repeatable."),
         .properties("kafka-producer", \.kafkaProducer, help: "A librdkafka property for the producers only; repeatable."),
@@ -140,10 +146,27 @@ public struct PipelineConfig: Sendable {
             throw ConfigError("audit-previous-key and audit-key-lost change the key to audit-key: give audit-key")
         }
         if !auditPreviousKey.isEmpty && auditKeyLost { throw ConfigError("give audit-previous-key or audit-key-lost, not both") }
+        if !http.isEmpty && HTTPAddress(http) == nil { throw ConfigError("http must be HOST:PORT (a port from 0 to 65535), got \(http)") }
         if !auditKey.isEmpty && auditKey == auditPreviousKey { throw ConfigError("audit-previous-key must be another file than audit-key") }
         let all = topics + (isAnchoringToTopic ? [("audit-anchor-topic", auditAnchorTopic)] : [])
         guard Set(all.map(\.1)).count == all.count else {
             throw ConfigError("the input, alerts, dead-letter, changelog, repartition and audit anchor topics must all be different topics")
         }
+    }
+}
+
+/// `--http`: where the operations endpoints listen.
+public struct HTTPAddress: Sendable, Equatable {
+    public let host: String
+    public let port: Int
+
+    /// Parses `HOST:PORT` (`[::1]:9464` for IPv6); nil when malformed.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
     }
 }

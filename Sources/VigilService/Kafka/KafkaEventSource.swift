@@ -66,6 +66,8 @@ public final class KafkaEventSource: EventSource {
         try? consumer?.watermarks(TopicPartition(topic, partition), timeoutMs: 2000).low
     }
 
+    public func highWatermark(_ partition: Int32) -> Int64? { consumer?.cachedHighWatermark(TopicPartition(topic, partition)) }
+
     public func pause(_ partitions: [Int32]) {
         do { try consumer?.pause(partitions.map { TopicPartition(topic, $0) }) } catch { logger.warning("pausing \(topic) \(partitions): \(error)") }
     }

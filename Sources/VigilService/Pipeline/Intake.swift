@@ -18,6 +18,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private let sink: HandOff<SinkItem>
     private let coordinator: Coordinator
     private let counters: PipelineCounters
+    private let metrics: PipelineMetrics?
+    private let status: PipelineStatus
+    private var lastLagUpdate = Instant.distantPast
     private let clock: PipelineClock
     private let logger: Logger
     private let upstreamCaughtUp: () -> Bool
@@ -37,7 +40,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private var thread: StageThread?
 
     init(config: PipelineConfig, io: PipelineIO, rules: CompiledRuleSet, shards: [Shard], sink: HandOff<SinkItem>,
-         coordinator: Coordinator, counters: PipelineCounters, logger: Logger, onCaughtUp: @escaping () -> Void) {
+         coordinator: Coordinator, counters: PipelineCounters, metrics: PipelineMetrics?, status: PipelineStatus, logger: Logger,
+         onCaughtUp: @escaping () -> Void) {
         self.config = config
         source = io.source
         state = io.state
@@ -46,6 +50,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
         self.sink = sink
         self.coordinator = coordinator
         self.counters = counters
+        self.metrics = metrics
+        self.status = status
         clock = io.clock
         self.logger = logger
         upstreamCaughtUp = io.upstreamCaughtUp
@@ -83,6 +89,12 @@ final class Intake: PipelineStage, @unchecked Sendable {
     /// records; a partition never checkpointed is read from its beginning, so its state is complete.
     private func assigned(_ ps: [Int32]) -> [Int32: StartOffset] {
         let started = clock.now()
+        status.restoring.store(true, ordering: .relaxed)
+        defer {
+            status.restoring.store(false, ordering: .relaxed)
+            status.joined.store(true, ordering: .relaxed)
+            metrics?.rebalances.increment()
+        }
         let restored: [Int32: Checkpoint.Restored]
         let t: RestoreTimings
         do {
@@ -109,6 +121,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
         }
         let summary = ps.sorted().map { restored[$0]?.summary(partition: $0) ?? "\($0)@beginning" }
         let seconds = Double(clock.now().micros - started.micros) / 1e6
+        metrics?.restoreSeconds.recordMicroseconds(clock.now().micros - started.micros)
+        metrics?.restoredChildren.increment(by: restored.values.reduce(0) { $0 + $1.children.count })
+        lastLagUpdate = .distantPast
         logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
         return starts
     }
@@ -120,6 +135,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
         guard tracker.partitions[p]?.stopped == false, let low = source.lowWatermark(p), low > expected else { return }
         let gap = InputGap(topic: source.topic, partition: p, from: expected, to: low, stop: config.onInputGap == .stop, detectedAt: clock.now())
         counters.inputGaps.add(1, ordering: .relaxed)
+        metrics?.inputGaps.increment()
         logger.critical("\(gap.logLine)")
         tracker.gap(p, stop: gap.stop, resumeAt: low)
         // Paused from the loop: inside a rebalance the partition is not assigned yet.
@@ -145,6 +161,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
         dispatch(shards.map { _ in [.drop(owned)] })
         coordinator.drain()
         tracker.forget(owned)
+        metrics?.unassigned(owned)
     }
 
     /// Sends a checkpoint barrier for `partitions` through every shard; returns its epoch, or nil when there is
@@ -163,7 +180,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
                           plan: (Int) -> EpochPlan = { EpochPlan(epoch: $0) }) -> Int {
         let e = epoch
         coordinator.epochStarted()
-        sink.put(.plan(plan(e)))
+        var p = plan(e)
+        if metrics != nil { p.readAt = clock.now() }
+        sink.put(.plan(p))
         for (s, shard) in shards.enumerated() { shard.submit(ShardWork(epoch: e, batch: batch, items: items[s])) }
         epoch += 1
         return e
@@ -175,8 +194,11 @@ final class Intake: PipelineStage, @unchecked Sendable {
         let n = shards.count
         let topic = source.topic
         while true {
+            status.intakeBeat.store(clock.now().micros, ordering: .relaxed)
             // Backpressure: stop fetching while too much is in flight.
+            status.backpressured.store(true, ordering: .relaxed)
             guard let busy = coordinator.waitForCapacity(limit: config.maxInFlight) else { return }
+            status.backpressured.store(false, ordering: .relaxed)
             // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
             // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
             let linger = min(config.batchLingerMs * min(25, max(1, busy)), max(config.batchLingerMs, 50))
@@ -204,6 +226,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
                     let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value,
                                        originalHeaders: batch.headers(at: i), failure: failure, maxBytes: config.deadLetterMaxBytes)
                     logger.warning("dead letter: \(d.logDescription)")
+                    metrics?.deadLetters(reason: d.failure.kind.rawValue).increment()
                     dead.append(d)
                     continue
                 }
@@ -216,11 +239,13 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 }
             }
             if read > 0 { count(read: read, valid: valid, skipped: skipped) }
+            if !dead.isEmpty { metrics?.events[.deadLetter]?.increment(by: dead.count) }
             // Every shard learns where the partitions' clocks now are, so idle children's deadlines fire too.
             for (p, c) in tracker.takeMovedClocks() {
                 for s in 0..<n { work[s].append(.tick(partition: p, clock: c)) }
             }
             let caughtUp = tracker.caughtUp && upstreamCaughtUp()
+            updateLag()
             if caughtUp, let t = tracker.catchUpTick(wall: clock.now()) {
                 for s in 0..<n { work[s].append(.tickAll(t)) }
             }
@@ -241,7 +266,28 @@ final class Intake: PipelineStage, @unchecked Sendable {
         }
     }
 
+    /// At most once a second: each assigned partition's lag (messages behind its end, as the source last knew
+    /// it; none at its end) and how far its clock trails the wall clock; their sum for readiness.
+    private func updateLag() {
+        let now = clock.now()
+        guard now.micros - lastLagUpdate.micros >= Instant.microsPerSecond else { return }
+        lastLagUpdate = now
+        var total: Int64 = 0
+        for (p, s) in tracker.partitions {
+            var lag: Int64 = 0
+            if !s.atEnd, let high = source.highWatermark(p) { lag = max(0, high - (s.nextOffset ?? 0)) }
+            total += lag
+            metrics?.lag(partition: p, messages: lag, clock: s.clock, now: now)
+        }
+        status.lagMessages.store(total, ordering: .relaxed)
+    }
+
     private func count(read: Int, valid: Int, skipped: Int) {
+        if let metrics {
+            metrics.messages.increment(by: read)
+            metrics.events[.evaluated]?.increment(by: valid - skipped)
+            if skipped > 0 { metrics.events[.skippedRestored]?.increment(by: skipped) }
+        }
         counters.messages.add(read, ordering: .relaxed)
         counters.events.add(valid, ordering: .relaxed)
         counters.skippedRestored.add(skipped, ordering: .relaxed)

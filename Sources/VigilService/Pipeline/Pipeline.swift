@@ -31,17 +31,26 @@ public final class Pipeline: @unchecked Sendable {
     public var onCaughtUp: (@Sendable () -> Void)?
     /// Stop once caught up with every assigned partition (after the catch-up clock move): backtests.
     public var stopWhenCaughtUp = false
+    /// Where the stages record their metrics (`--http`); nil records nothing.
+    public var metrics: PipelineMetrics?
+    /// Liveness and readiness, for `/healthz` and `/readyz`.
+    public let status: PipelineStatus
 
     public init(config: PipelineConfig, rules: CompiledRuleSet, logger: Logger, io: @escaping PipelineIO.Factory = PipelineIO.kafka) {
         self.config = config
         self.rules = rules
         self.logger = logger
         makeIO = io
+        status = PipelineStatus(readyMaxLag: Int64(config.readyMaxLag))
     }
 
     /// Asks the pipeline to stop: intake stops, in-flight work drains, state is checkpointed, then everything
     /// is flushed. Safe from any thread (a signal handler's queue included).
-    public func requestStop() { coordinator.requestStop() }
+    public func requestStop() {
+        // Not ready from the first moment of a stop: load balancers and probes look elsewhere first.
+        status.stopping.store(true, ordering: .relaxed)
+        coordinator.requestStop()
+    }
 
     /// Runs until `requestStop()`; returns the counters. Throws when it cannot start, or on a fatal error.
     public func run() throws(PipelineError) -> PipelineSummary {
@@ -51,19 +60,20 @@ public final class Pipeline: @unchecked Sendable {
         let inbox = HandOff<SinkItem>()
         let shards = (0..<config.effectiveShards).map {
             Shard(index: $0, rules: rules, topic: io.source.topic, config: config, sink: inbox,
-                  coordinator: coordinator, counters: counters, clock: io.clock, logger: logger)
+                  coordinator: coordinator, counters: counters, metrics: metrics, clock: io.clock, logger: logger)
         }
         let onAlert = self.onAlert
         let sink = Sink(io: io, inbox: inbox, shards: shards.count, rulesDigest: Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules)),
-                        coordinator: coordinator, counters: counters, logger: logger, onAlert: { a in onAlert?(a) })
+                        coordinator: coordinator, counters: counters, metrics: metrics, status: status, logger: logger, onAlert: { a in onAlert?(a) })
         let intake = Intake(config: config, io: io, rules: rules, shards: shards, sink: inbox, coordinator: coordinator,
-                            counters: counters, logger: logger) { [self] in
+                            counters: counters, metrics: metrics, status: status, logger: logger) { [self] in
             onCaughtUp?()
             if stopWhenCaughtUp { requestStop() }
         }
         let group = StageGroup(stages: [sink] + shards + [intake] + io.stages)
         group.start()
         coordinator.waitUntilStopping()
+        status.stopping.store(true, ordering: .relaxed)
         if !coordinator.isAborting { logger.info("stopping: checkpointing and leaving the group") }
         group.shutdown()
         if !coordinator.isCrashed {

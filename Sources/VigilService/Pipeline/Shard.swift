@@ -20,13 +20,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
     private let sink: HandOff<SinkItem>
     private let coordinator: Coordinator
     private let counters: PipelineCounters
+    private let metrics: PipelineMetrics?
     private let clock: PipelineClock
     private let stateMaxBytes: Int
     private let logger: Logger
     private var thread: StageThread?
 
     init(index: Int, rules: CompiledRuleSet, topic: String, config: PipelineConfig, sink: HandOff<SinkItem>,
-         coordinator: Coordinator, counters: PipelineCounters, clock: PipelineClock, logger: Logger) {
+         coordinator: Coordinator, counters: PipelineCounters, metrics: PipelineMetrics?, clock: PipelineClock, logger: Logger) {
         self.index = index
         name = "vigil-shard-\(index)"
         engine = Engine(rules: rules)
@@ -40,6 +41,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
         self.sink = sink
         self.coordinator = coordinator
         self.counters = counters
+        self.metrics = metrics
         self.clock = clock
     }
 
@@ -72,6 +74,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
             // After a crash nothing more is evaluated; the work is dropped as a dead process would.
             if coordinator.isCrashed { continue }
             let before = engine.stats
+            let started = metrics == nil ? 0 : clock.now().micros
             var changes: [(partition: Int32, record: Checkpoint.Record)] = []
             for item in work.items {
                 switch item {
@@ -87,6 +90,10 @@ final class Shard: PipelineStage, @unchecked Sendable {
                 case .tickAll(let t):
                     engine.advance(to: t, into: &alerts)
                 case .checkpoint(let parts):
+                    if let metrics {
+                        let d = engine.deadlineSummary()
+                        metrics.deadlines(shard: index, pending: d.pending, earliest: d.earliest)
+                    }
                     for part in parts {
                         let domain: Set<Int> = [Int(part.partition)]
                         // The changed children first, those about to be evicted too: the ledger writes the
@@ -111,6 +118,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
             }
             alerts.removeAll(keepingCapacity: true)
             counters.count(engine.stats, since: before)
+            if let metrics, !work.items.isEmpty { metrics.shardBatch.recordMicroseconds(clock.now().micros - started) }
             sink.put(.result(epoch: work.epoch, shard: index, ShardResult(alerts: rendered, changes: changes)))
         }
     }

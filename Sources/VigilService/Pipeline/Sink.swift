@@ -14,6 +14,10 @@ final class Sink: PipelineStage, @unchecked Sendable {
     private let source: EventSource
     private let coordinator: Coordinator
     private let counters: PipelineCounters
+    private let metrics: PipelineMetrics?
+    private let status: PipelineStatus
+    /// When each epoch's batch was read, until it is durable (metrics only).
+    private var readAt: [Int: Instant] = [:]
     private let clock: PipelineClock
     private let logger: Logger
     private let onAlert: (RenderedAlert) -> Void
@@ -22,7 +26,8 @@ final class Sink: PipelineStage, @unchecked Sendable {
     private var thread: StageThread?
 
     init(io: PipelineIO, inbox: HandOff<SinkItem>, shards: Int, rulesDigest: String, coordinator: Coordinator,
-         counters: PipelineCounters, logger: Logger, onAlert: @escaping (RenderedAlert) -> Void) {
+         counters: PipelineCounters, metrics: PipelineMetrics?, status: PipelineStatus, logger: Logger,
+         onAlert: @escaping (RenderedAlert) -> Void) {
         let o = io.outputs
         let all = o.all
         func ids(_ list: [DurableOutput]) -> [Int] { list.compactMap { x in all.firstIndex { $0 === x } } }
@@ -34,6 +39,8 @@ final class Sink: PipelineStage, @unchecked Sendable {
         source = io.source
         self.coordinator = coordinator
         self.counters = counters
+        self.metrics = metrics
+        self.status = status
         clock = io.clock
         self.logger = logger
         self.onAlert = onAlert
@@ -47,6 +54,7 @@ final class Sink: PipelineStage, @unchecked Sendable {
     private func loop() {
         var stopping = false
         while true {
+            status.sinkBeat.store(clock.now().micros, ordering: .relaxed)
             // Take everything waiting without blocking; block only when there is nothing to do.
             var idle = true
             var taken = 0
@@ -54,7 +62,9 @@ final class Sink: PipelineStage, @unchecked Sendable {
                 idle = false
                 taken += 1
                 switch item {
-                case .plan(let p): perform(ledger.planned(p))
+                case .plan(let p):
+                    if metrics != nil, let at = p.readAt { readAt[p.epoch] = at }
+                    perform(ledger.planned(p))
                 case .result(let e, let s, let r): perform(ledger.finished(epoch: e, shard: s, r))
                 case .failed(let error): fail(error)
                 case .stop: stopping = true
@@ -90,12 +100,22 @@ final class Sink: PipelineStage, @unchecked Sendable {
                 outputs[output].write(record, token: token)
             case .writeFailed(let output, let reason, let retryIn):
                 logger.warning("delivery to \(outputs[output].name) failed (\(reason)); retrying in \(String(format: "%.1f", retryIn)) s")
+                metrics?.deliveryRetries.increment()
+                metrics?.deliveryErrors(output: outputs[output].name).increment()
             case .commit(let offsets):
                 do { try source.commit(offsets) } catch { logger.warning("committing offsets: \(error)") }
-            case .checkpointDurable:
-                break
+            case .checkpointDurable(_, let parts):
+                if let metrics {
+                    let now = Double(clock.now().micros) / 1e6
+                    for part in parts { metrics.partitionGauge("vigil_last_checkpoint_timestamp_seconds", part.partition).record(now) }
+                }
             case .epochDurable(let epoch, let alerts):
                 for a in alerts { onAlert(a) }
+                if let metrics {
+                    for a in alerts { metrics.alerted(a) }
+                    if let at = readAt.removeValue(forKey: epoch) { metrics.endToEnd.recordMicroseconds(clock.now().micros - at.micros) }
+                    metrics.epochsInFlight.record(ledger.openEpochs)
+                }
                 counters.lastDurableAt.store(clock.now().micros, ordering: .relaxed)
                 coordinator.epochFinished(epoch)
             case .fatal(let output, let reason):

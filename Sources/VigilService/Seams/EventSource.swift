@@ -78,8 +78,15 @@ public protocol EventSource: AnyObject {
     func commit(_ offsets: [Int32: Int64]) throws(PipelineError)
     /// The first offset the source still holds for a partition (retention deletes older ones), if it can tell.
     func lowWatermark(_ partition: Int32) -> Int64?
+    /// The offset the source will write next in a partition, as it last knew it without asking (for lag); nil
+    /// when it does not know yet.
+    func highWatermark(_ partition: Int32) -> Int64?
     /// Stops reading these partitions (on the polling thread).
     func pause(_ partitions: [Int32])
     /// Leaves: the revoke handler runs for every assigned partition first.
     func close()
+}
+
+extension EventSource {
+    public func highWatermark(_ partition: Int32) -> Int64? { nil }
 }

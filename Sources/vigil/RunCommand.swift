@@ -32,6 +32,7 @@ struct RunCommand: ParsableCommand {
     var printConfig = false
     @Option(help: ArgumentHelp("At exit, write the run's counters as JSON to this file.", valueName: "FILE")) var statsFile: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(help: "Log format: text, or json (one object a line, metadata as fields, for log shippers).") var logFormat: LogFormat = .text
 
     func effectiveConfig() throws -> PipelineConfig {
         var c = PipelineConfig()
@@ -61,7 +62,7 @@ struct RunCommand: ParsableCommand {
             Output.shared.flush()
             return
         }
-        let logger = LoggingSetup.bootstrap(level: logLevel)
+        let logger = LoggingSetup.bootstrap(level: logLevel, format: logFormat)
         let set = try RulesOptions.compile(c.rules)
         let pipeline = Pipeline(config: c, rules: set, logger: logger)
         pipeline.stopWhenCaughtUp = exitWhenCaughtUp

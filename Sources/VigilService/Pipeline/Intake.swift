@@ -90,6 +90,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private func assigned(_ ps: [Int32]) -> [Int32: StartOffset] {
         let started = clock.now()
         status.restoring.store(true, ordering: .relaxed)
+        status.lagMessages.store(.max, ordering: .relaxed)
         defer {
             status.restoring.store(false, ordering: .relaxed)
             status.joined.store(true, ordering: .relaxed)
@@ -124,7 +125,10 @@ final class Intake: PipelineStage, @unchecked Sendable {
         metrics?.restoreSeconds.recordMicroseconds(clock.now().micros - started.micros)
         metrics?.restoredChildren.increment(by: restored.values.reduce(0) { $0 + $1.children.count })
         lastLagUpdate = .distantPast
-        logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))")
+        logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))", metadata: [
+            "partitions": "\(ps.sorted().map(String.init).joined(separator: ","))", "seconds": "\(String(format: "%.2f", seconds))",
+            "children": "\(restored.values.reduce(0) { $0 + $1.children.count })",
+        ])
         return starts
     }
 
@@ -136,7 +140,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
         let gap = InputGap(topic: source.topic, partition: p, from: expected, to: low, stop: config.onInputGap == .stop, detectedAt: clock.now())
         counters.inputGaps.add(1, ordering: .relaxed)
         metrics?.inputGaps.increment()
-        logger.critical("\(gap.logLine)")
+        logger.critical("\(gap.logLine)", metadata: ["partition": "\(p)", "from_offset": "\(expected)", "to_offset": "\(low)"])
         tracker.gap(p, stop: gap.stop, resumeAt: low)
         // Paused from the loop: inside a rebalance the partition is not assigned yet.
         if gap.stop { toPause.append(p) }
@@ -152,7 +156,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
         guard !owned.isEmpty else { return }
         let drained = coordinator.drain()
         if lost {
-            logger.warning("assignment lost for partitions \(owned): dropping their state without a checkpoint")
+            logger.warning("assignment lost for partitions \(owned): dropping their state without a checkpoint",
+                           metadata: ["partitions": "\(owned.map(String.init).joined(separator: ","))"])
         } else if drained, let e = checkpoint(owned.filter { tracker.dirty.contains($0) }) {
             if !coordinator.waitForDurable(epoch: e, timeout: 120) && !coordinator.isAborting {
                 logger.error("checkpoint of revoked partitions \(owned) not confirmed in 120 s; the next owner restores an earlier one")
@@ -225,7 +230,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 if let failure = decoder.decode(m.value, into: &record) ?? plausibility.check(record, contract: decoder.contract, now: now) {
                     let d = DeadLetter(sourceTopic: topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value,
                                        originalHeaders: batch.headers(at: i), failure: failure, maxBytes: config.deadLetterMaxBytes)
-                    logger.warning("dead letter: \(d.logDescription)")
+                    logger.warning("dead letter: \(d.logDescription)", metadata: [
+                        "topic": "\(topic)", "partition": "\(m.partition)", "offset": "\(m.offset)", "reason": "\(d.failure.kind.rawValue)",
+                    ])
                     metrics?.deadLetters(reason: d.failure.kind.rawValue).increment()
                     dead.append(d)
                     continue
@@ -259,7 +266,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
             warnAboutLimits()
             if caughtUp && !caughtUpAnnounced {
                 caughtUpAnnounced = true
-                logger.info("caught up with every assigned partition (\(counters.events.load(ordering: .relaxed)) events so far)")
+                let events = counters.events.load(ordering: .relaxed)
+                logger.info("caught up with every assigned partition (\(events) events so far)", metadata: ["events": "\(events)"])
                 onCaughtUp()
             }
             if coordinator.isStopping { return }
@@ -267,7 +275,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
     }
 
     /// At most once a second: each assigned partition's lag (messages behind its end, as the source last knew
-    /// it; none at its end) and how far its clock trails the wall clock; their sum for readiness.
+    /// it; none at its end) and how far its clock trails the wall clock; their sum for readiness. A partition
+    /// whose end the source does not know yet (no fetch answered) has no lag value, and makes the sum unknown
+    /// (not ready).
     private func updateLag() {
         let now = clock.now()
         guard now.micros - lastLagUpdate.micros >= Instant.microsPerSecond else { return }
@@ -275,8 +285,11 @@ final class Intake: PipelineStage, @unchecked Sendable {
         var total: Int64 = 0
         for (p, s) in tracker.partitions {
             var lag: Int64 = 0
-            if !s.atEnd, let high = source.highWatermark(p) { lag = max(0, high - (s.nextOffset ?? 0)) }
-            total += lag
+            if !s.atEnd {
+                guard let high = source.highWatermark(p) else { total = .max; continue }
+                lag = max(0, high - (s.nextOffset ?? 0))
+            }
+            if total != .max { total += lag }
             metrics?.lag(partition: p, messages: lag, clock: s.clock, now: now)
         }
         status.lagMessages.store(total, ordering: .relaxed)

@@ -134,8 +134,8 @@ public final class PipelineStatus: Sendable {
     let backpressured = Atomic<Bool>(false)
     /// A restore of assigned partitions is in progress.
     let restoring = Atomic<Bool>(false)
-    /// Messages behind the ends of the assigned partitions, summed.
-    let lagMessages = Atomic<Int64>(0)
+    /// Messages behind the ends of the assigned partitions, summed; `Int64.max` while not known.
+    let lagMessages = Atomic<Int64>(.max)
     let stopping = Atomic<Bool>(false)
     /// Readiness needs the lag under this many messages.
     public let readyMaxLag: Int64
@@ -161,7 +161,8 @@ public final class PipelineStatus: Sendable {
         if !joined.load(ordering: .relaxed) { return (false, "waiting for the group to assign partitions") }
         if restoring.load(ordering: .relaxed) { return (false, "restoring state") }
         let lag = lagMessages.load(ordering: .relaxed)
-        if lag > readyMaxLag { return (false, "\(lag) messages behind (ready under \(readyMaxLag))") }
+        if lag == .max { return (false, "lag not known yet") }
+        if lag > readyMaxLag { return (false, "\(lag) messages behind (ready at \(readyMaxLag) or fewer)") }
         return (true, "ok")
     }
 }

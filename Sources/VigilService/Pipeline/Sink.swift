@@ -99,7 +99,8 @@ final class Sink: PipelineStage, @unchecked Sendable {
             case .write(let output, let record, let token):
                 outputs[output].write(record, token: token)
             case .writeFailed(let output, let reason, let retryIn):
-                logger.warning("delivery to \(outputs[output].name) failed (\(reason)); retrying in \(String(format: "%.1f", retryIn)) s")
+                logger.warning("delivery to \(outputs[output].name) failed (\(reason)); retrying in \(String(format: "%.1f", retryIn)) s",
+                               metadata: ["output": "\(outputs[output].name)", "retry_in_seconds": "\(String(format: "%.1f", retryIn))"])
                 metrics?.deliveryRetries.increment()
                 metrics?.deliveryErrors(output: outputs[output].name).increment()
             case .commit(let offsets):

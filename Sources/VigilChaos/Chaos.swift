@@ -28,6 +28,8 @@ public struct ChaosPlan: Sendable {
     public var seed: UInt64 = 1
     /// Produce with random keys and run the instances with `--repartition`.
     public var randomKeys = false
+    /// Static membership: instance i runs with --instance-id chaos-i, kept across its restarts.
+    public var staticMembership = false
     /// Records arriving late (`vigil generate --late`): `PCT:MIN-MAX`, percent of records and days.
     public var late: String?
     /// An existing broker; nil starts `vigil broker` as a child process.
@@ -433,6 +435,7 @@ struct Fleet {
                     "--clock", "wall", "--shards", "2",
                     "--checkpoint-interval-ms", String(plan.checkpointIntervalMs), "--batch-size", String(plan.batchSize)]
         if plan.randomKeys { args.append("--repartition") }
+        if plan.staticMembership { args += ["--instance-id", "chaos-\(i)"] }
         args += plan.runArguments
         processes[i] = try Subprocess(plan.vigil, args)
         expectedExit.remove(i)

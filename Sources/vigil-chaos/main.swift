@@ -29,6 +29,7 @@ struct ChaosCommand: ParsableCommand {
     @Option(help: "Checkpoint interval of the instances, in ms.") var checkpointIntervalMs = 1000
     @Option(help: "Batch size of the instances.") var batchSize = 200
     @Flag(help: "Produce with random keys and run the instances with --repartition.") var randomKeys = false
+    @Flag(help: "Static membership: instance i runs with --instance-id chaos-i across its restarts.") var staticMembership = false
     @Option(help: ArgumentHelp("Records arriving late, as vigil generate --late: PCT:MIN-MAX (percent, days), e.g. 10:1-20.", valueName: "PCT:MIN-MAX"))
     var late: String?
     @Option(help: "Give up after this many seconds.") var timeout: Double = 1200
@@ -52,6 +53,7 @@ struct ChaosCommand: ParsableCommand {
         plan.checkpointIntervalMs = checkpointIntervalMs
         plan.batchSize = batchSize
         plan.randomKeys = randomKeys
+        plan.staticMembership = staticMembership
         plan.late = late
         plan.timeout = timeout
         FileHandle.standardOutput.write(Data("work directory: \(dir)\n".utf8))

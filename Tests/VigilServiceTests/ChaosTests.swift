@@ -31,8 +31,10 @@ import VigilTesting
         return report
     }
 
+    /// With static membership (`--instance-id`, kept across each instance's restarts), as deployments should run.
     @Test func sigkillsOfRandomInstancesAtRandomMomentsLoseAndDuplicateNothing() throws {
         var p = try plan("kills")
+        p.staticMembership = true
         p.instances = 2
         p.kills = 6
         p.killGap = 0.5...2.5

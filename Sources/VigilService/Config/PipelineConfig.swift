@@ -54,6 +54,7 @@ public struct PipelineConfig: Sendable {
     public var batchSize = 1000
     public var batchLingerMs = 2
     public var maxInFlight = 32
+    public var instanceId = ""
     public var http = ""
     public var readyMaxLag = 1000
     public var kafka: [String] = []
@@ -61,6 +62,12 @@ public struct PipelineConfig: Sendable {
     public var kafkaProducer: [String] = []
 
     public init() {}
+
+    /// `group.instance.id`: `instance-id`, with `hostname` standing for this host's name; nil when empty.
+    public var effectiveInstanceId: String? {
+        if instanceId.isEmpty { return nil }
+        return instanceId == "hostname" ? ProcessInfo.processInfo.hostName : instanceId
+    }
 
     public var effectiveShards: Int { shards > 0 ? shards : max(1, ProcessInfo.processInfo.activeProcessorCount) }
     /// Whether seals' heads go to a topic (only a sealed log has heads).
@@ -123,6 +130,8 @@ public struct PipelineConfig: Sendable {
         .number("batch-linger-ms", \.batchLingerMs, range: 0...1000,
                 help: "Once a batch has its first message, how long to keep collecting (longer, up to 50 ms, while earlier batches are in flight)."),
         .number("max-in-flight", \.maxInFlight, range: 1...1000, help: "Batches in flight before intake stops fetching (backpressure)."),
+        .text("instance-id", \.instanceId, value: "id",
+              help: "Static group membership (group.instance.id): an instance restarted with the same id within the session timeout gets its partitions back without a rebalance. Unique per instance and stable across its restarts; hostname: this host's name (a StatefulSet pod's, a container's). Empty: dynamic membership."),
         .text("http", \.http, value: "host:port",
               help: "Serve /metrics (Prometheus), /healthz and /readyz on this address (off when empty). Bind to localhost or a private network: the endpoints carry no event content, but no authentication either."),
         .number("ready-max-lag", \.readyMaxLag, range: 0...Int(Int32.max), value: "messages",

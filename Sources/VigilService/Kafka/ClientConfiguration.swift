@@ -19,6 +19,9 @@ public struct ConsumerConfiguration: Sendable {
     public var fetchWaitMaxMs = 100
     /// `enable.partition.eof`: intake must know when a partition is caught up.
     public var partitionEOF = true
+    /// `group.instance.id` (static membership, KIP-345): a member restarted with the same id within the
+    /// session timeout takes its partitions back without a rebalance. Nil: dynamic membership.
+    public var instanceId: String?
 
     public init(groupId: String) { self.groupId = groupId }
 
@@ -26,6 +29,7 @@ public struct ConsumerConfiguration: Sendable {
         [("group.id", groupId), ("enable.auto.offset.store", String(autoOffsetStore)), ("enable.auto.commit", String(autoCommit)),
          ("auto.offset.reset", offsetReset), ("partition.assignment.strategy", assignmentStrategy),
          ("fetch.wait.max.ms", String(fetchWaitMaxMs)), ("enable.partition.eof", String(partitionEOF))]
+            + (instanceId.map { [("group.instance.id", $0)] } ?? [])
     }
 
     /// These properties, then the ones `base` has (every client's `kafka:`), then `passThrough`

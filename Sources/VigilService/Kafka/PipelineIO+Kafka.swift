@@ -18,7 +18,9 @@ extension PipelineIO {
         do {
             try base.apply(passThrough: config.kafka)
             producerConfig = try ProducerConfiguration().kafkaConfig(base: base, passThrough: config.kafkaProducer)
-            consumerConfig = try ConsumerConfiguration(groupId: config.group).kafkaConfig(base: base, passThrough: config.kafkaConsumer)
+            var consumer = ConsumerConfiguration(groupId: config.group)
+            consumer.instanceId = config.effectiveInstanceId
+            consumerConfig = try consumer.kafkaConfig(base: base, passThrough: config.kafkaConsumer)
             producer = try KafkaTopicOutput.producer(producerConfig, reports: context.reports, logger: logger)
         } catch {
             throw .kafka(client: "configuration", error)

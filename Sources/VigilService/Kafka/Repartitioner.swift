@@ -43,8 +43,9 @@ final class Repartitioner: PipelineStage, @unchecked Sendable {
         self.config = config
         self.logger = logger
         self.coordinator = coordinator
-        consumer = try KafkaConsumer(config: try ConsumerConfiguration(groupId: config.group + "-repartition")
-                                         .kafkaConfig(base: base, passThrough: config.kafkaConsumer), logger: logger)
+        var consumerConfig = ConsumerConfiguration(groupId: config.group + "-repartition")
+        consumerConfig.instanceId = config.effectiveInstanceId
+        consumer = try KafkaConsumer(config: try consumerConfig.kafkaConfig(base: base, passThrough: config.kafkaConsumer), logger: logger)
         producer = try KafkaProducer(config: producerConfig, logger: logger) { [box] token, error in
             if let error { box.record(token, error) }
         }

@@ -151,13 +151,4 @@ public struct AlertFormatter: Sendable {
     }
 
     /// `2007-03-14T00:00:00Z  critical  unchecked-adult-with-access  C-HGY-0001  summary`
-    public func line(_ a: Alert) -> String {
-        let rule = rules.rules[a.ruleIndex]
-        let status = a.status == .withdrawn ? "WITHDRAWN " : a.late != nil ? "LATE " : ""
-        return "\(a.firedAt)  \(rule.severity.rawValue.padding(8))  \(status)\(rule.id)  \(a.childId)  \(a.summary)".escapingControlCharacters
-    }
-}
-
-extension String {
-    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

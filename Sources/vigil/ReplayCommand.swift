@@ -78,7 +78,7 @@ struct ReplayCommand: ParsableCommand {
                 case .json: Output.shared.line(formatter.json(alert))
                 case .text:
                     let sev = set.rules[alert.ruleIndex].severity
-                    Output.shared.line(ANSI.color(formatter.line(alert), ANSI.severity(sev), enabled: color))
+                    Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line, ANSI.severity(sev), enabled: color))
                 }
             })
         } catch {

@@ -9,7 +9,7 @@ struct TailCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tail",
         abstract: "Follow alerts from the audit log or the alerts topic: one readable line per alert, coloured by severity.",
-        discussion: "Give --audit FILE, or --brokers and --topic. Keeps following until Ctrl-C (or use --no-follow)."
+        discussion: "Give --audit FILE, or --brokers and --topic. Keeps following until Ctrl-C (or use --no-follow). Each line: fired_at (UTC, as the alert contract has every instant; a deadline at local midnight in London summer time shows as 23:00:00Z the day before), severity, LATE or WITHDRAWN when a record that arrived late caused it, rule, child, summary, the late record, and the ids of the events the alert cites."
     )
 
     @Option(help: ArgumentHelp("Audit log to follow: its file (its rotated segments are read first), or its directory.", valueName: "FILE|DIR")) var audit: String?

@@ -23,7 +23,9 @@ import VigilEngine
         #expect(ids(AlertFilter(children: ["C-1"])) == ["1", "3"])
         #expect(ids(AlertFilter(since: RFC3339.parseDateTime("2007-03-06T00:00:00Z"))) == ["2", "3"])
         #expect(ids(AlertFilter(minimumSeverity: "medium", children: ["C-2"])) == ["2"])
-        #expect(a.line == "2007-02-06T00:00:00Z  high      child-not-seen  C-1  s")
+        #expect(a.line == "2007-02-06T00:00:00Z  high      child-not-seen  C-1  s  [evidence e1]")
+        let many = #"{"alert_id":"a-1","status":"fired","rule_id":"r","severity":"low","child_id":"C-1","fired_at":"2007-02-06T00:00:00Z","summary":"s","evidence":[\#((1...7).map { #"{"event_id":"e\#($0)"}"# }.joined(separator: ","))]}"#
+        #expect(tailed(many).line == "2007-02-06T00:00:00Z  low       r  C-1  s  [evidence e1, e2, e3, e4, e5 and 2 more]")
     }
 
     @Test func lateAndWithdrawnAlertsAreMarkedWithHowLateTheirRecordWas() {
@@ -102,7 +104,7 @@ import VigilEngine
         try w.append(alertId: "crit-1", alertJSON: alertJSON("crit-1", rule: "unchecked-adult-with-access", severity: "critical", child: "C-9"))
         try w.sync()
         #expect(Child.until(timeout: 10) { tail.stdout.count == 3 })
-        #expect(tail.stdout.last == "2007-02-06T00:00:00Z  critical  unchecked-adult-with-access  C-9  s")
+        #expect(tail.stdout.last == "2007-02-06T00:00:00Z  critical  unchecked-adult-with-access  C-9  s  [evidence e1]")
         #expect(!tail.stdout.contains { $0.contains("low-1") || $0.contains("  low  ") })
         tail.signal(SIGINT)
         #expect(tail.wait(timeout: 10) == 0)

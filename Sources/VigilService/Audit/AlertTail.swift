@@ -4,12 +4,18 @@ import Glibc
 import Foundation
 import Logging
 import VigilContract
+import VigilEngine
 import VigilKafka
 
 /// An alert as read back from the audit log or the alerts topic.
 public struct TailedAlert: Sendable {
     public let json: JSONValue
     public let text: String
+
+    public init(json: JSONValue, text: String) {
+        self.json = json
+        self.text = text
+    }
 
     public var ruleId: String { json["rule_id"]?.stringValue ?? "?" }
     public var severity: String { json["severity"]?.stringValue ?? "?" }
@@ -27,10 +33,17 @@ public struct TailedAlert: Sendable {
         return (id, (r.micros - o.micros) / Instant.microsPerSecond)
     }
 
+    /// The ids of the events the alert cites, in its order.
+    public var evidenceIds: [String] {
+        guard case .array(let items)? = json["evidence"] else { return [] }
+        return items.compactMap { $0["event_id"]?.stringValue }
+    }
+
     /// A note of the audit log (an input gap), not an alert.
     public var isNote: Bool { json["kind"] != nil && json["alert_id"] == nil }
 
-    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]`, or for
+    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]  [evidence
+    /// E1, E2]` (times UTC, as in the alert; at most 5 evidence ids, then how many more), or for
     /// a note `detected_at  NOTE      input-gap  topic[partition] offsets from..to deleted before read (action)`.
     public var line: String {
         if isNote {
@@ -47,14 +60,25 @@ public struct TailedAlert: Sendable {
             let delay = l.seconds.map { " recorded \(Self.duration($0)) after it occurred" } ?? " arrived late"
             why = "  (record \(l.eventId)\(delay))"
         }
+        let ids = evidenceIds
+        let evidence = ids.isEmpty ? "" : "  [evidence \(ids.prefix(5).joined(separator: ", "))\(ids.count > 5 ? " and \(ids.count - 5) more" : "")]"
         // Everything here came from a record: a control character must not reach the terminal.
-        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)".escapingControlCharacters
+        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)\(evidence)".escapingControlCharacters
     }
 
     static func duration(_ seconds: Int64) -> String {
         if seconds >= 2 * 86_400 { return "\(seconds / 86_400) days" }
         if seconds >= 2 * 3600 { return "\(seconds / 3600) hours" }
         return "\(seconds / 60) minutes"
+    }
+}
+
+extension TailedAlert {
+    /// An alert the engine raised, as its JSON (what the log and the topic hold) reads back: one text layout
+    /// for `vigil tail`, `vigil replay --format text` and the demo.
+    public init(_ alert: Alert, _ formatter: AlertFormatter) {
+        let bytes = formatter.jsonBytes(alert)
+        self.init(json: (try? JSONValue.parse(bytes)) ?? .null, text: String(decoding: bytes, as: UTF8.self))
     }
 }
 

@@ -93,9 +93,15 @@ struct EndToEndCommand: ParsableCommand {
     @Option(help: "Partitions: enough that ~5 MiB per partition holds the stream.") var partitions = 128
     @Option(help: "Another vigil binary (an earlier build) to run alternately with --vigil on the same preloaded topic.")
     var baseline: String?
-    func run() throws { try EndToEndCommand.measure(vigil: vigil, rules: rules, events: events, partitions: partitions, baseline: baseline) }
+    @Flag(help: "Run --vigil alternately with --http 127.0.0.1:0 (metrics recorded and served) and without (the baseline).")
+    var metrics = false
+    func run() throws {
+        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: events, partitions: partitions, baseline: metrics ? vigil : baseline,
+                                    arguments: metrics ? ["--http", "127.0.0.1:0"] : [])
+    }
 
-    static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil) throws {
+    /// `arguments` go to --vigil's runs only (not the baseline's).
+    static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil, arguments: [String] = []) throws {
         print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions; `vigil broker` in a separate process")
         // Each run gets a changelog of its own: a run restoring the state another run checkpointed would start
         // at the end of the input.
@@ -154,7 +160,7 @@ struct EndToEndCommand: ParsableCommand {
         var runs: [Double] = []
         var baselineRuns: [Double] = []
         var alerts = 0
-        func measureRun(_ binary: String, _ k: Int) throws -> (seconds: Double, alerts: Int) {
+        func measureRun(_ binary: String, _ k: Int, _ extra: [String] = []) throws -> (seconds: Double, alerts: Int) {
             let dir = NSTemporaryDirectory() + "vigil-bench-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -162,7 +168,7 @@ struct EndToEndCommand: ParsableCommand {
             let p = try Spawned(binary, ["run", "--brokers", address, "--group", "bench-\(k)-\(UUID().uuidString)", "--rules", rules,
                                          "--changelog-topic", changelogs[k % changelogs.count],
                                          "--audit-file", dir + "/audit.jsonl", "--clock", "event", "--exit-when-caught-up",
-                                         "--stats-file", stats, "--log-level", "error", "-X", "fetch.wait.max.ms=10"], stdout: "/dev/null")
+                                         "--stats-file", stats, "--log-level", "error", "-X", "fetch.wait.max.ms=10"] + extra, stdout: "/dev/null")
             p.process.waitUntilExit()
             guard let data = FileManager.default.contents(atPath: stats), let v = try? JSONValue.parse([UInt8](data)),
                   let a = v["first_message_at_us"]?.intValue, let b = v["last_durable_at_us"]?.intValue,
@@ -174,7 +180,7 @@ struct EndToEndCommand: ParsableCommand {
         }
         for k in 0..<3 {
             if let baseline { baselineRuns.append(try measureRun(baseline, 3 + k).seconds) }
-            let r = try measureRun(vigil, k)
+            let r = try measureRun(vigil, k, arguments)
             runs.append(r.seconds)
             alerts = r.alerts
         }
@@ -183,7 +189,7 @@ struct EndToEndCommand: ParsableCommand {
         print("|---|---:|---:|---:|")
         print("| kcat -C -e -o beginning > /dev/null | \(fmt(median(kcat), 2)) | \(grouped(kr)) | 100% |")
         print("| VigilKafka no-op consumer (batch poll, count) | \(fmt(median(noop), 2)) | \(grouped(nr)) | \(fmt(100 * nr / kr))% |")
-        print("| **vigil run** (validate, evaluate, audit fsync, alerts acked, offsets stored) | \(fmt(median(runs), 2)) | **\(grouped(vr))** | **\(fmt(100 * vr / kr))%** |")
+        print("| **vigil run\(arguments.isEmpty ? "" : " " + arguments.joined(separator: " "))** (validate, evaluate, audit fsync, alerts acked, offsets stored) | \(fmt(median(runs), 2)) | **\(grouped(vr))** | **\(fmt(100 * vr / kr))%** |")
         if let baseline {
             let br = Double(produced) / median(baselineRuns)
             print("| vigil run, baseline \(baseline) (runs alternating with the above) | \(fmt(median(baselineRuns), 2)) | \(grouped(br)) | \(fmt(100 * br / kr))% |")

@@ -28,7 +28,7 @@ public enum Endpoints {
             },
             "/healthz": { OperationsServer.Response(verdict: status.healthy(now: .now)) },
             "/readyz": { OperationsServer.Response(verdict: status.ready) },
-        ], logger: logger)
+        ])
         logger.info("operations endpoints on http://\(address.host.contains(":") ? "[\(address.host)]" : address.host):\(server.port): /metrics, /healthz, /readyz")
         return server
     }

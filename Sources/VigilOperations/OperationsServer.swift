@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -33,7 +32,7 @@ public final class OperationsServer: Sendable {
     public let port: Int
 
     /// Binds and starts serving `routes` (path to answer). Throws when the address cannot be bound.
-    public init(host: String, port: Int, routes: [String: Route], logger: Logger) throws {
+    public init(host: String, port: Int, routes: [String: Route]) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)

@@ -30,6 +30,8 @@ public struct PrometheusExport: MetricsFactory, Sendable {
         "vigil_input_gaps_total": "Input deleted before it was read (lag beyond retention), found on assignment or while reading.",
         "vigil_rule_pack_info": "The rule pack running: its digest and rule count (value 1).",
         "vigil_build_info": "The vigil version (value 1).",
+        "vigil_audit_fsync_seconds": "Audit log fsyncs (with the seal written before one), by duration.",
+        "vigil_audit_failures_total": "Audit log seals or fsyncs that failed (each stops the pipeline: alerts are held until the log can take them).",
         "vigil_ready": "1 when /readyz answers ready (partitions assigned and restored, lag under ready-max-lag, not stopping), else 0.",
     ]
 
@@ -65,7 +67,7 @@ public struct PrometheusExport: MetricsFactory, Sendable {
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        let buckets = label == "vigil_shard_batch_seconds" ? Self.batchBuckets : Self.secondsBuckets
+        let buckets = ["vigil_shard_batch_seconds", "vigil_audit_fsync_seconds"].contains(label) ? Self.batchBuckets : Self.secondsBuckets
         return registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions, buckets: buckets)
     }
 

@@ -4,6 +4,7 @@ import Testing
 import VigilContract
 import VigilKafka
 import VigilOperations
+import VigilRules
 import VigilTesting
 @testable import VigilService
 
@@ -137,6 +138,82 @@ import VigilTesting
         #expect(try get(server.port, "/readyz").status == 503)
         thread.join()
         _ = try #require(done.withLock { $0 }).get()
+    }
+}
+
+extension OperationsTests {
+    /// A state store whose restores wait until the test lets them go.
+    final class HeldStore: StateStore, @unchecked Sendable {
+        let inner: StateStore
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        init(_ inner: StateStore) { self.inner = inner }
+        func restore(partitions: [Int32], rules: CompiledRuleSet) throws(PipelineError) -> (restored: [Int32: Checkpoint.Restored], timings: RestoreTimings) {
+            entered.signal()
+            release.wait()
+            return try inner.restore(partitions: partitions, rules: rules)
+        }
+    }
+
+    @Test func notReadyWhileRestoringReadyWhenCaughtUpNotReadyFromTheFirstMomentOfAStop() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cluster = MemoryCluster(partitions: 2, auditPath: dir + "/audit.jsonl")
+        cluster.input.produce(events: try scenarioLines())
+        var held: HeldStore?
+        let factory = cluster.io()
+        var config = PipelineConfig()
+        config.clock = .event
+        config.readyMaxLag = 0
+        let pipeline = Pipeline(config: config, rules: pack, logger: quietLogger) { context throws(PipelineError) in
+            var io = try factory(context)
+            let store = HeldStore(io.state)
+            held = store
+            io.state = store
+            return io
+        }
+        let server = try Endpoints.start(HTTPAddress("127.0.0.1:0")!, for: pipeline, logger: quietLogger)
+        defer { server.close() }
+        let thread = Thread { _ = try? pipeline.run() }
+        thread.start()
+        try waitFor("the restore to start") { held != nil }
+        let store = try #require(held)
+        store.entered.wait()
+        let restoring = try get(server.port, "/readyz")
+        #expect(restoring.status == 503 && restoring.body == "restoring state\n")
+        store.release.signal()
+        try waitFor("ready once caught up") { try get(server.port, "/readyz").status == 200 }
+        pipeline.requestStop()
+        let stopping = try get(server.port, "/readyz")
+        #expect(stopping.status == 503 && stopping.body == "stopping\n")
+        thread.join()
+    }
+
+    /// The binary: `vigil run --http 127.0.0.1:0` logs where it listens; its /metrics counts what it read.
+    @Test func vigilRunServesItsMetricsWhereItSaysItListens() throws {
+        let broker = try EmbeddedBroker(logger: quietLogger)
+        for t in ["agency-events", "vigil-alerts", "vigil-dead-letters", "vigil-changelog"] { try broker.createTopic(t, partitions: 1) }
+        let lines = try scenarioLines()
+        try produce(lines, to: "agency-events", brokers: broker.bootstrapServers)
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try Child(vigilBinary, ["run", "--brokers", broker.bootstrapServers, "--rules", rulesDir, "--audit-file", dir + "/audit.jsonl",
+                                          "--clock", "event", "--http", "127.0.0.1:0", "--log-format", "json", "-X", "fetch.wait.max.ms=10"])
+        var port = 0
+        try waitFor("the endpoints' log line") {
+            for line in run.stderr {
+                guard let v = try? JSONValue.parse(Array(line.utf8)), let m = v["message"]?.stringValue, m.hasPrefix("operations endpoints on http://127.0.0.1:") else { continue }
+                port = Int(m.dropFirst("operations endpoints on http://127.0.0.1:".count).prefix { $0.isNumber }) ?? 0
+            }
+            return port > 0
+        }
+        try waitFor("every event evaluated") {
+            sample(try get(port, "/metrics").body, "vigil_events_total", #"outcome="evaluated""#) == Double(lines.count)
+        }
+        #expect(try get(port, "/healthz").status == 200)
+        run.signal(SIGTERM)
+        #expect(run.wait(timeout: 60) == 0)
+        #expect(run.stderr.allSatisfy { (try? JSONValue.parse(Array($0.utf8))) != nil || !$0.hasPrefix("{") }, "JSON log lines parse")
     }
 }
 

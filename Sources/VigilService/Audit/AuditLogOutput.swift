@@ -12,6 +12,9 @@ public final class AuditLogOutput: DurableOutput {
     /// Notes appended (input gaps).
     public private(set) var notes = 0
 
+    /// Told of every fsync (with the seal before it): its duration in microseconds, and whether it failed.
+    public var syncObserver: ((_ micros: Int64, _ failed: Bool) -> Void)?
+
     public init(writer: AuditLogWriter, reports: DeliveryReports) {
         self.writer = writer
         self.reports = reports
@@ -42,11 +45,14 @@ public final class AuditLogOutput: DurableOutput {
         guard !unsynced.isEmpty || sealReason != nil || writer.rotationDue(at: now) else { return }
         let tokens = unsynced
         unsynced.removeAll(keepingCapacity: true)
+        let started: ContinuousClock.Instant? = syncObserver == nil ? nil : .now
         do {
             // The seal goes in before the fsync, which then covers both; the key evolves once it is durable.
             if let sealReason { try writer.seal(reason: sealReason) }
             try writer.sync()
+            observe(since: started, failed: false)
         } catch {
+            observe(since: started, failed: true)
             for t in tokens { reports.report(t, .failed(reason: error.description, retriable: false)) }
             if tokens.isEmpty { fail(error) }
             return
@@ -54,6 +60,12 @@ public final class AuditLogOutput: DurableOutput {
         for t in tokens { reports.report(t, .durable) }
         // A rotation starts the next file; the records before it are durable whatever happens to it.
         do { try writer.rotateIfDue() } catch { fail(error) }
+    }
+
+    private func observe(since started: ContinuousClock.Instant?, failed: Bool) {
+        guard let syncObserver, let started else { return }
+        let d = ContinuousClock.now - started
+        syncObserver(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000, failed)
     }
 
     private func fail(_ error: AuditLogError) {

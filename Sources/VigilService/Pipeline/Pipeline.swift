@@ -56,6 +56,9 @@ public final class Pipeline: @unchecked Sendable {
     public func run() throws(PipelineError) -> PipelineSummary {
         do { try config.validate() } catch { throw .config(error) }
         let io = try makeIO(PipelineContext(config: config, rules: rules, logger: logger, coordinator: coordinator, reports: DeliveryReports()))
+        if let metrics, let audit = io.audit {
+            audit.syncObserver = { micros, failed in metrics.auditSynced(micros: micros, failed: failed) }
+        }
         let counters = PipelineCounters()
         let inbox = HandOff<SinkItem>()
         let shards = (0..<config.effectiveShards).map {

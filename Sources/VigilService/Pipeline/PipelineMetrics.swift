@@ -23,6 +23,8 @@ public final class PipelineMetrics: Sendable {
     let deliveryRetries: CoreMetrics.Counter
     let inputGaps: CoreMetrics.Counter
     let ready: Gauge
+    let auditFsync: CoreMetrics.Timer
+    let auditFailures: CoreMetrics.Counter
     let severities: [String: String]
     private let dynamic = Mutex<[String: AnyObject]>([:])
 
@@ -51,6 +53,8 @@ public final class PipelineMetrics: Sendable {
         deliveryRetries = CoreMetrics.Counter(label: "vigil_delivery_retries_total", factory: factory)
         inputGaps = CoreMetrics.Counter(label: "vigil_input_gaps_total", factory: factory)
         ready = Gauge(label: "vigil_ready", factory: factory)
+        auditFsync = CoreMetrics.Timer(label: "vigil_audit_fsync_seconds", factory: factory)
+        auditFailures = CoreMetrics.Counter(label: "vigil_audit_failures_total", factory: factory)
         severities = Dictionary(rules.rules.map { ($0.id, $0.severity.rawValue) }, uniquingKeysWith: { a, _ in a })
         Gauge(label: "vigil_rule_pack_info", dimensions: [("digest", rulesDigest), ("rules", String(rules.rules.count))], factory: factory).record(1)
         Gauge(label: "vigil_build_info", dimensions: [("version", version)], factory: factory).record(1)
@@ -73,6 +77,12 @@ public final class PipelineMetrics: Sendable {
         cached("a|\(rule)|\(status)") {
             CoreMetrics.Counter(label: "vigil_alerts_total", dimensions: [("rule", rule), ("severity", severity), ("status", status)], factory: factory)
         }
+    }
+
+    /// An audit log fsync (with the seal before it), and whether it failed.
+    func auditSynced(micros: Int64, failed: Bool) {
+        auditFsync.recordMicroseconds(micros)
+        if failed { auditFailures.increment() }
     }
 
     /// Readiness as `/readyz` answers it now (set at each scrape).
@@ -158,8 +168,8 @@ public final class PipelineStatus: Sendable {
     /// process is not stopping.
     public var ready: (Bool, String) {
         if stopping.load(ordering: .relaxed) { return (false, "stopping") }
-        if !joined.load(ordering: .relaxed) { return (false, "waiting for the group to assign partitions") }
         if restoring.load(ordering: .relaxed) { return (false, "restoring state") }
+        if !joined.load(ordering: .relaxed) { return (false, "waiting for the group to assign partitions") }
         let lag = lagMessages.load(ordering: .relaxed)
         if lag == .max { return (false, "lag not known yet") }
         if lag > readyMaxLag { return (false, "\(lag) messages behind (ready at \(readyMaxLag) or fewer)") }

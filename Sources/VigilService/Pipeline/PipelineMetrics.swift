@@ -7,8 +7,8 @@ import VigilRules
 /// for `--http`). The stages record per batch, epoch or rebalance, never per message; with no metrics (the
 /// default) nothing is recorded at all.
 ///
-/// Names follow Prometheus conventions (base units, `_total` for counters); `MetricHelp` has a sentence for
-/// each. Labels carry partitions, rules, severities, outcomes and reasons: never an event's content or a
+/// Names follow Prometheus conventions (base units, `_total` for counters); `PrometheusExport.help`
+/// (VigilOperations) has a sentence for each. Labels carry partitions, rules, severities, outcomes and reasons: never an event's content or a
 /// child's id.
 public final class PipelineMetrics: Sendable {
     let factory: MetricsFactory

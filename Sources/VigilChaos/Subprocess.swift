@@ -19,15 +19,24 @@ public final class Subprocess: @unchecked Sendable {
         process.standardOutput = o
         process.standardError = e
         try process.run()
-        // A thread per stream reads until the process closes it, so that `wait` can tell when all is in.
+        // A thread per stream reads until the process closes it, so that `wait` can tell when all is in. It
+        // reads the descriptor itself: FileHandle.availableData traps on a failed read (EINTR included).
         for (pipe, k) in [(o, 0), (e, 1)] {
-            let h = pipe.fileHandleForReading
             Thread.detachNewThread { [self] in
+                let fd = pipe.fileHandleForReading.fileDescriptor
+                var buffer = [UInt8](repeating: 0, count: 65_536)
                 while true {
-                    let data = h.availableData
-                    if data.isEmpty { break }
-                    received(data, stream: k)
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        received(buffer[..<n], stream: k)
+                    } else if n < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        break
+                    }
                 }
+                // The pipe (and so its descriptor) lives until here.
+                withExtendedLifetime(pipe) {}
                 end(k)
             }
         }
@@ -35,7 +44,7 @@ public final class Subprocess: @unchecked Sendable {
 
     private var pendingBytes: [[UInt8]] = [[], []]
 
-    private func received(_ data: Data, stream k: Int) {
+    private func received(_ data: ArraySlice<UInt8>, stream k: Int) {
         lock.lock()
         defer { lock.unlock() }
         // Decode whole lines only, so that a character split between two reads is not mangled.

@@ -123,11 +123,12 @@ final class Intake: PipelineStage, @unchecked Sendable {
         let summary = ps.sorted().map { restored[$0]?.summary(partition: $0) ?? "\($0)@beginning" }
         let seconds = Double(clock.now().micros - started.micros) / 1e6
         metrics?.restoreSeconds.recordMicroseconds(clock.now().micros - started.micros)
-        metrics?.restoredChildren.increment(by: restored.values.reduce(0) { $0 + $1.children.count })
+        let children = restored.values.reduce(0) { $0 + $1.children.count }
+        metrics?.restoredChildren.increment(by: children)
         lastLagUpdate = .distantPast
         logger.info("restored \(ps.count) partition\(ps.count == 1 ? "" : "s") in \(String(format: "%.2f", seconds)) s (\(t.records) changelog records: read \(String(format: "%.2f", t.read)) s, decoded \(String(format: "%.2f", t.decode)) s): \(summary.joined(separator: ", "))", metadata: [
             "partitions": "\(ps.sorted().map(String.init).joined(separator: ","))", "seconds": "\(String(format: "%.2f", seconds))",
-            "children": "\(restored.values.reduce(0) { $0 + $1.children.count })",
+            "children": "\(children)",
         ])
         return starts
     }

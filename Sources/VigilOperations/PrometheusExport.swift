@@ -22,7 +22,7 @@ public struct PrometheusExport: MetricsFactory, Sendable {
         "vigil_end_to_end_seconds": "From reading a batch to its alerts and dead letters being durable in every output.",
         "vigil_shard_batch_seconds": "Time a shard takes to evaluate its share of a batch.",
         "vigil_delivery_retries_total": "Writes to an output that failed and were retried.",
-        "vigil_delivery_errors_total": "Failed writes, by output.",
+        "vigil_delivery_errors_total": "Failed writes, by output: those retried and the one no retry cures (which stops the pipeline).",
         "vigil_rebalances_total": "Partition assignments received from the consumer group.",
         "vigil_restore_duration_seconds": "Time to restore the state of newly assigned partitions.",
         "vigil_restored_children_total": "Children restored from the changelog.",

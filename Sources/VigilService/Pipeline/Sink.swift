@@ -120,6 +120,7 @@ final class Sink: PipelineStage, @unchecked Sendable {
                 counters.lastDurableAt.store(clock.now().micros, ordering: .relaxed)
                 coordinator.epochFinished(epoch)
             case .fatal(let output, let reason):
+                metrics?.deliveryErrors(output: outputs[output].name).increment()
                 fail(.output(name: outputs[output].name, reason: reason))
             }
             if let crashAfter, crashAfter(action) {

@@ -25,22 +25,21 @@ struct BoundsCommand: ParsableCommand {
 
     /// The record a checkpoint would write for the child, shrunk to the budget as the shard does.
     static func record(_ engine: inout Engine, _ id: String, budget: Int) throws -> (bytes: Int, steps: Int) {
-        let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: engine.rules))
-        let encoder = JSONEncoder()
+        let pack = StatePack(engine.rules)
         guard var child = engine.child(id) else { return (0, 0) }
-        var r = Checkpoint.childRecord(child, checkpoint: 0, next: 0, rulesDigest: digest)
+        var r = Checkpoint.childRecord(child, checkpoint: 0, next: 0, pack: pack)
         var steps = 0
         while r.value.count > budget, engine.shrink(child: id), let smaller = engine.child(id) {
             child = smaller
             steps += 1
-            r = Checkpoint.childRecord(child, checkpoint: 0, next: 0, rulesDigest: digest)
+            r = Checkpoint.childRecord(child, checkpoint: 0, next: 0, pack: pack)
         }
         return (r.value.count, steps)
     }
 
     static func busyChild(_ rules: CompiledRuleSet, events: Int, budget: Int) throws {
         print("== one child with \(grouped(Double(events))) events (injuries, missed appointments, household members, investigations, visits), a checkpoint every 10,000")
-        let decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots)
+        let decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules))
         var r = decoder.makeRecord()
         var engine = Engine(rules: rules)
         var alerts: [Alert] = []
@@ -85,7 +84,7 @@ struct BoundsCommand: ParsableCommand {
 
     static func manyChildren(_ rules: CompiledRuleSet, children: Int, days: Int, rate: Double) throws {
         print("== \(grouped(Double(children))) children over \(days) days (rate \(rate)), idle children evicted at a monthly checkpoint")
-        let decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots)
+        let decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules))
         var r = decoder.makeRecord()
         var engine = Engine(rules: rules)
         var alerts: [Alert] = []

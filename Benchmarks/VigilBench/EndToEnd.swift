@@ -25,7 +25,7 @@ final class Spawned: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let stdout {
-            FileManager.default.createFile(atPath: stdout, contents: nil)
+            _ = FileManager.default.createFile(atPath: stdout, contents: nil)
             process.standardOutput = FileHandle(forWritingAtPath: stdout)
         } else {
             process.standardOutput = pipe

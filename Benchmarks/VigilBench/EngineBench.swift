@@ -71,7 +71,7 @@ struct EngineResult {
 
 /// Decode and evaluate every event of `indices` (in order) through one engine, as a shard would.
 func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleSet, keep: inout Engine?) -> EngineResult {
-    let decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots)
+    let decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules))
     var record = decoder.makeRecord()
     var engine = Engine(rules: rules)
     var alerts: [Alert] = []
@@ -99,7 +99,7 @@ func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleS
 
 /// Decode only (full contract validation, capturing the slots the pack reads).
 func runDecode(_ input: EventBuffer, rules: CompiledRuleSet) -> EngineResult {
-    let decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots)
+    let decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules))
     var record = decoder.makeRecord()
     var bad = 0
     let t = seconds {

@@ -21,7 +21,7 @@ struct LateCommand: ParsableCommand {
         // One child's history: the generator's busiest child over 400 days, at 8 times the routine rate.
         var g = StreamGenerator(.init(children: 40, days: 400, seed: 3, riskRate: 0.5, planRate: 1, rate: 8))
         var byChild: [String: [String]] = [:]
-        let decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots)
+        let decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules))
         var r = decoder.makeRecord()
         g.generate { line in
             _ = decoder.decode(line, into: &r)

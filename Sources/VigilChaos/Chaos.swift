@@ -374,6 +374,8 @@ public enum Chaos {
             var ids = Set<String>()
             if FileManager.default.fileExists(atPath: file) {
                 let verdict = try AuditLog.verify(path: file) { r in
+                    // Notes (rule packs, input gaps) are on the record too; only alerts are counted here.
+                    guard r.isAlert else { return }
                     a.records += 1
                     if !ids.insert(r.alertId).inserted { a.duplicateIds += 1 }
                     apply(r.alert, to: &auditNet)

@@ -72,6 +72,17 @@ public struct EventContract: Sendable {
     /// `recorded_at`, if the contract has it: when the source system recorded the event.
     public let recordedAtSlot: Int?
 
+    /// Every field a rule could read, free text aside: what a child's timeline keeps of an event, so that a
+    /// rule added later can be evaluated over the history already kept.
+    public var ruleReadableSlots: [Int] {
+        fields.values.compactMap { f -> Int? in
+            switch f.kind {
+            case .string(freeText: true), .object: return nil
+            default: return f.slot
+            }
+        }.sorted()
+    }
+
     /// The contract built into this binary.
     public static let embedded: EventContract = {
         do {

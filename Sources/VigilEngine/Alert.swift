@@ -64,6 +64,9 @@ public struct Alert: Sendable, Hashable {
     public var late: LateRecord?
     /// For an alert withdrawn and later justified again: the id it had (this one is `<id>.r<revision>`).
     public var reinstates: String?
+    /// Raised when the rule pack changed, for a moment before the change: the new pack's rule would have
+    /// fired then (its `fired_at` is in the past).
+    public var backfill = false
 
     public init(alertId: String, status: Status, withdraws: String?, ruleIndex: Int, childId: String, firedAt: Instant,
                 deadline: Instant?, summary: String, evidence: [EventRef], late: LateRecord? = nil, reinstates: String? = nil) {
@@ -123,6 +126,7 @@ public struct AlertFormatter: Sendable {
         w.raw(","); w.key("fired_at"); w.string(a.firedAt.description)
         if let e = emittedAt { w.raw(","); w.key("emitted_at"); w.string(e.description) }
         if let d = a.deadline { w.raw(","); w.key("deadline"); w.string(d.description) }
+        if a.backfill { w.raw(","); w.key("backfill"); w.raw("true") }
         if let l = a.late {
             w.raw(","); w.key("late"); w.raw("{")
             w.key("event_id"); w.string(l.eventId)

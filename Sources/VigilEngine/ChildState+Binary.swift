@@ -1,19 +1,53 @@
 import VigilContract
+import VigilRules
+
+/// A rule pack's definitions by stable id, for persisted state: rules by id, declared states by name,
+/// windows by definition, each as a 64-bit hash. State names these, never the pack's internal numbering,
+/// so state written under one pack reads under another (what the other lacks is dropped).
+public struct PackKeys: Sendable {
+    let rule: [UInt64]
+    let state: [UInt64]
+    let window: [UInt64]
+    let ruleIndex: [UInt64: Int32]
+    let stateIndex: [UInt64: UInt16]
+    let windowIndex: [UInt64: UInt16]
+
+    public init(_ set: CompiledRuleSet) {
+        rule = set.rules.map { stableHash("rule:" + $0.id) }
+        state = set.states.map { stableHash("state:" + $0.name) }
+        window = set.windows.map { stableHash("window:" + $0.canonical) }
+        ruleIndex = Dictionary(rule.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
+        stateIndex = Dictionary(state.enumerated().map { ($1, UInt16($0)) }, uniquingKeysWith: { a, _ in a })
+        windowIndex = Dictionary(window.enumerated().map { ($1, UInt16($0)) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The stable key of rule `i` (a rule the pack does not have, -1, is 0).
+    func ruleKey(_ i: Int32) -> UInt64 { i >= 0 && Int(i) < rule.count ? rule[Int(i)] : 0 }
+}
 
 /// A child's state in a compact binary layout, for the changelog: written at every checkpoint for every child
 /// that changed, read at every restore. Versioned; no Foundation. (`Codable` stays for snapshots and tools.)
+///
+/// Version 2 names rules, states and windows by stable key (`PackKeys`); version 1 (before rule packs could
+/// change) by the pack's indices, which are only meaningful under the very pack that wrote them.
 extension ChildState {
-    static let binaryVersion: UInt8 = 1
+    static let binaryVersion: UInt8 = 2
 
     /// The state as bytes.
-    public func binary() -> [UInt8] {
+    public func binary(keys: PackKeys) -> [UInt8] { encoded(keys) }
+
+    /// The state in the layout before rule packs could change (version 1, by index): what an earlier Vigil
+    /// wrote, for tests of reading it.
+    func legacyBinary() -> [UInt8] { encoded(nil) }
+
+    private func encoded(_ keys: PackKeys?) -> [UInt8] {
         var w = ByteWriter()
-        w.u8(Self.binaryVersion)
+        w.u8(keys == nil ? 1 : Self.binaryVersion)
         w.text(id)
         w.i64(Int64(domain))
         w.u64(arrivals)
-        w.derivation(now)
-        if base == now { w.u8(0) } else { w.u8(1); w.derivation(base) }
+        w.derivation(now, keys)
+        if base == now { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
         for e in timeline {
             w.ref(e.ref)
@@ -24,7 +58,7 @@ extension ChildState {
         w.u64(UInt64(emitted.count))
         for a in emitted {
             w.text(a.alertId); w.text(a.recordId)
-            w.i64(Int64(a.rule)); w.i64(a.firedAt.micros)
+            w.rule(a.rule, keys); w.i64(a.firedAt.micros)
             w.optionalInstant(a.deadline)
             w.ref(a.trigger)
             w.u8(a.withdrawn ? 1 : 0)
@@ -40,15 +74,20 @@ extension ChildState {
         public init(description: String) { self.description = description }
     }
 
-    /// Reads `binary()`'s bytes.
-    public init(binary bytes: [UInt8]) throws(BinaryError) {
+    /// Reads `binary(keys:)`'s bytes under the pack of `keys`: what names a rule, state or window it lacks is
+    /// dropped (an alert emitted under such a rule is kept, as history, for its id). A version 1 record is
+    /// read as it was written (the caller knows it was written under this very pack) and marked changed, so
+    /// that the next checkpoint rewrites it by stable key.
+    public init(binary bytes: [UInt8], keys: PackKeys) throws(BinaryError) {
         var r = ByteReader(bytes)
-        guard r.u8() == Self.binaryVersion else { throw BinaryError(description: "unknown state version") }
+        let version = r.u8()
+        guard version == 1 || version == 2 else { throw BinaryError(description: "unknown state version \(version)") }
+        let k: PackKeys? = version == 2 ? keys : nil
         self.init(id: r.text())
         domain = Int32(truncatingIfNeeded: r.i64())
         arrivals = r.u64()
-        now = r.derivation()
-        base = r.u8() == 1 ? r.derivation() : now
+        now = r.derivation(k)
+        base = r.u8() == 1 ? r.derivation(k) : now
         for _ in 0..<r.count() {
             let ref = r.ref()
             let arrival = r.u64()
@@ -57,17 +96,18 @@ extension ChildState {
         }
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
-            let rule = Int32(truncatingIfNeeded: r.i64())
+            let rule = r.rule(k)
             let firedAt = Instant(micros: r.i64())
             let deadline = r.optionalInstant()
             let trigger = r.ref()
             let withdrawn = r.u8() != 0
             let revision = Int32(truncatingIfNeeded: r.i64())
-            emitted.append(EmittedAlert(alertId: alertId, recordId: recordId, rule: rule, firedAt: firedAt, deadline: deadline, trigger: trigger,
+            emitted.append(EmittedAlert(alertId: alertId, recordId: recordId, rule: rule ?? -1, firedAt: firedAt, deadline: deadline, trigger: trigger,
                                         withdrawn: withdrawn, revision: revision))
         }
         for _ in 0..<r.count() { folded.append(SeenEvent(idHash: r.u64(), at: Instant(micros: r.i64()))) }
         guard !r.failed, r.atEnd else { throw BinaryError(description: "the state is cut short or has trailing bytes") }
+        dirty = version == 1
     }
 }
 
@@ -95,20 +135,29 @@ extension ByteWriter {
         blob(f.bytes)
     }
 
-    mutating func derivation(_ d: Derivation) {
+    /// A rule by stable key, or (`keys` nil, version 1) by index.
+    mutating func rule(_ r: Int32, _ keys: PackKeys?) {
+        if let keys { u64(keys.ruleKey(r)) } else { i64(Int64(r)) }
+    }
+
+    mutating func definition(_ i: UInt16, _ keys: [UInt64]?) {
+        if let keys { u64(keys[Int(i)]) } else { u16(i) }
+    }
+
+    mutating func derivation(_ d: Derivation, _ keys: PackKeys?) {
         u64(UInt64(d.states.count))
-        for s in d.states { u16(s.state); text(s.key); value(s.value); ref(s.ref) }
+        for s in d.states { definition(s.state, keys?.state); text(s.key); value(s.value); ref(s.ref) }
         u64(UInt64(d.entries.count))
-        for e in d.entries { u16(e.window); i64(e.at.micros); u64(e.distinct); text(e.key); ref(e.ref) }
+        for e in d.entries { definition(e.window, keys?.window); i64(e.at.micros); u64(e.distinct); text(e.key); ref(e.ref) }
         u64(UInt64(d.pending.count))
         for p in d.pending {
-            i64(Int64(p.rule)); i64(Int64(p.clause)); u64(UInt64(p.id)); u64(p.seq); text(p.key)
+            rule(p.rule, keys); i64(Int64(p.clause)); u64(UInt64(p.id)); u64(p.seq); text(p.key)
             i64(p.armedAt.micros); i64(p.deadline.micros); ref(p.ref)
             u64(UInt64(p.args.count))
             for a in p.args { text(a) }
         }
         u64(UInt64(d.fired.count))
-        for f in d.fired { i64(Int64(f.rule)); i64(f.at.micros) }
+        for f in d.fired { rule(f.rule, keys); i64(f.at.micros) }
         u64(UInt64(d.nextPendingId))
         i64(d.newest.micros)
         i64(d.through.micros)
@@ -151,26 +200,38 @@ extension ByteReader {
         return v
     }
 
-    mutating func derivation() -> Derivation {
+    /// A rule: its index (version 1, `keys` nil) or its stable key; nil when the pack lacks it.
+    mutating func rule(_ keys: PackKeys?) -> Int32? {
+        guard let keys else { return Int32(truncatingIfNeeded: i64()) }
+        return keys.ruleIndex[u64()]
+    }
+
+    /// A derivation, by index (version 1, `keys` nil) or by stable key: entries for what the pack lacks are dropped.
+    mutating func derivation(_ keys: PackKeys?) -> Derivation {
         var d = Derivation()
         for _ in 0..<count() {
-            let state = u16(), key = text(), v = value(), r = ref()
-            d.states.append(StateEntry(state: state, key: key, value: v, ref: r))
+            let state = keys == nil ? u16() : keys?.stateIndex[u64()]
+            let key = text(), v = value(), r = ref()
+            if let state { d.states.append(StateEntry(state: state, key: key, value: v, ref: r)) }
         }
         for _ in 0..<count() {
-            let window = u16(), at = Instant(micros: i64()), distinct = u64(), key = text(), r = ref()
-            d.entries.append(WindowEntry(window: window, at: at, distinct: distinct, key: key, ref: r))
+            let window = keys == nil ? u16() : keys?.windowIndex[u64()]
+            let at = Instant(micros: i64()), distinct = u64(), key = text(), r = ref()
+            if let window { d.entries.append(WindowEntry(window: window, at: at, distinct: distinct, key: key, ref: r)) }
         }
         for _ in 0..<count() {
-            let rule = Int32(truncatingIfNeeded: i64()), clause = Int16(truncatingIfNeeded: i64())
+            let rule = rule(keys), clause = Int16(truncatingIfNeeded: i64())
             let id = UInt32(truncatingIfNeeded: u64()), seq = u64(), key = text()
             let armedAt = Instant(micros: i64()), deadline = Instant(micros: i64()), r = ref()
             let args = (0..<count()).map { _ in text() }
-            d.pending.append(PendingExpectation(rule: rule, clause: clause, id: id, seq: seq, key: key, armedAt: armedAt, deadline: deadline, ref: r, args: args))
+            if let rule {
+                d.pending.append(PendingExpectation(rule: rule, clause: clause, id: id, seq: seq, key: key, armedAt: armedAt, deadline: deadline, ref: r, args: args))
+            }
         }
         for _ in 0..<count() {
-            let rule = Int32(truncatingIfNeeded: i64())
-            d.fired.append(FiredMark(rule: rule, at: Instant(micros: i64())))
+            let rule = rule(keys)
+            let at = Instant(micros: i64())
+            if let rule { d.fired.append(FiredMark(rule: rule, at: at)) }
         }
         d.nextPendingId = UInt32(truncatingIfNeeded: u64())
         d.newest = Instant(micros: i64())

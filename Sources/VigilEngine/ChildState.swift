@@ -1,4 +1,5 @@
 import VigilContract
+import VigilRules
 
 /// An event folded into a child's base, remembered to recognise duplicates (a 64-bit hash of its id).
 struct SeenEvent: Sendable, Codable, Hashable, Equatable {
@@ -187,6 +188,26 @@ public struct ChildState: Sendable, Codable {
     }
 
     init(id: String) { self.id = id }
+
+    /// What the child holds of one rule: its pending deadlines, and how many of its alerts stand.
+    public struct RuleFootprint: Sendable, Equatable {
+        public var pending: [Instant] = []
+        public var emitted = 0
+        public init() {}
+    }
+
+    /// What the child holds of rule `ruleId` of `rules` (empty when the pack lacks it).
+    public func footprint(of ruleId: String, in rules: CompiledRuleSet) -> RuleFootprint {
+        var f = RuleFootprint()
+        guard let i = rules.rules.firstIndex(where: { $0.id == ruleId }) else { return f }
+        let r = Int32(i)
+        f.pending = now.pending.filter { $0.rule == r }.map(\.deadline).sorted()
+        f.emitted = emitted.filter { $0.rule == r && !$0.withdrawn }.count
+        return f
+    }
+
+    /// Marks the state changed: the next checkpoint writes it (a state read from an older layout).
+    public mutating func markChanged() { dirty = true }
 
     mutating func append(_ e: TimelineEvent) {
         timeline.append(e)

@@ -10,7 +10,8 @@ struct Deriver: Sendable {
     let tables: EngineTables
     let c: EventContract
     let emptyRecord: EventRecord
-    /// Slots a timeline keeps per event: the captured ones but the envelope (kept apart).
+    /// Slots a timeline keeps per event: every one a rule could read (not only those this pack reads, so that a
+    /// rule added later can be derived over the history), but the envelope (kept apart).
     let timelineSlot: [Bool]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
@@ -20,7 +21,7 @@ struct Deriver: Sendable {
         c = rules.contract
         emptyRecord = EventRecord(slotCount: rules.contract.slotCount)
         var keep = [Bool](repeating: false, count: rules.contract.slotCount)
-        for s in rules.capturedSlots { keep[s] = true }
+        for s in Engine.decodedSlots(rules) { keep[s] = true }
         for s in [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot] { keep[s] = false }
         timelineSlot = keep
     }

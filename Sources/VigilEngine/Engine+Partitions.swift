@@ -2,6 +2,9 @@ import VigilContract
 import VigilRules
 
 extension Engine {
+    /// Every child's state (tools).
+    public var allChildren: [ChildState] { children }
+
     /// The children whose latest events came from any of `domains` (input partitions).
     public func children(inDomains domains: Set<Int>) -> [ChildState] {
         children.filter { domains.contains(Int($0.domain)) }
@@ -26,10 +29,27 @@ extension Engine {
         rebuildIndexAndQueues()
     }
 
-    /// Takes over children restored from a checkpoint; a child already known is replaced.
+    /// Takes over children restored from a checkpoint; a child already known is replaced. Those written under
+    /// another rule pack (`carried`, by child id, with that pack's manifest) are carried to this engine's pack
+    /// (`migrate`): their backfill goes to `alerts`.
+    public mutating func adopt(_ restored: [ChildState], carried: [String: PackManifest], into alerts: inout [Alert]) {
+        adopt(restored)
+        guard !carried.isEmpty else { return }
+        let current = PackManifest(rules)
+        var groups: [String: (manifest: PackManifest, children: [Int])] = [:]
+        for (id, m) in carried {
+            guard let ci = index.find(id, hash: stableHash(id), in: children) else { continue }
+            groups[m.digest, default: (m, [])].children.append(ci)
+        }
+        for (_, g) in groups.sorted(by: { $0.key < $1.key }) {
+            migrate(g.children.sorted(), change: PackChange(from: g.manifest, to: current), into: &alerts)
+        }
+    }
+
+    /// Takes over children restored from a checkpoint; a child already known is replaced. A child read from a
+    /// record of an older layout stays marked changed (the next checkpoint rewrites it).
     public mutating func adopt(_ restored: [ChildState]) {
-        for var c in restored {
-            c.dirty = false
+        for c in restored {
             let h = stableHash(c.id)
             if let i = index.find(c.id, hash: h, in: children) {
                 children[i] = c

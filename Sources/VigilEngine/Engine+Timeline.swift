@@ -18,6 +18,33 @@ extension Engine {
             let i = children[ci].timeline.firstIndex { $0.at > event.at } ?? children[ci].timeline.count
             children[ci].insert(event, at: i)
         }
+        let (d, derived) = rederive(ci, through: target)
+        let late = LateRecord(eventId: event.ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
+        var out: [Alert] = []
+        let justified = Set(derived.lazy.filter { $0.status == .fired }.map(\.alertId))
+        for k in children[ci].emitted.indices where !children[ci].emitted[k].withdrawn && children[ci].emitted[k].rule >= 0
+            && !justified.contains(children[ci].emitted[k].alertId) {
+            children[ci].emitted[k].withdrawn = true
+            out.append(withdrawal(of: children[ci].emitted[k], child: id, late: event.ref, record: late))
+            stats.withdrawn += 1
+        }
+        for var a in derived where a.status == .fired && remember(&a, ci) {
+            a.late = late
+            stats.raisedLate += 1
+            out.append(a)
+        }
+        stats.alerts += out.count
+        children[ci].now = d
+        children[ci].dirty = true
+        let domain = Int(max(children[ci].domain, 0))
+        for p in d.pending { queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id)) }
+        alerts += out
+    }
+
+    /// Child `ci` derived again from its base over its whole timeline, brought to `target`: the derivation
+    /// and the alerts it raises (the child's own `now` and `emitted` are left to the caller).
+    mutating func rederive(_ ci: Int, through target: Instant) -> (Derivation, [Alert]) {
+        let id = children[ci].id
         var d = children[ci].base
         var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
         for k in children[ci].timeline.indices {
@@ -31,39 +58,28 @@ extension Engine {
         }
         deriver.popDue(&d, through: target, &x)
         seq = x.seq
-        let late = LateRecord(eventId: event.ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
-        var out: [Alert] = []
-        let justified = Set(x.alerts.lazy.filter { $0.status == .fired }.map(\.alertId))
-        for k in children[ci].emitted.indices where !children[ci].emitted[k].withdrawn && !justified.contains(children[ci].emitted[k].alertId) {
-            children[ci].emitted[k].withdrawn = true
-            out.append(withdrawal(of: children[ci].emitted[k], child: id, late: event.ref, record: late))
-            stats.withdrawn += 1
+        return (d, x.alerts)
+    }
+
+    /// Records fired alert `a` of a re-derivation as emitted for child `ci`; false when it was emitted
+    /// already and stands. An alert withdrawn earlier and justified again goes out under a revised id.
+    mutating func remember(_ a: inout Alert, _ ci: Int) -> Bool {
+        if let k = children[ci].emitted.firstIndex(where: { $0.alertId == a.alertId }) {
+            guard children[ci].emitted[k].withdrawn else { return false }
+            // Withdrawn earlier, justified again: its id is taken, so it goes out under a revision.
+            children[ci].emitted[k].withdrawn = false
+            children[ci].emitted[k].revision += 1
+            children[ci].emitted[k].rule = Int32(a.ruleIndex)
+            let revised = a.alertId + ".r\(children[ci].emitted[k].revision)"
+            children[ci].emitted[k].recordId = revised
+            a.reinstates = a.alertId
+            a.alertId = revised
+            stats.reinstated += 1
+        } else {
+            children[ci].emitted.append(EmittedAlert(alertId: a.alertId, recordId: a.alertId, rule: Int32(a.ruleIndex), firedAt: a.firedAt,
+                                                     deadline: a.deadline, trigger: a.evidence[0]))
         }
-        for var a in x.alerts where a.status == .fired {
-            if let k = children[ci].emitted.firstIndex(where: { $0.alertId == a.alertId }) {
-                guard children[ci].emitted[k].withdrawn else { continue }
-                // Withdrawn earlier, justified again: its id is taken, so it goes out under a revision.
-                children[ci].emitted[k].withdrawn = false
-                children[ci].emitted[k].revision += 1
-                let revised = a.alertId + ".r\(children[ci].emitted[k].revision)"
-                children[ci].emitted[k].recordId = revised
-                a.reinstates = a.alertId
-                a.alertId = revised
-                stats.reinstated += 1
-            } else {
-                children[ci].emitted.append(EmittedAlert(alertId: a.alertId, recordId: a.alertId, rule: Int32(a.ruleIndex), firedAt: a.firedAt,
-                                                         deadline: a.deadline, trigger: a.evidence[0]))
-            }
-            a.late = late
-            stats.raisedLate += 1
-            out.append(a)
-        }
-        stats.alerts += out.count
-        children[ci].now = d
-        children[ci].dirty = true
-        let domain = Int(max(children[ci].domain, 0))
-        for p in d.pending { queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id)) }
-        alerts += out
+        return true
     }
 
     /// Whether timeline event `k` is a duplicate of an event applied before it (earlier in the timeline, or

@@ -50,6 +50,12 @@ public struct EngineStats: Sendable, Codable, Equatable {
     public var evicted = 0
     /// Steps taken to bring a child's state under its byte budget (`Engine.shrink`).
     public var stateDegraded = 0
+    /// Rule packs switched to (`Engine.switched`).
+    public var packSwitches = 0
+    /// Children derived again from their timelines because the rule pack changed.
+    public var rederived = 0
+    /// Alerts raised at a rule pack change for a moment before it (marked backfill).
+    public var backfilled = 0
 
     public init() {}
 
@@ -60,6 +66,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
         withdrawn += o.withdrawn; domainChanges += o.domainChanges; lateEvents += o.lateEvents
         lateBeyondHorizon += o.lateBeyondHorizon; raisedLate += o.raisedLate; reinstated += o.reinstated
         timelineOverflow += o.timelineOverflow; evicted += o.evicted; stateDegraded += o.stateDegraded
+        packSwitches += o.packSwitches; rederived += o.rederived; backfilled += o.backfilled
     }
 }
 
@@ -79,6 +86,8 @@ public struct Engine: Sendable {
     public let limits: EngineLimits
     /// How far back (microseconds before a child's newest event) its timeline reaches.
     public let horizon: Int64
+    /// The pack's definitions by stable id, for persisted state.
+    public let keys: PackKeys
     let deriver: Deriver
     var children: [ChildState] = []
     var index = ChildIndex()
@@ -88,6 +97,8 @@ public struct Engine: Sendable {
     public internal(set) var stats = EngineStats()
     /// The instant the clock was last advanced to.
     public internal(set) var clock: Instant = .distantPast
+    /// The instant each clock domain was last advanced to (a switch of rule pack derives its children to it).
+    var domainClock: [Int: Instant] = [:]
     /// A record to rebuild timeline events into.
     var scratch: EventRecord
     let c: EventContract
@@ -96,9 +107,16 @@ public struct Engine: Sendable {
         self.rules = rules
         self.limits = limits
         deriver = Deriver(rules: rules, limits: limits)
+        keys = PackKeys(rules)
         horizon = max(limits.duplicateHorizon, rules.horizonMicros)
         c = rules.contract
         scratch = EventRecord(slotCount: rules.contract.slotCount)
+    }
+
+    /// The slots to decode of each event for an engine of `rules`: what the pack reads, and what any rule
+    /// could read (a child's timeline keeps it, for a rule added later).
+    public static func decodedSlots(_ rules: CompiledRuleSet) -> [Int] {
+        Array(Set(rules.capturedSlots).union(rules.contract.ruleReadableSlots)).sorted()
     }
 
     public var childCount: Int { children.count }
@@ -141,6 +159,7 @@ public struct Engine: Sendable {
     /// (deadline, arming order) order within each child.
     public mutating func advance(domain d: Int, to t: Instant, into alerts: inout [Alert]) {
         if t > clock { clock = t }
+        if t > domainClock[d, default: .distantPast] { domainClock[d] = t }
         guard d >= 0, d < queues.count else { return }
         while let top = queues[d].top, top.deadline <= t {
             _ = queues[d].pop()
@@ -156,7 +175,7 @@ public struct Engine: Sendable {
 
     // MARK: events
 
-    /// Applies one validated event (decoded with a decoder that captures `rules.capturedSlots`).
+    /// Applies one validated event (decoded with a decoder that captures `Engine.decodedSlots(rules)`).
     ///
     /// `domain` is the clock domain (input partition) the event came from; the child's future deadlines are
     /// kept in that domain's queue.

@@ -3,8 +3,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// A small HTTP/1.1 server on one event-loop thread of its own (SwiftNIO): `GET` (and `HEAD`) of a fixed set
-/// of paths, each answered by a closure that runs on that thread and must not block. Nothing else: no
-/// request bodies, no keep-alive beyond what HTTP/1.1 clients expect, no TLS (bind it to localhost or a
+/// of paths, and `POST` of another, each answered by a closure that runs on that thread and must not block.
+/// Nothing else: no request bodies read, no keep-alive beyond what HTTP/1.1 clients expect, no TLS (bind it to localhost or a
 /// private network, or put a proxy in front).
 public final class OperationsServer: Sendable {
     /// An answer: status, content type, body.
@@ -31,8 +31,9 @@ public final class OperationsServer: Sendable {
     /// The port bound (useful when asked for port 0).
     public let port: Int
 
-    /// Binds and starts serving `routes` (path to answer). Throws when the address cannot be bound.
-    public init(host: String, port: Int, routes: [String: Route]) throws {
+    /// Binds and starts serving `routes` (path to answer) to GET and HEAD, and `postRoutes` to POST (the
+    /// request body is ignored). Throws when the address cannot be bound.
+    public init(host: String, port: Int, routes: [String: Route], postRoutes: [String: Route] = [:]) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
@@ -40,7 +41,7 @@ public final class OperationsServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RouteHandler(routes: routes))
+                    try channel.pipeline.syncOperations.addHandler(RouteHandler(routes: routes, postRoutes: postRoutes))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -60,15 +61,19 @@ public final class OperationsServer: Sendable {
     }
 }
 
-/// Answers each request from its route; 404 for an unknown path, 405 for a method other than GET or HEAD.
+/// Answers each request from its route; 404 for an unknown path, 405 for a method the path does not take.
 private final class RouteHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     let routes: [String: OperationsServer.Route]
+    let postRoutes: [String: OperationsServer.Route]
     private var head: HTTPRequestHead?
 
-    init(routes: [String: OperationsServer.Route]) { self.routes = routes }
+    init(routes: [String: OperationsServer.Route], postRoutes: [String: OperationsServer.Route]) {
+        self.routes = routes
+        self.postRoutes = postRoutes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -86,8 +91,10 @@ private final class RouteHandler: ChannelInboundHandler {
     private func respond(context: ChannelHandlerContext, to request: HTTPRequestHead) {
         let path = String(request.uri.prefix { $0 != "?" })
         let response: OperationsServer.Response
-        if request.method != .GET && request.method != .HEAD {
-            response = .init(.methodNotAllowed, "only GET and HEAD")
+        if request.method == .POST, let route = postRoutes[path] {
+            response = route()
+        } else if request.method != .GET && request.method != .HEAD {
+            response = .init(.methodNotAllowed, postRoutes[path] == nil ? "only GET and HEAD" : "only POST")
         } else if let route = routes[path] {
             response = route()
         } else {

@@ -142,6 +142,20 @@ public enum Severity: String, Sendable, CaseIterable, Comparable {
     public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
+/// A rule's meaning in three parts (each 16 hex digits of a content hash): what decides whether it fires
+/// and on which evidence, when its deadlines fall, and how its alert reads.
+public struct RuleFingerprint: Sendable, Hashable, Codable {
+    public var logic: String
+    public var timing: String
+    public var output: String
+
+    public init(logic: String, timing: String, output: String) {
+        self.logic = logic
+        self.timing = timing
+        self.output = output
+    }
+}
+
 public struct CompiledRule: Sendable {
     public let id: String
     public let title: String
@@ -150,6 +164,8 @@ public struct CompiledRule: Sendable {
     public let severity: Severity
     /// Content hash of the compiled meaning (16 hex digits).
     public let version: String
+    /// The meaning in parts, to classify a change of the pack (`PackManifest`).
+    public let fingerprint: RuleFingerprint
     /// `immediate`, `absence` or `timer`.
     public let kind: String
     public let immediate: ConditionCode?

@@ -369,8 +369,24 @@ struct PackCompiler {
         canon += "output=\(template.map { canonical($0) }.joined())\n"
         let digest = SHA256.hash(data: Array(canon.utf8))
         let version = digest.prefix(8).hexString
+        // The same meaning in three parts, for classifying a change of the pack: what decides whether and on
+        // which evidence it fires (logic), when its deadlines fall (timing), and how its alert reads (output).
+        var logic = "kind=\(r.expect == nil ? "immediate" : "expect")\n"
+        if let immediate { logic += "when=\(canonical(immediate))\n" }
+        // An arm without its deadline (" due=..." ends each arm line).
+        logic += canonicalExpect.split(separator: "\n").map { line -> String in
+            guard line.hasPrefix("arm="), let cut = line.ranges(of: " due=").last else { return String(line) }
+            return String(line[..<cut.lowerBound])
+        }.joined(separator: "\n")
+        logic += "\nsuppress=\(suppress.map(String.init) ?? "-")\n"
+        logic += "evidence=\(dedupe(evidenceWindows).map { "\(windows[$0.window].canonical)/\($0.micros)" }.joined(separator: ","))"
+        logic += "|\(evidenceStates.map { "\(states[$0.state].name)=\($0.value.map { canonical($0) } ?? "*")" }.joined(separator: ","))\n"
+        let timing = (expectation?.arms ?? []).map { canonical($0.deadline) }.joined(separator: ",")
+        let output = "severity=\(severity.rawValue)\ntitle=\(r.title?.text ?? "")\noutput=\(template.map { canonical($0) }.joined())"
+        func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
+        let fingerprint = RuleFingerprint(logic: short(logic), timing: short(timing), output: short(output))
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",
-                                source: r.source?.text ?? "", severity: severity, version: version, kind: kind,
+                                source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, kind: kind,
                                 immediate: immediate, expectation: expectation, suppressMicros: suppress, template: template,
                                 templateSlots: templateSlots, evidenceWindows: dedupe(evidenceWindows),
                                 evidenceStates: evidenceStates, location: r.id.location)

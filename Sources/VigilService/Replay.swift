@@ -10,9 +10,16 @@ import VigilRules
 /// Memory stays bounded by the engine's state, not the input: files already in time order are merged as
 /// streams; only a file out of order is indexed (24 bytes per event) and read back by offset.
 public final class Replay {
-    public let rules: CompiledRuleSet
+    /// The rule pack in force (the one switched to, after a switch).
+    public private(set) var rules: CompiledRuleSet
     public let decoder: EventDecoder
     public private(set) var engine: Engine
+    /// A switch of rule pack to make before the first event at or after `at` (a backtest of a rule change:
+    /// the oracle of a live reload). The clock is not run on to `at` first: the switch happens where the input
+    /// is, as a live reload happens between two batches.
+    public var switchTo: (rules: CompiledRuleSet, at: Instant)?
+    /// Called at the switch, with the change as classified.
+    public var onSwitch: ((PackChange) -> Void)?
 
     public struct Summary: Sendable {
         public var files = 0
@@ -34,7 +41,7 @@ public final class Replay {
 
     public init(rules: CompiledRuleSet, limits: EngineLimits = EngineLimits(), maxEventBytes: Int = EventDecoder.defaultMaxBytes) {
         self.rules = rules
-        self.decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots, maxBytes: maxEventBytes)
+        self.decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules), maxBytes: maxEventBytes)
         self.engine = Engine(rules: rules, limits: limits)
     }
 
@@ -64,7 +71,10 @@ public final class Replay {
     /// those of the sorted replay.
     public func run(files: [String], until: Instant? = nil, arrivalOrder: Bool = false, onInvalid: (InvalidLine) -> Void,
                     onAlert: (Alert) -> Void) throws -> Summary {
-        if arrivalOrder { return try runInArrivalOrder(files: files, until: until, onInvalid: onInvalid, onAlert: onAlert) }
+        if arrivalOrder {
+            precondition(switchTo == nil, "a rule switch is replayed in event-time order")
+            return try runInArrivalOrder(files: files, until: until, onInvalid: onInvalid, onAlert: onAlert)
+        }
         var summary = Summary()
         summary.files = files.count
         var sources: [Source] = []
@@ -114,18 +124,33 @@ public final class Replay {
                 if a.at < b.at || (a.at == b.at && (a.fileIndex, a.line) < (b.fileIndex, b.line)) { m = i }
             }
             let s = live[m]
+            if let sw = switchTo, s.at >= sw.at { switchRules(&summary, onAlert) }
             engine.advance(to: s.at, into: &alerts)
             engine.process(s.record, into: &alerts)
             for a in alerts { emit(a, &summary, onAlert) }
             alerts.removeAll(keepingCapacity: true)
             if !advance(s) { live.remove(at: m) }
         }
+        if switchTo != nil { switchRules(&summary, onAlert) }
         if let until {
             engine.advance(to: until, into: &alerts)
             for a in alerts { emit(a, &summary, onAlert) }
         }
         summary.engine = engine.stats
         return summary
+    }
+
+    /// Makes the switch `switchTo` asks for: the engine's children carried to the new pack, its backfill
+    /// emitted.
+    func switchRules(_ summary: inout Summary, _ onAlert: (Alert) -> Void) {
+        guard let sw = switchTo else { return }
+        switchTo = nil
+        let change = PackChange(from: PackManifest(rules), to: PackManifest(sw.rules))
+        var alerts: [Alert] = []
+        engine = engine.switched(to: sw.rules, change: change, into: &alerts)
+        rules = sw.rules
+        onSwitch?(change)
+        for a in alerts { emit(a, &summary, onAlert) }
     }
 
     func runInArrivalOrder(files: [String], until: Instant?, onInvalid: (InvalidLine) -> Void, onAlert: (Alert) -> Void) throws -> Summary {

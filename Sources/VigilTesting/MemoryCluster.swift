@@ -55,7 +55,7 @@ public final class MemoryChangelog: StateStore {
     public init(_ topic: MemoryTopic) { self.topic = topic }
 
     public func restore(partitions: [Int32], rules: CompiledRuleSet) throws(PipelineError) -> (restored: [Int32: Checkpoint.Restored], timings: RestoreTimings) {
-        let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules))
+        let pack = StatePack(rules)
         var out: [Int32: Checkpoint.Restored] = [:]
         var count = 0
         for p in partitions {
@@ -64,7 +64,7 @@ public final class MemoryChangelog: StateStore {
             }
             count += records.count
             do throws(Checkpoint.RestoreError) {
-                if let r = try Checkpoint.restore(partition: p, records: records, rulesDigest: digest) { out[p] = r }
+                if let r = try Checkpoint.restore(partition: p, records: records, pack: pack) { out[p] = r }
             } catch {
                 throw .restore(error)
             }

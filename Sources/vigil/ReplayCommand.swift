@@ -37,6 +37,12 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Do not print the closing summary on standard error.")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Backtest a rule change: switch to the pack in DIR before the first event at or after --at, as a live reload would (classified per rule, with backfill).", valueName: "DIR"))
+    var switchTo: String?
+
+    @Option(help: ArgumentHelp("With --switch-to: the event time of the switch.", valueName: "ISO"))
+    var at: String?
+
     enum Format: String, ExpressibleByArgument { case json, text }
 
     func validate() throws {
@@ -44,6 +50,9 @@ struct ReplayCommand: ParsableCommand {
             throw ValidationError("--until must be an RFC 3339 date-time such as 2007-08-03T00:00:00Z")
         }
         guard maxEventBytes > 0 else { throw ValidationError("--max-event-bytes must be positive") }
+        if (switchTo == nil) != (at == nil) { throw ValidationError("--switch-to and --at go together") }
+        if let at, RFC3339.parseDateTime(at) == nil { throw ValidationError("--at must be an RFC 3339 date-time such as 2007-08-03T00:00:00Z") }
+        if switchTo != nil && arrivalOrder { throw ValidationError("--switch-to replays in event-time order: drop --arrival-order") }
     }
 
     func run() throws {
@@ -66,7 +75,15 @@ struct ReplayCommand: ParsableCommand {
             }
         }
         let replay = Replay(rules: set, maxEventBytes: maxEventBytes)
-        let formatter = AlertFormatter(rules: set)
+        var formatter = AlertFormatter(rules: set)
+        if let switchTo, let at = at.flatMap(RFC3339.parseDateTime) {
+            let next = try RulesOptions.compile(switchTo)
+            replay.switchTo = (next, at)
+            replay.onSwitch = { change in
+                formatter = AlertFormatter(rules: next)
+                if !quiet { Output.error(RulesDiff.table(change, title: "switch at \(at)")) }
+            }
+        }
         let color = Output.stdoutIsTerminal
         let summary: Replay.Summary
         do {
@@ -77,7 +94,7 @@ struct ReplayCommand: ParsableCommand {
                 switch format {
                 case .json: Output.shared.line(formatter.json(alert))
                 case .text:
-                    let sev = set.rules[alert.ruleIndex].severity
+                    let sev = formatter.rules.rules[alert.ruleIndex].severity
                     Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line, ANSI.severity(sev), enabled: color))
                 }
             })
@@ -92,6 +109,7 @@ struct ReplayCommand: ParsableCommand {
             var text = "replay: \(summary.valid + summary.invalid) events in \(summary.files) file\(summary.files == 1 ? "" : "s"): "
             text += "\(summary.valid) valid, \(summary.invalid) invalid, \(e.duplicates) duplicate; \(e.alerts) alerts"
             if e.suppressed > 0 { text += " (\(e.suppressed) suppressed)" }
+            if e.packSwitches > 0 { text += "; rule pack switched: \(e.rederived) children re-derived, \(e.backfilled) backfill alerts" }
             if e.lateEvents > 0 {
                 text += "; \(e.lateEvents) late events re-derived: \(e.withdrawn) alerts withdrawn, \(e.raisedLate) raised late"
                 if e.lateBeyondHorizon > 0 { text += ", \(e.lateBeyondHorizon) older than their child's timeline (reconciled approximately)" }

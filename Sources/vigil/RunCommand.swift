@@ -16,7 +16,10 @@ struct RunCommand: ParsableCommand {
         their original bytes and the reason in headers. State is checkpointed per input partition to the changelog \
         topic; a partition assigned to an instance is restored from its newest complete checkpoint, so a crash \
         loses nothing and applies nothing twice. SIGINT or SIGTERM: stop consuming, drain, checkpoint, flush, fsync, \
-        commit, leave the group, exit 0; a second signal exits at once.
+        commit, leave the group, exit 0; a second signal exits at once. SIGHUP (or POST /-/reload with --http, or a \
+        change of the rules directory with --watch-rules): reload the rule pack; it must compile and pass its rule \
+        tests, then every shard switches to it at one epoch barrier, each child carried across by stable id and \
+        re-derived from its timeline where the change needs it (see docs/rules.md, "Changing the rules").
 
         SETTINGS:
         \(PipelineConfig.helpText)
@@ -33,6 +36,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("At exit, write the run's counters as JSON to this file.", valueName: "FILE")) var statsFile: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Option(help: "Log format: text, or json (one object a line, metadata as fields, for log shippers).") var logFormat: LogFormat = .text
+    @Flag(help: "Reload the rule pack when a file of the rules directory changes (as on SIGHUP: a pack that fails to compile or its tests is refused, and the running one goes on).")
+    var watchRules = false
 
     func effectiveConfig() throws -> PipelineConfig {
         var c = PipelineConfig()
@@ -68,10 +73,16 @@ struct RunCommand: ParsableCommand {
         pipeline.stopWhenCaughtUp = exitWhenCaughtUp
         let trap = SignalTrap { pipeline.requestStop() }
         _ = trap
+        // SIGHUP (and --watch-rules): load, compile and test the pack, then switch at the next epoch barrier.
+        let rulesDir = c.rules
+        let hup = ReloadTrap { pipeline.reload(from: rulesDir, loadedBy: "sighup") }
+        _ = hup
+        let watcher = watchRules ? RulesWatcher(directory: rulesDir) { pipeline.reload(from: rulesDir, loadedBy: "watch-rules") } : nil
+        defer { watcher?.cancel() }
         var server: OperationsServer?
         defer { server?.close() }
         do {
-            if let address = HTTPAddress(c.http) { server = try Endpoints.start(address, for: pipeline, logger: logger) }
+            if let address = HTTPAddress(c.http) { server = try Endpoints.start(address, for: pipeline, rulesDirectory: rulesDir, logger: logger) }
             let s = try pipeline.run()
             if let statsFile { try s.json.write(toFile: statsFile, atomically: true, encoding: .utf8) }
             logger.info("stopped: \(s.messages) messages, \(s.events) events, \(s.deadLetters) dead letters, \(s.alerts) alerts (\(s.auditWritten) new in the audit log), \(s.engine.duplicates) duplicates, \(s.engine.lateEvents) late events (\(s.withdrawn) withdrawn, \(s.engine.raisedLate) raised late)")

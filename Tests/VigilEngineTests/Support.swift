@@ -81,3 +81,12 @@ func scenarioLines() throws -> [String] {
 func alertSchemaFailure(_ json: String) -> ValidationFailure? {
     AlertSchema.failure(Array(json.utf8))
 }
+
+/// A generated stream (event-time order), with more risk and plans than the default so that every class
+/// of rule has something to say.
+func generatedEventLines(children: Int, days: Int, seed: UInt64) -> [String] {
+    var g = StreamGenerator(.init(children: children, days: days, seed: seed, riskRate: 0.3, planRate: 0.4))
+    var lines: [String] = []
+    g.generate { lines.append($0) }
+    return lines
+}

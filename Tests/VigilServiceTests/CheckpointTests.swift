@@ -9,7 +9,7 @@ import VigilTesting
 /// How a changelog partition's records fold back into state (no broker needed).
 @Suite struct CheckpointTests {
     let decoder = EventDecoder(contract: pack.contract, slots: pack.capturedSlots)
-    let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: pack))
+    let state = StatePack(pack)
 
     func apply(_ engine: inout Engine, child: String, id: String, at: String, offset: Int64) {
         var r = decoder.makeRecord()
@@ -21,7 +21,7 @@ import VigilTesting
 
     func records(_ engine: inout Engine, checkpoint: Int64, next: Int64) throws -> [Checkpoint.Record] {
         engine.takeChanged(inDomains: [0]).map {
-            Checkpoint.childRecord($0, checkpoint: checkpoint, next: next, rulesDigest: digest)
+            Checkpoint.childRecord($0, checkpoint: checkpoint, next: next, pack: state)
         }
     }
 
@@ -44,14 +44,14 @@ import VigilTesting
         apply(&engine, child: "C-1", id: "e1", at: "2024-01-01T10:00:00Z", offset: 0)
         apply(&engine, child: "C-2", id: "e2", at: "2024-01-01T11:00:00Z", offset: 1)
         var log = try records(&engine, checkpoint: 0, next: 2)
-        log.append(Checkpoint.marker(partition: 0, checkpoint: 0, offset: 2, clock: Instant(micros: 5), rulesDigest: digest))
+        log.append(Checkpoint.marker(partition: 0, checkpoint: 0, offset: 2, clock: Instant(micros: 5), rulesDigest: state.digest))
         // Checkpoint 1 was cut short by a crash: C-2's record landed, its marker did not.
         apply(&engine, child: "C-2", id: "e3", at: "2024-01-02T11:00:00Z", offset: 2)
         apply(&engine, child: "C-1", id: "e4", at: "2024-01-02T12:00:00Z", offset: 3)
         let changed = try records(&engine, checkpoint: 1, next: 4)
         log += changed.filter { $0.key == "child/C-2" }
 
-        let r = try #require(try Checkpoint.restore(partition: 0, records: log, rulesDigest: digest))
+        let r = try #require(try Checkpoint.restore(partition: 0, records: log, pack: state))
         #expect(r.checkpoint == 0)
         #expect(r.offset == 2)
         #expect(r.clock == Instant(micros: 5))
@@ -64,31 +64,74 @@ import VigilTesting
     @Test func aPartitionWithoutACompleteCheckpointIsReadFromItsBeginning() throws {
         var engine = Engine(rules: pack)
         apply(&engine, child: "C-1", id: "e1", at: "2024-01-01T10:00:00Z", offset: 0)
-        let r = try #require(try Checkpoint.restore(partition: 0, records: try records(&engine, checkpoint: 0, next: 1), rulesDigest: digest))
+        let r = try #require(try Checkpoint.restore(partition: 0, records: try records(&engine, checkpoint: 0, next: 1), pack: state))
         #expect(r.offset == nil)
         #expect(r.skipBelow == ["C-1": 1])
-        #expect(try Checkpoint.restore(partition: 0, records: [], rulesDigest: digest).map(\.children.count) == nil)
+        #expect(try Checkpoint.restore(partition: 0, records: [], pack: state).map(\.children.count) == nil)
     }
 
-    @Test func stateWrittenUnderOtherRulesOrUnreadableIsRefused() throws {
+    @Test func stateWrittenUnderAnUndescribedPackOrUnreadableIsRefused() throws {
         var engine = Engine(rules: pack)
         apply(&engine, child: "C-1", id: "e1", at: "2024-01-01T10:00:00Z", offset: 0)
-        let log = try records(&engine, checkpoint: 0, next: 1)
-        #expect(throws: Checkpoint.RestoreError.self) { try Checkpoint.restore(partition: 0, records: log, rulesDigest: "other") }
-        let marker = Checkpoint.marker(partition: 0, checkpoint: 0, offset: 1, clock: Instant(micros: 0), rulesDigest: "other")
+        // Written under a pack the changelog has no manifest of (as by a Vigil before rule packs could change,
+        // under other rules): refused, with the way out.
+        var log = try records(&engine, checkpoint: 0, next: 1)
+        log = log.map { r in
+            var v = r.value
+            let n = Int(v[19])
+            v.replaceSubrange(20..<(20 + n), with: Array("0123456789abcdef".utf8.prefix(n)))
+            return Checkpoint.Record(key: r.key, value: v)
+        }
         do {
-            _ = try Checkpoint.restore(partition: 0, records: [marker], rulesDigest: digest)
-            Issue.record("a marker under other rules was accepted")
+            _ = try Checkpoint.restore(partition: 0, records: log, pack: state)
+            Issue.record("state under an undescribed pack was accepted")
         } catch {
-            #expect(error.message.contains("different rules"))
+            #expect(error.message.contains("earlier Vigil under different rules"))
         }
         let garbage = Checkpoint.Record(key: "child/C-9", value: Array("{\"v\":1".utf8))
         do {
-            _ = try Checkpoint.restore(partition: 3, records: [garbage], rulesDigest: digest)
+            _ = try Checkpoint.restore(partition: 3, records: [garbage], pack: state)
             Issue.record("an unreadable record was accepted")
         } catch {
             #expect(error.message.contains("changelog partition 3: the record child/C-9 is unreadable"))
         }
+        let badPack = Checkpoint.Record(key: "pack/0000", value: Array("{}".utf8))
+        #expect(throws: Checkpoint.RestoreError.self) { try Checkpoint.restore(partition: 0, records: [badPack], pack: state) }
+    }
+
+    /// State checkpointed under another pack (described in the changelog) restores under this one, listed
+    /// as carried, with that pack's manifest.
+    @Test func stateWrittenUnderAnotherDescribedPackIsCarried() throws {
+        let other = try EditedPack(rulesDir).replacing("within: 45 working days", with: "within: 20 working days", in: "timescales.yaml").compile()
+        let otherState = StatePack(other)
+        var engine = Engine(rules: other)
+        apply(&engine, child: "C-1", id: "e1", at: "2024-01-01T10:00:00Z", offset: 0)
+        let log = [Checkpoint.packRecord(otherState)] + engine.takeChanged(inDomains: [0]).map {
+            Checkpoint.childRecord($0, checkpoint: 0, next: 1, pack: otherState)
+        } + [Checkpoint.marker(partition: 0, checkpoint: 0, offset: 1, clock: Instant(micros: 5), rulesDigest: otherState.digest)]
+        let r = try #require(try Checkpoint.restore(partition: 0, records: log, pack: state))
+        #expect(r.children.map(\.id) == ["C-1"])
+        #expect(r.carried["C-1"] == otherState.manifest)
+        #expect(r.summary(partition: 0).contains("1 under another rule pack"))
+        // Under its own pack: nothing to carry.
+        #expect(try #require(try Checkpoint.restore(partition: 0, records: log, pack: otherState)).carried.isEmpty)
+    }
+
+    /// A record of the layout before rule packs could change (indices, version 1) restores under the pack
+    /// that wrote it, and is marked to be written again at the next checkpoint.
+    @Test func aRecordOfTheEarlierLayoutRestoresUnderItsPackAndIsRewritten() throws {
+        var engine = Engine(rules: pack)
+        apply(&engine, child: "C-1", id: "e1", at: "2024-01-01T10:00:00Z", offset: 0)
+        let child = try #require(engine.child("C-1"))
+        let legacy = Checkpoint.Record(key: "child/C-1", value: Checkpoint.binaryMagic + [UInt8](repeating: 0, count: 16)
+            + [UInt8(state.legacyDigest.utf8.count)] + Array(state.legacyDigest.utf8) + child.legacyBinary())
+        let r = try #require(try Checkpoint.restore(partition: 0, records: [legacy], pack: state))
+        #expect(r.carried.isEmpty)
+        var restored = Engine(rules: pack)
+        restored.adopt(r.children)
+        #expect(restored.takeChanged(inDomains: [0]).map(\.id) == ["C-1"])
+        #expect(restored.child("C-1")?.footprint(of: "child-not-seen", in: pack) == child.footprint(of: "child-not-seen", in: pack))
+        #expect(restored.child("C-1")?.timeline.count == child.timeline.count)
     }
 }
 
@@ -114,23 +157,25 @@ import VigilTesting
             engine.process(r, into: &alerts)
         }
         #expect(engine.stats.lateEvents > 0)
-        let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: pack))
+        let state = StatePack(pack)
         for child in engine.children(inDomains: [0]) {
-            let record = Checkpoint.childRecord(child, checkpoint: 3, next: 99, rulesDigest: digest)
-            let back = try Checkpoint.decodeChild(record.value)
-            #expect(back.checkpoint == 3 && back.next == 99 && back.rules == digest)
+            let record = Checkpoint.childRecord(child, checkpoint: 3, next: 99, pack: state)
+            let back = try Checkpoint.decodeChild(record.value, keys: state.keys)
+            #expect(back.checkpoint == 3 && back.next == 99 && back.rules == state.digest)
             // Equal state: the same JSON.
             let json = JSONEncoder()
             json.outputFormatting = .sortedKeys
             let a = try json.encode(child), b = try json.encode(back.state)
             #expect(a == b, "\(child.id)")
         }
-        #expect(throws: (any Error).self) { try Checkpoint.decodeChild(Array(Checkpoint.childRecord(engine.children(inDomains: [0])[0], checkpoint: 0, next: 0, rulesDigest: digest).value.dropLast(3))) }
+        #expect(throws: (any Error).self) {
+            try Checkpoint.decodeChild(Array(Checkpoint.childRecord(engine.children(inDomains: [0])[0], checkpoint: 0, next: 0, pack: state).value.dropLast(3)), keys: state.keys)
+        }
     }
 
     @Test func aVersionOneRecordStillRestores() throws {
         let legacy = #"{"v":1,"checkpoint":4,"next":10,"rules":"d","state":{"id":"C-L","newest":{"micros":1170237600000000},"domain":0,"seen":[],"states":[],"entries":[],"pending":[],"fired":[],"firedExpectations":[],"nextPendingId":1}}"#
-        let back = try Checkpoint.decodeChild(Array(legacy.utf8))
+        let back = try Checkpoint.decodeChild(Array(legacy.utf8), keys: PackKeys(pack))
         #expect(back.checkpoint == 4 && back.next == 10 && back.rules == "d" && back.state.id == "C-L")
     }
 }

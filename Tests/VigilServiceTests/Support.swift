@@ -64,7 +64,7 @@ func replayIds(_ lines: [String], rules: CompiledRuleSet = pack) throws -> [Stri
 
 func auditIds(_ path: String) throws -> [String] {
     var ids: [String] = []
-    let verdict = try AuditLog.verify(path: path) { ids.append($0.alertId) }
+    let verdict = try AuditLog.verify(path: path) { if $0.isAlert { ids.append($0.alertId) } }
     if case .bad(let line, let reason) = verdict { Issue.record("audit log broken at line \(line): \(reason)") }
     return ids
 }

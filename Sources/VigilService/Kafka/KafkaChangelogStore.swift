@@ -29,7 +29,7 @@ public final class KafkaChangelogStore: StateStore {
             throw .kafka(client: "changelog reader", error as? KafkaError ?? KafkaError(code: -1, message: "\(error)"))
         }
         let readDone = Date()
-        let digest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules))
+        let pack = StatePack(rules)
         // Partitions decode independently: spread them over the cores (this runs on the polling thread,
         // inside a rebalance, never on the cooperative pool).
         let results = Mutex<[Int32: Result<Checkpoint.Restored?, Checkpoint.RestoreError>]>([:])
@@ -37,7 +37,7 @@ public final class KafkaChangelogStore: StateStore {
             let p = partitions[i]
             let r: Result<Checkpoint.Restored?, Checkpoint.RestoreError>
             do throws(Checkpoint.RestoreError) {
-                r = .success(try Checkpoint.restore(partition: p, records: records[p] ?? [], rulesDigest: digest))
+                r = .success(try Checkpoint.restore(partition: p, records: records[p] ?? [], pack: pack))
             } catch {
                 r = .failure(error)
             }

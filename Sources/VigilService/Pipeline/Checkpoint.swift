@@ -1,14 +1,20 @@
 import Foundation
 import VigilContract
 import VigilEngine
+import VigilRules
 
 /// Engine state in the changelog topic, written incrementally as it changes.
 ///
 /// Changelog partition `p` holds the state of the children whose events come from input partition `p`, one
 /// record per child (compaction keeps the newest), plus a marker per checkpoint:
 ///
-///     key child/<id>   value {"v":1,"checkpoint":c,"next":o,"rules":"<digest>","state":{...}}
-///     key checkpoint   value {"v":1,"partition":p,"checkpoint":c,"offset":o,"clock":t,"rules":"<digest>"}
+///     key child/<id>       value VC\u{2}, checkpoint c, next offset o, the pack's digest, the state (binary)
+///     key checkpoint       value {"v":1,"partition":p,"checkpoint":c,"offset":o,"clock":t,"rules":"<digest>"}
+///     key pack/<digest>    value the pack's manifest (`PackManifest.json`), before any state written under it
+///
+/// State names rules, states and windows by stable id (`PackKeys`), and each child record names the pack it
+/// was derived under: a restore under another pack reads it all the same, and the child is carried to the
+/// current pack (`Engine.migrate`, classified from the two manifests), so a rule change needs no reset.
 ///
 /// Checkpoint `c` of partition `p` is taken at an epoch boundary, once every alert of earlier epochs is
 /// durable: it writes the children that changed since checkpoint `c-1`, each saying it holds every event of
@@ -50,38 +56,50 @@ public enum Checkpoint {
         var rules: String
     }
 
-    /// A short digest of a rule set's versions: state written under other rules is refused on restore.
-    public static func rulesDigest(_ versions: [String]) -> String {
+    public static let packKeyPrefix = "pack/"
+
+    /// The digest state was written under before rule packs could change (a hash of the `id@version` list):
+    /// such records name the pack's internal numbering, and are read only under that very pack.
+    public static func legacyDigest(_ versions: [String]) -> String {
         String(stableHash(versions.joined(separator: "\n")), radix: 16)
+    }
+
+    /// The record describing a pack, written to each changelog partition before state written under it.
+    public static func packRecord(_ pack: StatePack) -> Record {
+        Record(key: packKeyPrefix + pack.digest, value: pack.manifest.json)
     }
 
     /// The first bytes of a binary child record (version 2); version 1 records are JSON and start with `{`.
     static let binaryMagic: [UInt8] = [0x56, 0x43, 0x02]
 
     /// The record of one child's state as of input offset `next`: `VC\u{2}`, the checkpoint number, the offset,
-    /// the rules digest, then the state (`ChildState.binary()`).
-    public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, rulesDigest: String) -> Record {
+    /// the pack's digest, then the state (`ChildState.binary(keys:)`).
+    public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, pack: StatePack) -> Record {
+        let rulesDigest = pack.digest
         var value = binaryMagic
         for x in [checkpoint, next] { for k in 0..<8 { value.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
         let digest = Array(rulesDigest.utf8)
         value.append(UInt8(digest.count))
         value += digest
-        value += child.binary()
+        value += child.binary(keys: pack.keys)
         return Record(key: childKeyPrefix + child.id, value: value)
     }
 
-    /// A child record's parts: checkpoint, offset, rules digest, state. Reads both versions.
-    static func decodeChild(_ value: [UInt8]) throws -> (checkpoint: Int64, next: Int64, rules: String, state: ChildState) {
+    /// A child record's parts: checkpoint, offset, rules digest, state (read under the pack of `keys`). Reads
+    /// both versions.
+    static func decodeChild(_ value: [UInt8], keys: PackKeys) throws -> (checkpoint: Int64, next: Int64, rules: String, state: ChildState) {
         if value.first == UInt8(ascii: "{") {
             let r = try JSONDecoder().decode(ChildRecord.self, from: Data(value))
-            return (r.checkpoint, r.next, r.rules, r.state)
+            var state = r.state
+            state.markChanged()
+            return (r.checkpoint, r.next, r.rules, state)
         }
         guard value.count > 20, Array(value.prefix(3)) == binaryMagic else { throw ChildState.BinaryError(description: "not a state record") }
         func i64(_ at: Int) -> Int64 { Int64(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(value[at + $1]) << (8 * UInt64($1)) }) }
         let n = Int(value[19])
         guard value.count >= 20 + n else { throw ChildState.BinaryError(description: "the record is cut short") }
         let rules = String(decoding: value[20..<(20 + n)], as: UTF8.self)
-        return (i64(3), i64(11), rules, try ChildState(binary: Array(value[(20 + n)...])))
+        return (i64(3), i64(11), rules, try ChildState(binary: Array(value[(20 + n)...]), keys: keys))
     }
 
     /// A child evicted (nothing about it can matter any more): an empty value, which compaction removes.
@@ -105,6 +123,8 @@ public enum Checkpoint {
         public let children: [ChildState]
         /// Children written after the newest complete checkpoint: their events before this offset are applied.
         public let skipBelow: [String: Int64]
+        /// Children written under another rule pack, with its manifest: to be carried to the current one.
+        public let carried: [String: PackManifest]
     }
 
     public struct RestoreError: Error, CustomStringConvertible {
@@ -112,47 +132,72 @@ public enum Checkpoint {
         public var description: String { message }
     }
 
-    /// Folds a changelog partition's records (in log order) into its restored state, or nil when it is empty.
-    /// Throws when a record is unreadable or was written under other rules.
-    public static func restore(partition p: Int32, records: [Record], rulesDigest: String) throws(RestoreError) -> Restored? {
+    /// Folds a changelog partition's records (in log order) into its restored state under `pack`, or nil when
+    /// it is empty. State written under another pack is read by stable id and listed in `carried` with that
+    /// pack's manifest. Throws when a record is unreadable, or was written under a pack the partition does
+    /// not describe (by an older Vigil under other rules: its numbering cannot be read under this pack).
+    public static func restore(partition p: Int32, records: [Record], pack: StatePack) throws(RestoreError) -> Restored? {
         var latest: [String: [UInt8]] = [:]
         var marker: [UInt8]?
+        var manifests: [String: PackManifest] = [pack.digest: pack.manifest]
         for r in records {
             if r.key == markerKey {
                 marker = r.value
             } else if r.key.hasPrefix(childKeyPrefix) {
                 if r.value.isEmpty { latest[r.key] = nil } else { latest[r.key] = r.value }
+            } else if r.key.hasPrefix(packKeyPrefix) {
+                guard let m = PackManifest(json: r.value), packKeyPrefix + m.digest == r.key else {
+                    throw RestoreError(message: "changelog partition \(p): the rule pack record \(r.key) is unreadable")
+                }
+                manifests[m.digest] = m
             }
         }
         guard marker != nil || !latest.isEmpty else { return nil }
         let decoder = JSONDecoder()
-        func rulesMismatch() -> RestoreError {
-            RestoreError(message: "partition \(p)'s state was written under different rules; restore those rules, or delete the state (the changelog topic) to rebuild it from the beginning of the input")
-        }
         var m: Marker?
         if let marker {
             guard let decoded = try? decoder.decode(Marker.self, from: Data(marker)), decoded.v == 1 else {
                 throw RestoreError(message: "changelog partition \(p): the checkpoint marker is unreadable")
             }
-            guard decoded.rules == rulesDigest else { throw rulesMismatch() }
             m = decoded
         }
         var children: [ChildState] = []
         children.reserveCapacity(latest.count)
         var skip: [String: Int64] = [:]
+        var carried: [String: PackManifest] = [:]
         for (key, value) in latest {
             let record: (checkpoint: Int64, next: Int64, rules: String, state: ChildState)
-            do { record = try decodeChild(value) } catch {
+            do { record = try decodeChild(value, keys: pack.keys) } catch {
                 throw RestoreError(message: "changelog partition \(p): the record \(key) is unreadable: \(error)")
             }
-            guard record.rules == rulesDigest else { throw rulesMismatch() }
+            if record.rules != pack.digest && record.rules != pack.legacyDigest {
+                guard let from = manifests[record.rules] else {
+                    throw RestoreError(message: "partition \(p)'s state was written by an earlier Vigil under different rules, which it does not describe; start this version once with those rules (its first checkpoint rewrites the state so that any later pack can read it), or delete the state (the changelog topic) to rebuild it from the beginning of the input")
+                }
+                carried[record.state.id] = from
+            }
             children.append(record.state)
             if record.next > (m?.offset ?? 0) { skip[record.state.id] = record.next }
         }
         // A stable order (by id) keeps restores reproducible.
         children.sort { $0.id < $1.id }
         return Restored(checkpoint: m?.checkpoint, offset: m?.offset, clock: Instant(micros: m?.clock ?? Instant.distantPast.micros),
-                        children: children, skipBelow: skip)
+                        children: children, skipBelow: skip, carried: carried)
+    }
+}
+
+/// A rule pack as persisted state knows it: its manifest (digest and definitions by stable id) and keys.
+public struct StatePack: Sendable {
+    public let manifest: PackManifest
+    public let keys: PackKeys
+    /// The digest of records written before packs could change (see `Checkpoint.legacyDigest`).
+    public let legacyDigest: String
+    public var digest: String { manifest.digest }
+
+    public init(_ rules: CompiledRuleSet) {
+        manifest = PackManifest(rules)
+        keys = PackKeys(rules)
+        legacyDigest = Checkpoint.legacyDigest(EngineSnapshot.versions(of: rules))
     }
 }
 
@@ -160,6 +205,7 @@ extension Checkpoint.Restored {
     /// For the restore log line: `p@offset (checkpoint c, n children[, k ahead of it])`.
     func summary(partition p: Int32) -> String {
         let at = offset.map { "\(p)@\($0) (checkpoint \(checkpoint ?? 0)" } ?? "\(p)@beginning (no complete checkpoint"
-        return at + ", \(children.count) children" + (skipBelow.isEmpty ? ")" : ", \(skipBelow.count) ahead of it)")
+        return at + ", \(children.count) children" + (skipBelow.isEmpty ? "" : ", \(skipBelow.count) ahead of it")
+            + (carried.isEmpty ? ")" : ", \(carried.count) under another rule pack)")
     }
 }

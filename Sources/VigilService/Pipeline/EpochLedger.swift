@@ -11,12 +11,15 @@ public struct EpochPlan: Sendable {
     public let checkpoint: [CheckpointPart]?
     /// When intake read the epoch's batch (set when metrics are on: end-to-end latency).
     public var readAt: Instant?
+    /// The rule pack in force from this epoch on, when it says (its checkpoint markers name it).
+    public var rulesDigest: String?
 
-    public init(epoch: Int, deadLetters: [DeadLetter] = [], notes: [[UInt8]] = [], checkpoint: [CheckpointPart]? = nil) {
+    public init(epoch: Int, deadLetters: [DeadLetter] = [], notes: [[UInt8]] = [], checkpoint: [CheckpointPart]? = nil, rulesDigest: String? = nil) {
         self.epoch = epoch
         self.deadLetters = deadLetters
         self.notes = notes
         self.checkpoint = checkpoint
+        self.rulesDigest = rulesDigest
     }
 }
 
@@ -112,6 +115,8 @@ public struct EpochLedger: Sendable {
         /// Tombstones of evicted children, written once the markers are durable.
         let tombstones: [(partition: Int32, record: Checkpoint.Record)]
         var phase: Phase
+        /// The rule pack its markers name.
+        let rulesDigest: String
     }
 
     struct Pending: Sendable {
@@ -123,7 +128,8 @@ public struct EpochLedger: Sendable {
 
     public let routing: Routing
     public let shards: Int
-    public let rulesDigest: String
+    /// The rule pack in force as of the last epoch finalized (a plan may switch it).
+    public private(set) var rulesDigest: String
     public let backoff: Backoff
     public private(set) var stats = Stats()
     private var plans: [Int: EpochPlan] = [:]
@@ -243,9 +249,10 @@ public struct EpochLedger: Sendable {
             for o in routing.notes { actions.append(write(OutputRecord(key: nil, value: n, isNote: true), to: o, epoch: plan.epoch)) }
         }
         let changes = parts.flatMap(\.changes)
+        if let d = plan.rulesDigest { rulesDigest = d }
         open.append(OpenEpoch(epoch: plan.epoch, pending: actions.count, alerts: alerts, checkpoint: plan.checkpoint,
                               changes: changes.filter { !$0.record.value.isEmpty }, tombstones: changes.filter { $0.record.value.isEmpty },
-                              phase: plan.checkpoint == nil ? .none : .waiting))
+                              phase: plan.checkpoint == nil ? .none : .waiting, rulesDigest: rulesDigest))
         return actions
     }
 
@@ -271,7 +278,7 @@ public struct EpochLedger: Sendable {
                 open[0].phase = .markers
                 for part in first.checkpoint ?? [] {
                     let m = Checkpoint.marker(partition: part.partition, checkpoint: part.checkpoint, offset: part.offset,
-                                              clock: part.clock, rulesDigest: rulesDigest)
+                                              clock: part.clock, rulesDigest: first.rulesDigest)
                     actions.append(write(OutputRecord(key: Array(m.key.utf8), value: m.value, partition: part.partition),
                                          to: routing.changelog, epoch: first.epoch))
                 }

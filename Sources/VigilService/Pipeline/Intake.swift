@@ -13,7 +13,11 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private let config: PipelineConfig
     private let source: EventSource
     private let state: StateStore
-    private let rules: CompiledRuleSet
+    /// The rule pack in force from the next epoch on (a reload switches it at an epoch barrier).
+    private var rules: CompiledRuleSet
+    private var manifest: PackManifest
+    private let reloads: ReloadMailbox
+    private let onReload: (ReloadOutcome) -> Void
     private let shards: [Shard]
     private let sink: HandOff<SinkItem>
     private let coordinator: Coordinator
@@ -39,13 +43,16 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private let closeNow = DispatchSemaphore(value: 0)
     private var thread: StageThread?
 
-    init(config: PipelineConfig, io: PipelineIO, rules: CompiledRuleSet, shards: [Shard], sink: HandOff<SinkItem>,
+    init(config: PipelineConfig, io: PipelineIO, rules: CompiledRuleSet, reloads: ReloadMailbox, shards: [Shard], sink: HandOff<SinkItem>,
          coordinator: Coordinator, counters: PipelineCounters, metrics: PipelineMetrics?, status: PipelineStatus, logger: Logger,
-         onCaughtUp: @escaping () -> Void) {
+         onReload: @escaping (ReloadOutcome) -> Void, onCaughtUp: @escaping () -> Void) {
         self.config = config
         source = io.source
         state = io.state
         self.rules = rules
+        manifest = PackManifest(rules)
+        self.reloads = reloads
+        self.onReload = onReload
         self.shards = shards
         self.sink = sink
         self.coordinator = coordinator
@@ -68,6 +75,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
             do throws(PipelineError) {
                 try source.start(RebalanceHandlers(assigned: { [weak self] in self?.assigned($0) ?? [:] },
                                                    revoked: { [weak self] in self?.revoked($0, lost: $1) }))
+                // The pack this run starts with, on the record before any alert raised under it.
+                let start = RulePackNote(status: .accepted, manifest: manifest, change: nil, previous: nil, loadedBy: "startup", reason: nil, at: clock.now())
+                dispatch(shards.map { _ in [] }) { EpochPlan(epoch: $0, notes: [start.note], rulesDigest: self.manifest.digest) }
                 logger.info("consuming \(source.topic) as group \(config.group) with \(shards.count) shard\(shards.count == 1 ? "" : "s"); alerts to \(config.alertsTopic), dead letters to \(config.deadLetterTopic), state to \(config.changelogTopic), clock \(config.clock.rawValue)")
                 loop()
             } catch {
@@ -106,14 +116,21 @@ final class Intake: PipelineStage, @unchecked Sendable {
         }
         var starts: [Int32: StartOffset] = [:]
         var adopt = [[ChildState]](repeating: [], count: shards.count)
+        var carried = [[String: PackManifest]](repeating: [:], count: shards.count)
         for p in ps {
             let r = restored[p]
             starts[p] = tracker.assign(p, restored: r.map { .init(checkpoint: $0.checkpoint, offset: $0.offset, clock: $0.clock, skipBelow: $0.skipBelow) })
             for c in r?.children ?? [] { adopt[childShard(c.id, of: shards.count)].append(c) }
+            for (id, m) in r?.carried ?? [:] { carried[childShard(id, of: shards.count)][id] = m }
             counters.restoredChildren.add(r?.children.count ?? 0, ordering: .relaxed)
         }
+        let migrating = carried.reduce(0) { $0 + $1.count }
+        if migrating > 0 {
+            logger.info("\(migrating) restored children were checkpointed under another rule pack: carrying them to \(manifest.digest)",
+                        metadata: ["children": "\(migrating)", "rules_digest": "\(manifest.digest)"])
+        }
         if adopt.contains(where: { !$0.isEmpty }) {
-            dispatch(adopt.map { $0.isEmpty ? [] : [.adopt($0)] })
+            dispatch(adopt.indices.map { adopt[$0].isEmpty ? [] : [.adopt(adopt[$0], carried: carried[$0])] })
         }
         for p in ps.sorted() {
             let start: Int64
@@ -177,7 +194,48 @@ final class Intake: PipelineStage, @unchecked Sendable {
         let parts = tracker.checkpoint(partitions)
         lastCheckpoint = clock.now()
         guard !parts.isEmpty else { return nil }
-        return dispatch(shards.map { _ in [.checkpoint(parts)] }, plan: { EpochPlan(epoch: $0, checkpoint: parts) })
+        let digest = manifest.digest
+        return dispatch(shards.map { _ in [.checkpoint(parts)] }, plan: { EpochPlan(epoch: $0, checkpoint: parts, rulesDigest: digest) })
+    }
+
+    // MARK: rule packs
+
+    /// A reload asked for since the last epoch: switch every shard to the new pack at this barrier (nothing
+    /// before it is evaluated under the new pack, nothing after it under the old), or record the refusal.
+    private func takeReloads() {
+        for request in reloads.take() {
+            let previous = manifest.digest
+            switch request {
+            case .refused(let reason, let loadedBy):
+                logger.error("rule pack refused (\(loadedBy)): \(reason); still running \(previous)",
+                             metadata: ["loaded_by": "\(loadedBy)", "rules_digest": "\(previous)"])
+                metrics?.reloads(result: "refused").increment()
+                let note = RulePackNote(status: .refused, manifest: nil, change: nil, previous: previous, loadedBy: loadedBy, reason: reason, at: clock.now())
+                dispatch(shards.map { _ in [] }) { EpochPlan(epoch: $0, notes: [note.note]) }
+                onReload(ReloadOutcome(result: .refused, digest: previous, previous: previous, loadedBy: loadedBy, classes: [:], reason: reason))
+            case .accepted(let newRules, let loadedBy):
+                let new = PackManifest(newRules)
+                let change = PackChange(from: manifest, to: new)
+                let classes = Dictionary(grouping: change.rules, by: { $0.change.rawValue }).mapValues(\.count)
+                guard !change.isIdentity else {
+                    logger.info("rule pack reloaded (\(loadedBy)): unchanged, \(previous)")
+                    metrics?.reloads(result: "unchanged").increment()
+                    onReload(ReloadOutcome(result: .unchanged, digest: previous, previous: previous, loadedBy: loadedBy, classes: classes, reason: nil))
+                    continue
+                }
+                let note = RulePackNote(status: .accepted, manifest: new, change: change, previous: previous, loadedBy: loadedBy, reason: nil, at: clock.now())
+                let s = RuleSwitch(rules: newRules, change: change, pack: StatePack(newRules))
+                dispatch(shards.map { _ in [.switchRules(s)] }) { EpochPlan(epoch: $0, notes: [note.note], rulesDigest: new.digest) }
+                rules = newRules
+                manifest = new
+                let summary = RuleChange.allCases.compactMap { c in classes[c.rawValue].map { "\($0) \(c.rawValue)" } }.joined(separator: ", ")
+                logger.notice("rule pack switched (\(loadedBy)): \(previous) -> \(new.digest) (\(summary))",
+                              metadata: ["loaded_by": "\(loadedBy)", "rules_digest": "\(new.digest)", "previous": "\(previous)"])
+                metrics?.reloads(result: "switched").increment()
+                metrics?.rulePack(digest: new.digest, previous: previous, rules: newRules)
+                onReload(ReloadOutcome(result: .switched, digest: new.digest, previous: previous, loadedBy: loadedBy, classes: classes, reason: nil))
+            }
+        }
     }
 
     /// Hands an epoch to the sink (its plan) and the shards (their items); returns its number.
@@ -205,6 +263,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
             status.backpressured.store(true, ordering: .relaxed)
             guard let busy = coordinator.waitForCapacity(limit: config.maxInFlight) else { return }
             status.backpressured.store(false, ordering: .relaxed)
+            takeReloads()
             // The busier the pipeline, the longer a batch collects (up to 25 times the configured linger,
             // at most 50 ms): each batch costs a few thread hand-offs, so under load batches should be big.
             let linger = min(config.batchLingerMs * min(25, max(1, busy)), max(config.batchLingerMs, 50))

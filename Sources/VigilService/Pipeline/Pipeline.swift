@@ -35,6 +35,10 @@ public final class Pipeline: @unchecked Sendable {
     public var metrics: PipelineMetrics?
     /// Liveness and readiness, for `/healthz` and `/readyz`.
     public let status: PipelineStatus
+    /// Called on the intake thread when a reload was acted on (switched at an epoch barrier, unchanged, or
+    /// refused and recorded).
+    public var onReload: (@Sendable (ReloadOutcome) -> Void)?
+    let reloads = ReloadMailbox()
 
     public init(config: PipelineConfig, rules: CompiledRuleSet, logger: Logger, io: @escaping PipelineIO.Factory = PipelineIO.kafka) {
         self.config = config
@@ -52,6 +56,29 @@ public final class Pipeline: @unchecked Sendable {
         coordinator.requestStop()
     }
 
+    /// Switches to `rules` at the next epoch barrier, on every shard at once: each child is carried to the new
+    /// pack, re-derived from its timeline where the change needs it, with the backfill of new and changed
+    /// rules (see `Engine.switched`). The pack must have passed its checks (`RulePackCandidate`). Safe from any
+    /// thread; the outcome goes to `onReload`.
+    public func reload(to rules: CompiledRuleSet, loadedBy: String) {
+        reloads.put(.accepted(rules, loadedBy: loadedBy))
+    }
+
+    /// Records a reload that was refused (the pack failed to compile or its tests): logged, counted and
+    /// written to the audit log; the running pack keeps going.
+    public func refuseReload(reason: String, loadedBy: String) {
+        reloads.put(.refused(reason: reason, loadedBy: loadedBy))
+    }
+
+    /// Loads the pack in `directory`, checks it (`RulePackCandidate`), and switches to it or records the
+    /// refusal.
+    public func reload(from directory: String, loadedBy: String) {
+        switch RulePackCandidate.load(directory) {
+        case .accepted(let set): reload(to: set, loadedBy: loadedBy)
+        case .refused(let reason): refuseReload(reason: reason, loadedBy: loadedBy)
+        }
+    }
+
     /// Runs until `requestStop()`; returns the counters. Throws when it cannot start, or on a fatal error.
     public func run() throws(PipelineError) -> PipelineSummary {
         do { try config.validate() } catch { throw .config(error) }
@@ -66,10 +93,10 @@ public final class Pipeline: @unchecked Sendable {
                   coordinator: coordinator, counters: counters, metrics: metrics, clock: io.clock, logger: logger)
         }
         let onAlert = self.onAlert
-        let sink = Sink(io: io, inbox: inbox, shards: shards.count, rulesDigest: Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules)),
+        let sink = Sink(io: io, inbox: inbox, shards: shards.count, rulesDigest: PackManifest(rules).digest,
                         coordinator: coordinator, counters: counters, metrics: metrics, status: status, logger: logger, onAlert: { a in onAlert?(a) })
-        let intake = Intake(config: config, io: io, rules: rules, shards: shards, sink: inbox, coordinator: coordinator,
-                            counters: counters, metrics: metrics, status: status, logger: logger) { [self] in
+        let intake = Intake(config: config, io: io, rules: rules, reloads: reloads, shards: shards, sink: inbox, coordinator: coordinator,
+                            counters: counters, metrics: metrics, status: status, logger: logger, onReload: { [self] in onReload?($0) }) { [self] in
             onCaughtUp?()
             if stopWhenCaughtUp { requestStop() }
         }

@@ -25,7 +25,7 @@ public final class PipelineMetrics: Sendable {
     let ready: Gauge
     let auditFsync: CoreMetrics.Timer
     let auditFailures: CoreMetrics.Counter
-    let severities: [String: String]
+    private let severities: Mutex<[String: String]>
     private let dynamic = Mutex<[String: AnyObject]>([:])
 
     /// What became of a valid event, or of a message that was not one.
@@ -55,13 +55,10 @@ public final class PipelineMetrics: Sendable {
         ready = Gauge(label: "vigil_ready", factory: factory)
         auditFsync = CoreMetrics.Timer(label: "vigil_audit_fsync_seconds", factory: factory)
         auditFailures = CoreMetrics.Counter(label: "vigil_audit_failures_total", factory: factory)
-        severities = Dictionary(rules.rules.map { ($0.id, $0.severity.rawValue) }, uniquingKeysWith: { a, _ in a })
-        Gauge(label: "vigil_rule_pack_info", dimensions: [("digest", rulesDigest), ("rules", String(rules.rules.count))], factory: factory).record(1)
+        severities = Mutex(Dictionary(rules.rules.map { ($0.id, $0.severity.rawValue) }, uniquingKeysWith: { a, _ in a }))
+        rulePack(digest: rulesDigest, previous: nil, rules: rules)
+        for result in ["switched", "unchanged", "refused"] { _ = reloads(result: result) }
         Gauge(label: "vigil_build_info", dimensions: [("version", version)], factory: factory).record(1)
-        // Every rule's alert counters exist from the start (at 0), so a rate over them is defined.
-        for rule in rules.rules {
-            for status in ["fired", "withdrawn"] { _ = alertCounter(rule: rule.id, severity: rule.severity.rawValue, status: status) }
-        }
     }
 
     private func cached<T: AnyObject>(_ key: String, _ make: () -> T) -> T {
@@ -90,7 +87,24 @@ public final class PipelineMetrics: Sendable {
 
     /// An alert durable in every output.
     func alerted(_ a: RenderedAlert) {
-        alertCounter(rule: a.ruleId, severity: severities[a.ruleId] ?? "unknown", status: a.alert.status.rawValue).increment()
+        alertCounter(rule: a.ruleId, severity: severities.withLock { $0[a.ruleId] } ?? "unknown", status: a.alert.status.rawValue).increment()
+    }
+
+    /// Reloads of the rule pack, by result: switched, unchanged, refused.
+    func reloads(result: String) -> CoreMetrics.Counter {
+        cached("r|\(result)") { CoreMetrics.Counter(label: "vigil_rule_reloads_total", dimensions: [("result", result)], factory: factory) }
+    }
+
+    /// The pack running is now `digest` (the previous one's info series goes to 0).
+    func rulePack(digest: String, previous: String?, rules: CompiledRuleSet) {
+        if let previous { cached("i|\(previous)") { Gauge(label: "vigil_rule_pack_info", dimensions: [("digest", previous)], factory: factory) }.record(0) }
+        cached("i|\(digest)") { Gauge(label: "vigil_rule_pack_info", dimensions: [("digest", digest)], factory: factory) }.record(1)
+        cached("n|rules") { Gauge(label: "vigil_rules", factory: factory) }.record(rules.rules.count)
+        cached("n|switched") { Gauge(label: "vigil_rule_pack_switched_timestamp_seconds", factory: factory) }.record(previous == nil ? 0 : Double(Instant.now.micros) / 1e6)
+        severities.withLock { s in for r in rules.rules { s[r.id] = r.severity.rawValue } }
+        for rule in rules.rules {
+            for status in ["fired", "withdrawn"] { _ = alertCounter(rule: rule.id, severity: rule.severity.rawValue, status: status) }
+        }
     }
 
     func deadLetters(reason: String) -> CoreMetrics.Counter {

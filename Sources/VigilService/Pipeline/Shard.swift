@@ -11,11 +11,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
     let name: String
     /// Read by the pipeline only after `join`.
     private(set) var engine: Engine
-    private let decoder: EventDecoder
+    private var decoder: EventDecoder
     private var record: EventRecord
     private let topic: String
-    private let formatter: AlertFormatter
-    private let rulesDigest: String
+    private var formatter: AlertFormatter
+    private var pack: StatePack
+    /// Partitions whose changelog has this pack's manifest (written before the first state under it).
+    private var packWritten = Set<Int32>()
+    private let maxEventBytes: Int
     private let inbox = HandOff<ShardWork?>()
     private let sink: HandOff<SinkItem>
     private let coordinator: Coordinator
@@ -31,13 +34,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
         self.index = index
         name = "vigil-shard-\(index)"
         engine = Engine(rules: rules)
-        decoder = EventDecoder(contract: rules.contract, slots: rules.capturedSlots, maxBytes: config.maxEventBytes)
+        decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules), maxBytes: config.maxEventBytes)
+        maxEventBytes = config.maxEventBytes
         stateMaxBytes = config.stateMaxBytes
         self.logger = logger
         record = decoder.makeRecord()
         self.topic = topic
         formatter = AlertFormatter(rules: rules)
-        rulesDigest = Checkpoint.rulesDigest(EngineSnapshot.versions(of: rules))
+        pack = StatePack(rules)
         self.sink = sink
         self.coordinator = coordinator
         self.counters = counters
@@ -54,11 +58,11 @@ final class Shard: PipelineStage, @unchecked Sendable {
     /// A child's checkpoint record, within the byte budget: while it is over, the child's state is made
     /// smaller step by step (`Engine.shrink`, counted and logged).
     private func record(_ child: ChildState, _ part: CheckpointPart) -> Checkpoint.Record {
-        var r = Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest)
+        var r = Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, pack: pack)
         var steps = 0
         while r.value.count > stateMaxBytes, engine.shrink(child: child.id), let smaller = engine.child(child.id) {
             steps += 1
-            r = Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, rulesDigest: rulesDigest)
+            r = Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, pack: pack)
         }
         if steps > 0 {
             logger.warning("state of child \(child.id) over its \(stateMaxBytes)-byte budget: reduced in \(steps) steps to \(r.value.count) bytes (oldest history first; records arriving later than it are reconciled approximately)")
@@ -66,8 +70,35 @@ final class Shard: PipelineStage, @unchecked Sendable {
         return r
     }
 
+    /// The alerts made so far, rendered under the pack they were raised under.
+    private func render(_ alerts: inout [Alert], into rendered: inout [RenderedAlert]) {
+        guard !alerts.isEmpty else { return }
+        let now = clock.now()
+        for a in alerts {
+            rendered.append(RenderedAlert(alert: a, ruleId: formatter.rules.rules[a.ruleIndex].id, json: formatter.jsonBytes(a, emittedAt: now)))
+        }
+        alerts.removeAll(keepingCapacity: true)
+    }
+
+    /// Switches to another rule pack at this point of the intake order: the engine's children are carried
+    /// across (`Engine.switched`), and what follows is evaluated under the new pack only.
+    private func switchRules(_ s: RuleSwitch, _ alerts: inout [Alert], _ rendered: inout [RenderedAlert]) {
+        render(&alerts, into: &rendered)
+        let started = clock.now()
+        engine = engine.switched(to: s.rules, change: s.change, into: &alerts)
+        decoder = EventDecoder(contract: s.rules.contract, slots: Engine.decodedSlots(s.rules), maxBytes: maxEventBytes)
+        record = decoder.makeRecord()
+        formatter = AlertFormatter(rules: s.rules)
+        pack = s.pack
+        packWritten = []
+        let ms = Double(clock.now().micros - started.micros) / 1000
+        logger.info("shard \(index): rule pack \(s.change.old.digest) -> \(s.pack.digest): \(engine.childCount) children carried, \(alerts.count) backfill alerts, in \(String(format: "%.1f", ms)) ms")
+        render(&alerts, into: &rendered)
+    }
+
     private func run() {
         var alerts: [Alert] = []
+        var rendered: [RenderedAlert] = []
         while true {
             guard let next = inbox.take(timeout: 3600) else { continue }
             guard let work = next else { return }
@@ -95,6 +126,10 @@ final class Shard: PipelineStage, @unchecked Sendable {
                         metrics.deadlines(shard: index, pending: d.pending, earliest: d.earliest)
                     }
                     for part in parts {
+                        if !packWritten.contains(part.partition) {
+                            packWritten.insert(part.partition)
+                            changes.append((part.partition, Checkpoint.packRecord(pack)))
+                        }
                         let domain: Set<Int> = [Int(part.partition)]
                         // The changed children first, those about to be evicted too: the ledger writes the
                         // tombstones only after the marker, and until they are durable a restore must find
@@ -108,15 +143,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     }
                 case .drop(let partitions):
                     engine.remove(domains: Set(partitions.map(Int.init)))
-                case .adopt(let children):
-                    engine.adopt(children)
+                case .adopt(let children, let carried):
+                    engine.adopt(children, carried: carried, into: &alerts)
+                case .switchRules(let s):
+                    switchRules(s, &alerts, &rendered)
                 }
             }
-            let now = clock.now()
-            let rendered = alerts.map { a in
-                RenderedAlert(alert: a, ruleId: formatter.rules.rules[a.ruleIndex].id, json: formatter.jsonBytes(a, emittedAt: now))
-            }
-            alerts.removeAll(keepingCapacity: true)
+            render(&alerts, into: &rendered)
+            defer { rendered.removeAll(keepingCapacity: true) }
             counters.count(engine.stats, since: before)
             if let metrics, !work.items.isEmpty { metrics.shardBatch.recordMicroseconds(clock.now().micros - started) }
             sink.put(.result(epoch: work.epoch, shard: index, ShardResult(alerts: rendered, changes: changes)))

@@ -1,5 +1,6 @@
 import VigilContract
 import VigilEngine
+import VigilRules
 
 /// An alert with its JSON, ready for the outputs.
 public struct RenderedAlert: Sendable {
@@ -31,12 +32,22 @@ struct ShardWork: Sendable {
         case checkpoint([CheckpointPart])
         /// Forget the children of these partitions (revoked).
         case drop([Int32])
-        /// Take over these children (restored from the changelog).
-        case adopt([ChildState])
+        /// Take over these children (restored from the changelog); those written under another rule pack
+        /// (by id, with its manifest) are carried to the current one.
+        case adopt([ChildState], carried: [String: PackManifest])
+        /// From here on, evaluate under another rule pack (every shard gets it at the same point).
+        case switchRules(RuleSwitch)
     }
     let epoch: Int
     let batch: InputBatch
     var items: [Item]
+}
+
+/// A switch of rule pack, as every shard applies it.
+struct RuleSwitch: Sendable {
+    let rules: CompiledRuleSet
+    let change: PackChange
+    let pack: StatePack
 }
 
 /// What the sink's inbox carries.

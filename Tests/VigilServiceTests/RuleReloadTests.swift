@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import VigilContract
+import VigilEngine
+import VigilRules
+@testable import VigilService
+import VigilTesting
+
+/// Rule packs changing under a running pipeline (in memory, the same code as `vigil run`): a reload switches
+/// every shard at one epoch barrier, and the alerts equal a replay that switches at the same point in the
+/// input (`Replay.switchTo`, what `vigil replay --switch-to` runs); a restart under another pack carries the
+/// checkpointed state across; a pack that fails its checks is refused and the running one goes on.
+@Suite struct RuleReloadTests {
+    let silentLogger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .error
+        return l
+    }()
+
+    /// The switch: a re-timed deadline, a new rule and a cosmetic change at once.
+    static func changedPack() throws -> EditedPack {
+        try EditedPack(rulesDir)
+            .replacing("within: 1 working day", with: "within: 3 working days", in: "timescales.yaml")
+            .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
+            .appending("""
+
+                - rule: any-injury
+                  title: Any injury
+                  severity: low
+                  description: Any injury observed (a rule added after the fact).
+                  source: a test
+                  when: type = injury_observed
+                  output: "Injury to child {child.id}"
+
+                """, to: "injuries.yaml")
+    }
+
+    /// A generated stream cut at `cut`: the events before it, those from it on.
+    static func phases() -> (before: [String], after: [String], cut: Instant) {
+        let lines = generatedLines(children: 300, days: 240, seed: 21)
+        let cut = RFC3339.parseDateTime("2024-06-01T00:00:00Z") ?? .distantPast
+        let slot = EventContract.embedded.occurredAtSlot
+        let decoder = EventDecoder()
+        var r = decoder.makeRecord()
+        var before: [String] = [], after: [String] = []
+        for l in lines {
+            _ = decoder.decode(l, into: &r)
+            if (r[slot].instant ?? .distantPast) < cut { before.append(l) } else { after.append(l) }
+        }
+        return (before, after, cut)
+    }
+
+    /// The oracle: a replay of the whole stream switching to `b` at `cut`.
+    func replaySwitching(_ lines: [String], to b: CompiledRuleSet, at cut: Instant) throws -> (ids: [String], backfill: Set<String>) {
+        let path = TestDirectory.make("reload") + "/events.jsonl"
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let replay = Replay(rules: pack)
+        replay.switchTo = (b, cut)
+        var ids: [String] = []
+        var backfill = Set<String>()
+        _ = try replay.run(files: [path], onInvalid: { _ in }, onAlert: {
+            ids.append($0.alertId)
+            if $0.backfill { backfill.insert($0.alertId) }
+        })
+        return (ids, backfill)
+    }
+
+    func config() -> PipelineConfig {
+        var c = PipelineConfig()
+        c.clock = .event
+        c.shards = 2
+        c.batchSize = 500
+        c.checkpointIntervalMs = 200
+        return c
+    }
+
+    func rulePackNotes(_ auditPath: String) throws -> [JSONValue] {
+        var notes: [JSONValue] = []
+        _ = try AuditLog.verify(path: auditPath) { if $0.kind == "rule-pack" { notes.append($0.alert) } }
+        return notes
+    }
+
+    @Test func aLiveReloadGivesTheAlertsOfAReplaySwitchingAtTheSamePoint() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let b = try Self.changedPack().compile()
+        let (before, after, cut) = Self.phases()
+        let expected = try replaySwitching(before + after, to: b, at: cut)
+        #expect(!expected.backfill.isEmpty)
+        let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
+        c.input.produce(events: before)
+        let p = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        let caughtUp = DispatchSemaphore(value: 0), reloaded = DispatchSemaphore(value: 0)
+        let outcome = Mutex<ReloadOutcome?>(nil)
+        p.onCaughtUp = { caughtUp.signal() }
+        p.onReload = { o in
+            outcome.withLock { $0 = o }
+            reloaded.signal()
+        }
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            _ = try? p.run()
+            done.signal()
+        }
+        thread.start()
+        defer { p.requestStop() }
+        #expect(caughtUp.wait(timeout: .now() + 120) == .success)
+        p.reload(to: b, loadedBy: "test")
+        #expect(reloaded.wait(timeout: .now() + 60) == .success)
+        let o = try #require(outcome.withLock { $0 })
+        #expect(o.result == .switched && o.digest == PackManifest(b).digest && o.previous == PackManifest(pack).digest)
+        #expect(o.classes["retimed"] == 1 && o.classes["new"] == 1 && o.classes["unchanged"] == pack.rules.count - 1)
+        c.input.produce(events: after)
+        // Every alert of the oracle, then stop (a guard, not a timing: the run is over when they are all out).
+        let want = Set(expected.ids)
+        for _ in 0..<600 where !want.isSubset(of: Set(c.alertIdsOnTopic)) { Thread.sleep(forTimeInterval: 0.1) }
+        p.requestStop()
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        let topic = c.alertIdsOnTopic
+        #expect(Set(topic) == want)
+        #expect(topic.count == Set(topic).count, "each alert once on the topic")
+        let audit = try auditIds(c.auditPath)
+        #expect(Set(audit) == want && audit.count == want.count)
+        // The backfill is marked, on the topic as in the replay.
+        let marked = Set(c.alerts.allMessages.compactMap { m -> String? in
+            guard let v = try? JSONValue.parse(m.value), v["backfill"]?.boolValue == true else { return nil }
+            return v["alert_id"]?.stringValue
+        })
+        #expect(marked == expected.backfill)
+        // Both packs on the record, in order, the second naming the first and classifying the change.
+        let notes = try rulePackNotes(c.auditPath)
+        #expect(notes.map { $0["digest"]?.stringValue } == [PackManifest(pack).digest, PackManifest(b).digest])
+        #expect(notes.map { $0["loaded_by"]?.stringValue } == ["startup", "test"])
+        #expect(notes.last?["previous"]?.stringValue == PackManifest(pack).digest)
+        let changes = notes.last?["rules"]?.arrayValue?.compactMap { r in r["change"]?.stringValue.map { (r["id"]?.stringValue ?? "", $0) } } ?? []
+        #expect(Dictionary(changes, uniquingKeysWith: { a, _ in a })["any-injury"] == "new")
+        #expect(Dictionary(changes, uniquingKeysWith: { a, _ in a })["referral-decision-overdue"] == "retimed")
+    }
+
+    /// An instance restarted under another pack restores the partition checkpointed under the old one and
+    /// carries it across the same way (as in a rolling deploy): the alerts equal the replay switching there.
+    @Test func aRestartUnderAnotherPackCarriesTheCheckpointedStateAcross() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let b = try Self.changedPack().compile()
+        let (before, after, cut) = Self.phases()
+        let expected = try replaySwitching(before + after, to: b, at: cut)
+        let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
+        c.input.produce(events: before)
+        let first = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        first.stopWhenCaughtUp = true
+        _ = try first.run()
+        c.input.produce(events: after)
+        let second = Pipeline(config: config(), rules: b, logger: silentLogger, io: c.io())
+        second.stopWhenCaughtUp = true
+        let s = try second.run()
+        #expect(s.engine.rederived > 0 && s.engine.backfilled > 0)
+        let topic = c.alertIdsOnTopic
+        #expect(Set(topic) == Set(expected.ids))
+        #expect(topic.count == Set(topic).count)
+        let audit = try auditIds(c.auditPath)
+        #expect(Set(audit) == Set(expected.ids) && audit.count == Set(audit).count)
+        // The changelog describes both packs.
+        let packs = Set(c.changelog.allMessages.compactMap { m in m.key.map { String(decoding: $0, as: UTF8.self) } }.filter { $0.hasPrefix("pack/") })
+        #expect(packs == ["pack/" + PackManifest(pack).digest, "pack/" + PackManifest(b).digest])
+    }
+
+    @Test func aPackThatFailsToCompileOrItsTestsIsRefusedAndTheRunningOneGoesOn() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Its own test expects a decision after 1 working day: with 3, that test fails.
+        try EditedPack(rulesDir).replacing("within: 1 working day", with: "within: 3 working days", in: "timescales.yaml").write(to: dir + "/failing-tests")
+        try EditedPack(rulesDir).replacing("  severity: high\n  description: Legal advice", with: "  severity: mediocre\n  description: Legal advice", in: "investigations.yaml").write(to: dir + "/not-compiling")
+        guard case .refused(let why) = RulePackCandidate.load(dir + "/failing-tests") else { Issue.record("a pack failing its tests was accepted"); return }
+        #expect(why.contains("rule tests fail"))
+        guard case .refused(let why2) = RulePackCandidate.load(dir + "/not-compiling") else { Issue.record("a pack that does not compile was accepted"); return }
+        #expect(why2.contains("error"))
+        guard case .accepted = RulePackCandidate.load(rulesDir) else { Issue.record("the shipped pack was refused"); return }
+
+        let lines = generatedLines(children: 200, days: 150, seed: 4)
+        let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
+        let p = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        let outcomes = Mutex<[ReloadOutcome]>([])
+        let caughtUp = DispatchSemaphore(value: 0)
+        p.onCaughtUp = { caughtUp.signal() }
+        p.onReload = { o in outcomes.withLock { $0.append(o) } }
+        c.input.produce(events: Array(lines.prefix(lines.count / 2)))
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            _ = try? p.run()
+            done.signal()
+        }
+        thread.start()
+        #expect(caughtUp.wait(timeout: .now() + 120) == .success)
+        p.reload(from: dir + "/failing-tests", loadedBy: "sighup")
+        p.reload(from: dir + "/not-compiling", loadedBy: "sighup")
+        p.reload(from: rulesDir, loadedBy: "sighup")
+        c.input.produce(events: Array(lines.dropFirst(lines.count / 2)))
+        let want = Set(try replayIds(lines))
+        for _ in 0..<600 where !want.isSubset(of: Set(c.alertIdsOnTopic)) || outcomes.withLock({ $0.count }) < 3 { Thread.sleep(forTimeInterval: 0.1) }
+        p.requestStop()
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        #expect(outcomes.withLock { $0.map(\.result) } == [.refused, .refused, .unchanged])
+        #expect(Set(c.alertIdsOnTopic) == want, "the running pack went on")
+        let notes = try rulePackNotes(c.auditPath)
+        #expect(notes.map { $0["status"]?.stringValue } == ["accepted", "refused", "refused"])
+        #expect(notes.dropFirst().allSatisfy { $0["previous"]?.stringValue == PackManifest(pack).digest && $0["reason"] != nil })
+    }
+}

@@ -138,6 +138,35 @@ import VigilTesting
         let changes = notes.last?["rules"]?.arrayValue?.compactMap { r in r["change"]?.stringValue.map { (r["id"]?.stringValue ?? "", $0) } } ?? []
         #expect(Dictionary(changes, uniquingKeysWith: { a, _ in a })["any-injury"] == "new")
         #expect(Dictionary(changes, uniquingKeysWith: { a, _ in a })["referral-decision-overdue"] == "retimed")
+        // audit verify: both packs, every alert's rule version in one of them.
+        let report = AuditVerifier.verify(name: "audit", files: AuditSegments(activePath: c.auditPath).files(), keys: [], anchors: nil)
+        #expect(report.ok, "\(report.problems)")
+        #expect(report.packs.map(\.digest) == [PackManifest(pack).digest, PackManifest(b).digest] && report.alertsBeforePacks == 0)
+        #expect(report.lines.contains { $0.contains("rule packs: 2 accepted") })
+    }
+
+    /// An alert naming a rule version no recorded pack has fails `vigil audit verify`; alerts before the
+    /// first pack on the record (an earlier Vigil's) are counted, not failed.
+    @Test func auditVerifyResolvesEveryAlertsRuleVersionToARecordedPack() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/audit.jsonl"
+        let w = try AuditLogWriter(path: path)
+        func alert(_ id: String, _ version: String) -> String {
+            #"{"schema_version":1,"alert_id":"\#(id)","status":"fired","rule_id":"assessment-overdue","rule_version":"\#(version)","severity":"medium","child_id":"C-1","fired_at":"2024-01-01T00:00:00Z","summary":"s","evidence":[{"event_id":"e","type":"assessment","agency":"children_social_care","occurred_at":"2024-01-01T00:00:00Z"}]}"#
+        }
+        let version = try #require(pack.rule(id: "assessment-overdue")).version
+        _ = try w.append(alertId: "a-before-packs-1", alertJSON: alert("a-before-packs-1", "0000000000000000"))
+        try w.appendNote(RulePackNote(status: .accepted, manifest: PackManifest(pack), change: nil, previous: nil, loadedBy: "startup", reason: nil, at: Instant(micros: 0)).note)
+        _ = try w.append(alertId: "a-known-version-1", alertJSON: alert("a-known-version-1", version))
+        try w.sync()
+        var report = AuditVerifier.verify(name: "audit", files: AuditSegments(activePath: path).files(), keys: [], anchors: nil)
+        #expect(report.ok && report.alertsBeforePacks == 1 && report.packs.count == 1)
+        _ = try w.append(alertId: "a-unknown-version", alertJSON: alert("a-unknown-version", "ffffffffffffffff"))
+        try w.sync()
+        try w.close()
+        report = AuditVerifier.verify(name: "audit", files: AuditSegments(activePath: path).files(), keys: [], anchors: nil)
+        #expect(!report.ok && report.problems.first?.contains("no rule pack accepted before it has") == true)
     }
 
     /// An instance restarted under another pack restores the partition checkpointed under the old one and

@@ -42,19 +42,38 @@ public struct TailedAlert: Sendable {
     /// A note of the audit log (an input gap), not an alert.
     public var isNote: Bool { json["kind"] != nil && json["alert_id"] == nil }
 
-    /// `fired_at  severity  [WITHDRAWN|LATE] rule  child  summary  [(record E recorded N days late)]  [evidence
+    /// `fired_at  severity  [WITHDRAWN|LATE|BACKFILL] rule  child  summary  [(record E recorded N days late)]  [evidence
     /// E1, E2]` (times UTC, as in the alert; at most 5 evidence ids, then how many more), or for
-    /// a note `detected_at  NOTE      input-gap  topic[partition] offsets from..to deleted before read (action)`.
+    /// a note `detected_at  NOTE      input-gap  topic[partition] offsets from..to deleted before read (action)`
+    /// or `detected_at  NOTE      rule-pack  <digest> accepted (sighup; previous <digest>): 23 rules, 1 new`.
     public var line: String {
         if isNote {
             let j = json
-            let detail = j["kind"]?.stringValue == "input-gap"
-                ? "\(j["topic"]?.stringValue ?? "?")[\(j["partition"]?.intValue ?? -1)] offsets \(j["from"]?.intValue ?? 0) to \((j["to"]?.intValue ?? 1) - 1) deleted before they were read (\(j["action"]?.stringValue ?? "?"))"
-                : j.jsonText
+            let detail: String
+            switch j["kind"]?.stringValue {
+            case "input-gap":
+                detail = "\(j["topic"]?.stringValue ?? "?")[\(j["partition"]?.intValue ?? -1)] offsets \(j["from"]?.intValue ?? 0) to \((j["to"]?.intValue ?? 1) - 1) deleted before they were read (\(j["action"]?.stringValue ?? "?"))"
+            case "rule-pack":
+                let by = j["loaded_by"]?.stringValue ?? "?"
+                if j["status"]?.stringValue == "refused" {
+                    detail = "refused (\(by)): \(j["reason"]?.stringValue ?? "?"); still running \(j["previous"]?.stringValue ?? "?")"
+                } else {
+                    var counts: [String: Int] = [:]
+                    for r in j["rules"]?.arrayValue ?? [] { counts[r["change"]?.stringValue ?? "", default: 0] += 1 }
+                    let removed = j["removed"]?.arrayValue?.count ?? 0
+                    if removed > 0 { counts["removed"] = removed }
+                    let classes = ["cosmetic", "retimed", "changed", "new", "removed"].compactMap { c in counts[c].map { "\($0) \(c)" } }
+                    let rules = j["rules"]?.arrayValue?.count ?? 0
+                    detail = "\(j["digest"]?.stringValue ?? "?") accepted (\(by)\(j["previous"]?.stringValue.map { "; previous \($0)" } ?? "")): \(rules) rules"
+                        + (classes.isEmpty ? "" : ", " + classes.joined(separator: ", "))
+                }
+            default:
+                detail = j.jsonText
+            }
             return "\(j["detected_at"]?.stringValue ?? "?")  NOTE      \(j["kind"]?.stringValue ?? "?")  \(detail)".escapingControlCharacters
         }
         let sev = severity.count >= 8 ? severity : severity + String(repeating: " ", count: 8 - severity.count)
-        let mark = status == "withdrawn" ? "WITHDRAWN " : late != nil ? "LATE " : ""
+        let mark = status == "withdrawn" ? "WITHDRAWN " : late != nil ? "LATE " : json["backfill"]?.boolValue == true ? "BACKFILL " : ""
         var why = ""
         if let l = late {
             let delay = l.seconds.map { " recorded \(Self.duration($0)) after it occurred" } ?? " arrived late"

@@ -7,7 +7,9 @@ import VigilContract
 /// - every seal's signature, each by the key the seal before it named, from a root key the verifier was given
 ///   (`--key`): records dropped and the chain recomputed, a log re-sealed with another key;
 /// - every anchored head (`--anchors`): the log must hold each anchored seal, byte for byte; a log shorter than
-///   an anchor was cut (the tail removed, or an older copy put back).
+///   an anchor was cut (the tail removed, or an older copy put back);
+/// - the rule packs on the record: each `rule-pack` note readable, and every alert's `rule_id` and
+///   `rule_version` those of a pack accepted before it (once the log records packs).
 public enum AuditVerifier {
     public struct Report: Sendable {
         public var name: String
@@ -31,6 +33,11 @@ public enum AuditVerifier {
         public var unsealedAfter = 0
         public var anchorsChecked = 0
         public var anchorsOtherLogs = 0
+        /// The rule packs accepted, in order: digest, how loaded, when, the one before.
+        public var packs: [(digest: String, loadedBy: String, at: String, previous: String?)] = []
+        public var packsRefused = 0
+        /// Alerts before the first pack on the record (a log begun by a Vigil that did not record packs).
+        public var alertsBeforePacks = 0
         public var ok: Bool { problems.isEmpty }
 
         /// The lines `vigil audit verify` prints.
@@ -50,6 +57,11 @@ public enum AuditVerifier {
                     out.append("  not sealed: the chain shows edits, not a rewrite by someone who recomputes it (see vigil run --audit-key)")
                 }
                 if anchorsChecked > 0 { out.append("  anchors: \(anchorsChecked) heads checked, all held by the log") }
+                if !packs.isEmpty || packsRefused > 0 {
+                    let list = packs.map { "\($0.digest) (\($0.loadedBy), \($0.at))" }.joined(separator: ", ")
+                    out.append("  rule packs: \(packs.count) accepted\(list.isEmpty ? "" : ": \(list)")\(packsRefused > 0 ? "; \(packsRefused) refused" : ""); every alert after the first names a rule version of a pack accepted before it")
+                }
+                if alertsBeforePacks > 0 { out.append("  \(alertsBeforePacks) alerts were written before the log recorded rule packs (an earlier Vigil)") }
             }
             out += warnings.map { "  warning: \($0)" }
             return out
@@ -65,6 +77,7 @@ public enum AuditVerifier {
         var root: String?
         var sealHashes: [Int: String] = [:]
         var warnedNoKey = false
+        var versions = Set<String>()
         walk: for (index, file) in files.enumerated() {
             guard let data = FileManager.default.contents(atPath: file.path) else {
                 report.problems.append("\(file.path): cannot be read")
@@ -100,12 +113,24 @@ public enum AuditVerifier {
                 }
                 report.records += 1
                 switch record.entry {
-                case .alert:
+                case .alert(let id, let body):
                     report.alerts += 1
                     if report.seals == 0 { report.unsealedBefore += 1 } else { report.unsealedAfter += 1 }
-                case .note:
+                    if report.packs.isEmpty {
+                        report.alertsBeforePacks += 1
+                    } else if let rule = body["rule_id"]?.stringValue, let version = body["rule_version"]?.stringValue, !versions.contains(rule + "@" + version) {
+                        report.problems.append("\(at): alert \(id) names rule \(rule) version \(version), which no rule pack accepted before it has")
+                        break walk
+                    }
+                case .note(let kind, let body):
                     report.notes += 1
                     if report.seals == 0 { report.unsealedBefore += 1 } else { report.unsealedAfter += 1 }
+                    if kind == "rule-pack" {
+                        if let problem = rulePack(body, versions: &versions, report: &report) {
+                            report.problems.append("\(at): \(problem)")
+                            break walk
+                        }
+                    }
                 case .seal(let s):
                     if let problem = check(s, expected: expected, root: root, keys: keys) {
                         report.problems.append("\(at): \(problem)")
@@ -142,6 +167,33 @@ public enum AuditVerifier {
         report.headHash = chain.head
         if let anchors { checkAnchors(anchors, sealHashes: sealHashes, keys: keys, report: &report) }
         return report
+    }
+
+    /// Takes a `rule-pack` note: an accepted pack's rule versions join those alerts may name. What is wrong
+    /// with it, if anything.
+    static func rulePack(_ body: JSONValue, versions: inout Set<String>, report: inout Report) -> String? {
+        switch body["status"]?.stringValue {
+        case "refused":
+            report.packsRefused += 1
+            return nil
+        case "accepted":
+            guard let digest = body["digest"]?.stringValue, let rules = body["rules"]?.arrayValue,
+                  let loadedBy = body["loaded_by"]?.stringValue else {
+                return "a rule-pack note without its digest, rules or how it was loaded"
+            }
+            for r in rules {
+                guard let id = r["id"]?.stringValue, let v = r["version"]?.stringValue else { return "rule pack \(digest) lists a rule without id or version" }
+                versions.insert(id + "@" + v)
+            }
+            let previous = body["previous"]?.stringValue
+            if let previous, let last = report.packs.last?.digest, previous != last {
+                report.warnings.append("rule pack \(digest) says it replaced \(previous), but the pack on the record before it is \(last)")
+            }
+            report.packs.append((digest, loadedBy, body["detected_at"]?.stringValue ?? "?", previous))
+            return nil
+        default:
+            return "a rule-pack note of unknown status"
+        }
     }
 
     /// What is wrong with a seal, given the key the seal before it named (nil for the first).

@@ -234,6 +234,10 @@ public struct EpochLedger: Sendable {
     private mutating func finalize(_ plan: EpochPlan, _ parts: [ShardResult]) -> [Action] {
         var actions: [Action] = []
         let alerts = parts.flatMap(\.alerts)
+        // Notes first: a rule pack's note precedes the alerts raised under it (its switch's backfill).
+        for n in plan.notes {
+            for o in routing.notes { actions.append(write(OutputRecord(key: nil, value: n, isNote: true), to: o, epoch: plan.epoch)) }
+        }
         for a in alerts {
             stats.alerts += 1
             if a.alert.status == .withdrawn { stats.withdrawn += 1 }
@@ -244,9 +248,6 @@ public struct EpochLedger: Sendable {
             stats.deadLetters += 1
             stats.deadLettersByKind[d.failure.kind.rawValue, default: 0] += 1
             for o in routing.deadLetters { actions.append(write(d.record, to: o, epoch: plan.epoch)) }
-        }
-        for n in plan.notes {
-            for o in routing.notes { actions.append(write(OutputRecord(key: nil, value: n, isNote: true), to: o, epoch: plan.epoch)) }
         }
         let changes = parts.flatMap(\.changes)
         if let d = plan.rulesDigest { rulesDigest = d }

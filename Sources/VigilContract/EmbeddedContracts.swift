@@ -1137,6 +1137,7 @@ public enum EmbeddedContracts {
     "withdraws": {"type": "string", "description": "on a withdrawn alert: the alert_id of the alert it withdraws"},
     "reinstates": {"type": "string", "description": "on an alert withdrawn earlier and justified again by a later-arriving record: the alert_id it had (this alert_id is that id with a revision suffix, .r1, .r2, ...)"},
     "backfill": { "type": "boolean", "description": "true when raised at a change of the rule pack for a moment before the change: the new pack's rule (new, changed or re-timed) would have fired then, over the history each child's timeline keeps, so fired_at is in the past. A rule change never withdraws an alert raised under an earlier pack." },
+    "shadow": { "type": "boolean", "description": "true for an alert of a rule in shadow mode: evaluated to measure its noise, written to the shadow topic and the audit log, never to the duty managers' feed." },
     "late": {
       "type": "object",
       "description": "present when a record that arrived late caused this alert (raised with a fired_at in the past) or its withdrawal: which record, when it occurred and when its source recorded it",

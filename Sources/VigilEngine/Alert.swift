@@ -127,6 +127,7 @@ public struct AlertFormatter: Sendable {
         if let e = emittedAt { w.raw(","); w.key("emitted_at"); w.string(e.description) }
         if let d = a.deadline { w.raw(","); w.key("deadline"); w.string(d.description) }
         if a.backfill { w.raw(","); w.key("backfill"); w.raw("true") }
+        if rule.mode == .shadow { w.raw(","); w.key("shadow"); w.raw("true") }
         if let l = a.late {
             w.raw(","); w.key("late"); w.raw("{")
             w.key("event_id"); w.string(l.eventId)

@@ -23,10 +23,12 @@ final class EngineTables: @unchecked Sendable {
             flat += xs.map(Int32.init)
             return start..<flat.count
         }
+        // Disabled rules are compiled and tested, never evaluated: they are not dispatched to.
+        let on = rules.evaluated
         for d in rules.dispatch {
-            let s = add(d.states), w = add(d.windows), c = add(d.expectationChecks), i = add(d.immediates)
+            let s = add(d.states), w = add(d.windows), c = add(d.expectationChecks.filter(on.contains)), i = add(d.immediates.filter(on.contains))
             let start = flat.count
-            for (r, clause) in d.arms { flat.append(Int32(r)); flat.append(Int32(clause)) }
+            for (r, clause) in d.arms where on.contains(r) { flat.append(Int32(r)); flat.append(Int32(clause)) }
             ranges.append((s, w, c, i, start..<flat.count))
         }
         lists = .allocate(capacity: max(flat.count, 1))

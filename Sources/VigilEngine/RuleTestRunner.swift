@@ -37,7 +37,8 @@ public enum RuleTestRunner {
         guard errors.isEmpty else {
             return RuleTestResult(test: test, missing: [], unexpected: [], forbidden: [], errors: errors, raised: [])
         }
-        var engine = Engine(rules: rules)
+        // Every rule is tested whatever its mode (shadow and disabled rules too).
+        var engine = Engine(rules: rules.allLive)
         let alerts = engine.replay(records, until: test.until)
         let raised = alerts.map { (rules.rules[$0.ruleIndex].id, $0.firedAt) }
         var pool = raised.filter { test.scope.contains($0.0) }

@@ -156,6 +156,13 @@ public struct RuleFingerprint: Sendable, Hashable, Codable {
     }
 }
 
+/// Where a rule's alerts go: `live` to the duty managers' feed; `shadow` evaluated, its alerts to a separate
+/// topic and the audit log marked shadow (to measure a new rule's noise first); `disabled` compiled and
+/// tested, not evaluated.
+public enum RuleMode: String, Sendable, CaseIterable, Codable {
+    case live, shadow, disabled
+}
+
 public struct CompiledRule: Sendable {
     public let id: String
     public let title: String
@@ -166,6 +173,7 @@ public struct CompiledRule: Sendable {
     public let version: String
     /// The meaning in parts, to classify a change of the pack (`PackManifest`).
     public let fingerprint: RuleFingerprint
+    public var mode: RuleMode
     /// `immediate`, `absence` or `timer`.
     public let kind: String
     public let immediate: ConditionCode?
@@ -196,7 +204,7 @@ public struct TypeDispatch: Sendable {
 /// An immutable, `Sendable` compiled rule pack: what the engine executes.
 public struct CompiledRuleSet: Sendable {
     public let contract: EventContract
-    public let rules: [CompiledRule]
+    public internal(set) var rules: [CompiledRule]
     public let program: [Instruction]
     public let states: [StateDefinition]
     public let windows: [WindowDefinition]
@@ -233,6 +241,17 @@ public struct CompiledRuleSet: Sendable {
 }
 
 extension CompiledRuleSet {
+    /// The rules evaluated (not disabled).
+    public var evaluated: Set<Int> { Set(rules.indices.filter { rules[$0].mode != .disabled }) }
+
+    /// The same rule set with every rule live: what `vigil test` runs (a shadow or disabled rule is tested
+    /// all the same).
+    public var allLive: CompiledRuleSet {
+        var copy = self
+        for i in copy.rules.indices { copy.rules[i].mode = .live }
+        return copy
+    }
+
     /// The same rule set with only the rules `keep` accepts evaluated (declared state and windows are still
     /// kept). For measurements and tools; alerts of the others are simply not raised.
     public func restricted(to keep: (CompiledRule) -> Bool) -> CompiledRuleSet {

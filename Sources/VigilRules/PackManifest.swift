@@ -22,7 +22,8 @@ public struct PackManifest: Sendable, Equatable, Codable {
 
     public init(_ set: CompiledRuleSet) {
         func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
-        rules = set.rules.map { Rule(id: $0.id, version: $0.version, fingerprint: $0.fingerprint) }
+        // A disabled rule is not evaluated: to the state, it is not in the pack (enabling it is a new rule).
+        rules = set.rules.filter { $0.mode != .disabled }.map { Rule(id: $0.id, version: $0.version, fingerprint: $0.fingerprint) }
         states = Dictionary(set.states.map { ($0.name, short($0.canonical)) }, uniquingKeysWith: { a, _ in a })
         windows = set.windows.map { short($0.canonical) }
         var text = rules.map { "\($0.id)@\($0.version)/\($0.fingerprint.logic)/\($0.fingerprint.timing)/\($0.fingerprint.output)" }

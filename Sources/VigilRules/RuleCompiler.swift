@@ -309,6 +309,13 @@ struct PackCompiler {
                             notes: suggestion(for: s.text, among: Severity.allCases.map(\.rawValue)))
             }
         }
+        var mode = RuleMode.live
+        if let m = r.mode {
+            if let v = RuleMode(rawValue: m.text) { mode = v } else {
+                diags.error(.badValue, "mode '\(m.text)' must be one of: live, shadow, disabled", at: m.location,
+                            notes: suggestion(for: m.text, among: RuleMode.allCases.map(\.rawValue)))
+            }
+        }
         var calendar = defaultCalendar
         if let c = r.calendar {
             if let i = calendarIndex[c.text] { calendar = i } else {
@@ -382,11 +389,13 @@ struct PackCompiler {
         logic += "evidence=\(dedupe(evidenceWindows).map { "\(windows[$0.window].canonical)/\($0.micros)" }.joined(separator: ","))"
         logic += "|\(evidenceStates.map { "\(states[$0.state].name)=\($0.value.map { canonical($0) } ?? "*")" }.joined(separator: ","))\n"
         let timing = (expectation?.arms ?? []).map { canonical($0.deadline) }.joined(separator: ",")
+        // Live and shadow differ in where the alerts go, not in what fires: a change between them is cosmetic.
         let output = "severity=\(severity.rawValue)\ntitle=\(r.title?.text ?? "")\noutput=\(template.map { canonical($0) }.joined())"
+            + (mode == .shadow ? "\nmode=shadow" : "")
         func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
         let fingerprint = RuleFingerprint(logic: short(logic), timing: short(timing), output: short(output))
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",
-                                source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, kind: kind,
+                                source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, mode: mode, kind: kind,
                                 immediate: immediate, expectation: expectation, suppressMicros: suppress, template: template,
                                 templateSlots: templateSlots, evidenceWindows: dedupe(evidenceWindows),
                                 evidenceStates: evidenceStates, location: r.id.location)

@@ -35,6 +35,7 @@ struct RawRule {
     let suppress: LocatedText?
     let output: LocatedText?
     let calendar: LocatedText?
+    let mode: LocatedText?
 }
 
 struct RawPack {
@@ -157,7 +158,7 @@ struct RulePackReader {
     var pack = RawPack()
 
     static let kinds = ["rule", "macro", "list", "state", "calendar"]
-    static let ruleKeys = ["rule", "title", "severity", "description", "source", "when", "expect", "suppress", "output", "calendar", "tags"]
+    static let ruleKeys = ["rule", "title", "severity", "description", "source", "when", "expect", "suppress", "output", "calendar", "tags", "mode"]
     static let expectKeys = ["arm", "met_by", "cancel_by", "correlate", "pending", "fire_if"]
     static let armKeys = ["when", "within", "at"]
     static let matchKeys = ["when", "lookback"]
@@ -240,7 +241,8 @@ struct RulePackReader {
             let rule = RawRule(id: name, title: text("title", required: true), severity: text("severity", required: true),
                                description: text("description", required: true), source: text("source", required: true),
                                when: text("when", required: false), expect: expect, suppress: text("suppress", required: false),
-                               output: text("output", required: true), calendar: text("calendar", required: false))
+                               output: text("output", required: true), calendar: text("calendar", required: false),
+                               mode: text("mode", required: false))
             if rule.when == nil && fields["expect"] == nil {
                 diags.error(.missingKey, "rule '\(name.text)' needs 'when:' (fires at an event) or 'expect:' (fires at a deadline)", at: name.location)
             }

@@ -10,6 +10,7 @@ import VigilService
 public final class MemoryCluster: @unchecked Sendable {
     public let input: MemoryTopic
     public let alerts: MemoryTopic
+    public let shadowAlerts: MemoryTopic
     public let deadLetters: MemoryTopic
     public let changelog: MemoryTopic
     public let auditPath: String
@@ -17,6 +18,7 @@ public final class MemoryCluster: @unchecked Sendable {
     public init(partitions: Int, auditPath: String) {
         input = MemoryTopic("agency-events", partitions: partitions)
         alerts = MemoryTopic("vigil-alerts", partitions: partitions)
+        shadowAlerts = MemoryTopic("vigil-alerts-shadow", partitions: partitions)
         deadLetters = MemoryTopic("vigil-dead-letters", partitions: 1)
         changelog = MemoryTopic("vigil-changelog", partitions: partitions)
         self.auditPath = auditPath
@@ -33,7 +35,8 @@ public final class MemoryCluster: @unchecked Sendable {
             let audit = AuditLogOutput(writer: writer, reports: context.reports)
             let outputs = PipelineOutputs(alerts: [audit, alerts.output(reports: context.reports)],
                                           deadLetters: [deadLetters.output(reports: context.reports)],
-                                          changelog: changelog.output(reports: context.reports), notes: [audit])
+                                          changelog: changelog.output(reports: context.reports), notes: [audit],
+                                          shadowAlerts: [audit, shadowAlerts.output(reports: context.reports)])
             var io = PipelineIO(source: MemorySource(input, group: context.config.group, partitions: partitions), outputs: outputs,
                                 state: MemoryChangelog(changelog), reports: context.reports, clock: clock, audit: audit)
             io.retryBackoff = retryBackoff

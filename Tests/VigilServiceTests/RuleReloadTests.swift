@@ -238,4 +238,62 @@ import VigilTesting
         #expect(notes.map { $0["status"]?.stringValue } == ["accepted", "refused", "refused"])
         #expect(notes.dropFirst().allSatisfy { $0["previous"]?.stringValue == PackManifest(pack).digest && $0["reason"] != nil })
     }
+
+    /// A rule in shadow mode is evaluated, its alerts go to the shadow topic and the audit log marked
+    /// shadow, never to the alerts topic; flipping it to live is cosmetic: nothing re-fires, what follows goes
+    /// live. A disabled rule raises nothing; enabling it is a new rule, with backfill.
+    @Test func aShadowRulesAlertsNeverReachTheLiveTopicAndFlippingItLiveRefiresNothing() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func withInjuryRule(_ mode: String) throws -> CompiledRuleSet {
+            try EditedPack(rulesDir).appending("""
+
+                - rule: any-injury
+                  title: Any injury
+                  severity: low
+                  description: Any injury observed (a rule measured in shadow first).
+                  source: a test
+                  mode: \(mode)
+                  when: type = injury_observed
+                  output: "Injury to child {child.id}"
+
+                """, to: "injuries.yaml").compile()
+        }
+        let shadow = try withInjuryRule("shadow"), live = try withInjuryRule("live"), disabled = try withInjuryRule("disabled")
+        #expect(PackChange(from: PackManifest(shadow), to: PackManifest(live)).change(of: "any-injury") == .cosmetic)
+        #expect(PackChange(from: PackManifest(disabled), to: PackManifest(live)).change(of: "any-injury") == .new)
+        #expect(PackManifest(disabled).digest == PackManifest(pack).digest, "a disabled rule is not in the state's pack")
+        let (before, after, _) = Self.phases()
+        let c = MemoryCluster(partitions: 2, auditPath: dir + "/audit.jsonl")
+        c.input.produce(events: before)
+        let first = Pipeline(config: config(), rules: shadow, logger: silentLogger, io: c.io())
+        first.stopWhenCaughtUp = true
+        let s1 = try first.run()
+        func injuryIds(_ topic: MemoryTopic) -> Set<String> {
+            Set(topic.allMessages.compactMap { m -> String? in
+                guard let v = try? JSONValue.parse(m.value), v["rule_id"]?.stringValue == "any-injury" else { return nil }
+                return v["alert_id"]?.stringValue
+            })
+        }
+        let shadowed = injuryIds(c.shadowAlerts)
+        #expect(!shadowed.isEmpty && s1.shadowAlerts == shadowed.count)
+        #expect(injuryIds(c.alerts).isEmpty, "never on the live topic")
+        #expect(Set(c.shadowAlerts.allMessages.compactMap { try? JSONValue.parse($0.value)["shadow"]?.boolValue }) == [true])
+        // The other rules' alerts are live as ever.
+        #expect(Set(c.alertIdsOnTopic) == Set(try replayIds(before)))
+        var auditShadow = Set<String>()
+        _ = try AuditLog.verify(path: c.auditPath) { r in if r.alert["shadow"]?.boolValue == true { auditShadow.insert(r.alertId) } }
+        #expect(auditShadow == shadowed)
+        // Flipped live: a restart under the live pack carries the state; nothing re-fires, new injuries go live.
+        c.input.produce(events: after)
+        let second = Pipeline(config: config(), rules: live, logger: silentLogger, io: c.io())
+        second.stopWhenCaughtUp = true
+        let s2 = try second.run()
+        #expect(s2.engine.backfilled == 0)
+        let liveInjuries = injuryIds(c.alerts)
+        #expect(!liveInjuries.isEmpty && liveInjuries.isDisjoint(with: shadowed))
+        #expect(injuryIds(c.shadowAlerts) == shadowed)
+        let all = Set(try replayIds(before + after, rules: live))
+        #expect(Set(c.alertIdsOnTopic).union(shadowed) == all)
+    }
 }

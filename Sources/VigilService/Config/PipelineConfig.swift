@@ -28,6 +28,7 @@ public struct PipelineConfig: Sendable {
     public var inputTopic = "agency-events"
     public var alertsTopic = "vigil-alerts"
     public var deadLetterTopic = "vigil-dead-letters"
+    public var shadowAlertsTopic = "vigil-alerts-shadow"
     public var auditFile = "vigil-audit.jsonl"
     public var auditKey = ""
     public var auditPreviousKey = ""
@@ -88,6 +89,7 @@ public struct PipelineConfig: Sendable {
         .text("input-topic", \.inputTopic, value: "topic", help: "Agency events (JSON, events.schema.json)."),
         .text("alerts-topic", \.alertsTopic, value: "topic", help: "Alerts (JSON, alert.schema.json), keyed by child id."),
         .text("dead-letter-topic", \.deadLetterTopic, value: "topic", help: "Invalid messages: original bytes, reason in headers."),
+        .text("shadow-alerts-topic", \.shadowAlertsTopic, value: "topic", help: "Alerts of rules in shadow mode (marked shadow; never on alerts-topic). Must exist when the pack has shadow rules."),
         .text("audit-file", \.auditFile, value: "file", help: "The audit log (JSON Lines, hash-chained, mode 0600), one per instance; rotated segments go beside it."),
         .text("audit-key", \.auditKey, value: "file",
               help: "Seal the audit log with this key (vigil audit keygen; mode 0600, outside the log's directory, one per log). Empty: not sealed."),
@@ -149,7 +151,7 @@ public struct PipelineConfig: Sendable {
             if let problem = s.check(self) { throw ConfigError(problem) }
         }
         let topics = [("input-topic", inputTopic), ("alerts-topic", alertsTopic), ("dead-letter-topic", deadLetterTopic),
-                      ("changelog-topic", changelogTopic)] + (repartition ? [("repartition-topic", repartitionTopic)] : [])
+                      ("changelog-topic", changelogTopic), ("shadow-alerts-topic", shadowAlertsTopic)] + (repartition ? [("repartition-topic", repartitionTopic)] : [])
         for (name, t) in topics where t.isEmpty { throw ConfigError("\(name) must not be empty") }
         if auditKey.isEmpty && (!auditPreviousKey.isEmpty || auditKeyLost) {
             throw ConfigError("audit-previous-key and audit-key-lost change the key to audit-key: give audit-key")

@@ -25,7 +25,7 @@ extension PipelineIO {
         } catch {
             throw .kafka(client: "configuration", error)
         }
-        try checkTopics(config, producer, coordinator: coordinator, logger: logger)
+        try checkTopics(config, producer, shadow: context.rules.rules.contains { $0.mode == .shadow }, coordinator: coordinator, logger: logger)
         var anchors: [AuditAnchorSink] = []
         if config.isAnchoringToTopic {
             do { anchors.append(try AuditAnchorTopic(topic: config.auditAnchorTopic, config: producerConfig, logger: logger)) } catch {
@@ -38,7 +38,8 @@ extension PipelineIO {
             alerts: [auditOutput, KafkaTopicOutput(topic: config.alertsTopic, producer: producer, reports: context.reports)],
             deadLetters: [KafkaTopicOutput(topic: config.deadLetterTopic, producer: producer, reports: context.reports)],
             changelog: KafkaTopicOutput(topic: config.changelogTopic, producer: producer, reports: context.reports),
-            notes: [auditOutput])
+            notes: [auditOutput],
+            shadowAlerts: [auditOutput, KafkaTopicOutput(topic: config.shadowAlertsTopic, producer: producer, reports: context.reports)])
         let source = KafkaEventSource(topic: config.processingTopic, config: consumerConfig, logger: logger) { [weak coordinator] error, fatal in
             if fatal { coordinator?.fail(.kafka(client: "consumer", error)) } else { logger.warning("Kafka: \(error.message)") }
         }
@@ -62,7 +63,7 @@ extension PipelineIO {
     /// topic the engines read. Broker outages are waited out with backoff; a missing topic is an error.
     /// Returns that partition count.
     @discardableResult
-    static func checkTopics(_ config: PipelineConfig, _ producer: KafkaProducer, coordinator: Coordinator, logger: Logger) throws(PipelineError) -> Int {
+    static func checkTopics(_ config: PipelineConfig, _ producer: KafkaProducer, shadow: Bool = false, coordinator: Coordinator, logger: Logger) throws(PipelineError) -> Int {
         func partitions(_ topic: String) throws(PipelineError) -> Int {
             var delay = RetryDelay(.broker)
             while true {
@@ -78,7 +79,8 @@ extension PipelineIO {
         }
         let processing = try partitions(config.processingTopic)
         if config.repartition { _ = try partitions(config.inputTopic) }
-        for topic in [config.alertsTopic, config.deadLetterTopic] + (config.isAnchoringToTopic ? [config.auditAnchorTopic] : []) {
+        for topic in [config.alertsTopic, config.deadLetterTopic] + (config.isAnchoringToTopic ? [config.auditAnchorTopic] : [])
+            + (shadow ? [config.shadowAlertsTopic] : []) {
             let count = try partitions(topic)
             logger.info("output topic \(topic): \(count) partitions")
         }

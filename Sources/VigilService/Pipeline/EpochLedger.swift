@@ -64,11 +64,14 @@ public struct EpochLedger: Sendable {
         public var deadLetters: [OutputID]
         public var changelog: OutputID
         public var notes: [OutputID]
-        public init(alerts: [OutputID], deadLetters: [OutputID], changelog: OutputID, notes: [OutputID] = []) {
+        /// Alerts of shadow rules (instead of `alerts`).
+        public var shadowAlerts: [OutputID]
+        public init(alerts: [OutputID], deadLetters: [OutputID], changelog: OutputID, notes: [OutputID] = [], shadowAlerts: [OutputID] = []) {
             self.alerts = alerts
             self.deadLetters = deadLetters
             self.changelog = changelog
             self.notes = notes
+            self.shadowAlerts = shadowAlerts
         }
     }
 
@@ -93,6 +96,8 @@ public struct EpochLedger: Sendable {
         public var alerts = 0
         public var withdrawn = 0
         public var alertsByRule: [String: Int] = [:]
+        /// Of the alerts, those of shadow rules (to the shadow outputs only).
+        public var shadow = 0
         public var deadLetters = 0
         public var deadLettersByKind: [String: Int] = [:]
         public var writes = 0
@@ -147,7 +152,7 @@ public struct EpochLedger: Sendable {
         self.shards = shards
         self.rulesDigest = rulesDigest
         self.backoff = backoff
-        waiting = Array(repeating: 0, count: ([routing.changelog] + routing.alerts + routing.deadLetters + routing.notes).max().map { $0 + 1 } ?? 0)
+        waiting = Array(repeating: 0, count: ([routing.changelog] + routing.alerts + routing.deadLetters + routing.notes + routing.shadowAlerts).max().map { $0 + 1 } ?? 0)
     }
 
     /// Nothing waiting: no epoch open, no record outstanding.
@@ -242,7 +247,8 @@ public struct EpochLedger: Sendable {
             stats.alerts += 1
             if a.alert.status == .withdrawn { stats.withdrawn += 1 }
             stats.alertsByRule[a.ruleId, default: 0] += 1
-            for o in routing.alerts { actions.append(write(a.record, to: o, epoch: plan.epoch)) }
+            if a.shadow { stats.shadow += 1 }
+            for o in a.shadow ? routing.shadowAlerts : routing.alerts { actions.append(write(a.record, to: o, epoch: plan.epoch)) }
         }
         for d in plan.deadLetters {
             stats.deadLetters += 1

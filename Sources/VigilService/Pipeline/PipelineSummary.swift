@@ -10,6 +10,8 @@ public struct PipelineSummary: Sendable {
     public var alerts = 0
     public var alertsByRule: [String: Int] = [:]
     public var withdrawn = 0
+    /// Of the alerts, those of rules in shadow mode.
+    public var shadowAlerts = 0
     public var auditWritten = 0
     public var auditSkippedDuplicates = 0
     /// Seals made, rotations done, and seal heads an anchor could not take.
@@ -42,6 +44,9 @@ public struct PipelineSummary: Sendable {
         w.raw(","); w.key("dead_letters"); w.int(Int64(deadLetters))
         w.raw(","); w.key("alerts"); w.int(Int64(alerts))
         w.raw(","); w.key("withdrawn"); w.int(Int64(withdrawn))
+        w.raw(","); w.key("shadow_alerts"); w.int(Int64(shadowAlerts))
+        w.raw(","); w.key("rederived"); w.int(Int64(engine.rederived))
+        w.raw(","); w.key("backfilled"); w.int(Int64(engine.backfilled))
         w.raw(","); w.key("late_events"); w.int(Int64(engine.lateEvents))
         w.raw(","); w.key("raised_late"); w.int(Int64(engine.raisedLate))
         w.raw(","); w.key("late_beyond_horizon"); w.int(Int64(engine.lateBeyondHorizon))
@@ -79,6 +84,7 @@ public struct PipelineSummary: Sendable {
         lastDurableAt = last == 0 ? nil : Instant(micros: last)
         alerts = ledger.alerts
         withdrawn = ledger.withdrawn
+        shadowAlerts = ledger.shadow
         alertsByRule = ledger.alertsByRule
         deadLetters = ledger.deadLetters
         deadLettersByKind = ledger.deadLettersByKind

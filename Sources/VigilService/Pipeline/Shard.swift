@@ -75,7 +75,8 @@ final class Shard: PipelineStage, @unchecked Sendable {
         guard !alerts.isEmpty else { return }
         let now = clock.now()
         for a in alerts {
-            rendered.append(RenderedAlert(alert: a, ruleId: formatter.rules.rules[a.ruleIndex].id, json: formatter.jsonBytes(a, emittedAt: now)))
+            let rule = formatter.rules.rules[a.ruleIndex]
+            rendered.append(RenderedAlert(alert: a, ruleId: rule.id, json: formatter.jsonBytes(a, emittedAt: now), shadow: rule.mode == .shadow))
         }
         alerts.removeAll(keepingCapacity: true)
     }

@@ -32,7 +32,8 @@ final class Sink: PipelineStage, @unchecked Sendable {
         let all = o.all
         func ids(_ list: [DurableOutput]) -> [Int] { list.compactMap { x in all.firstIndex { $0 === x } } }
         outputs = all
-        ledger = EpochLedger(routing: .init(alerts: ids(o.alerts), deadLetters: ids(o.deadLetters), changelog: ids([o.changelog])[0], notes: ids(o.notes)),
+        ledger = EpochLedger(routing: .init(alerts: ids(o.alerts), deadLetters: ids(o.deadLetters), changelog: ids([o.changelog])[0], notes: ids(o.notes),
+                                            shadowAlerts: ids(o.shadowAlerts)),
                              shards: shards, rulesDigest: rulesDigest, backoff: io.retryBackoff)
         self.inbox = inbox
         reports = io.reports

@@ -8,11 +8,14 @@ public struct RenderedAlert: Sendable {
     public let ruleId: String
     /// The alert as `alert.schema.json` describes it, UTF-8.
     public let json: [UInt8]
+    /// Of a rule in shadow mode: to the shadow outputs, never the alerts topic.
+    public let shadow: Bool
 
-    public init(alert: Alert, ruleId: String, json: [UInt8]) {
+    public init(alert: Alert, ruleId: String, json: [UInt8], shadow: Bool = false) {
         self.alert = alert
         self.ruleId = ruleId
         self.json = json
+        self.shadow = shadow
     }
 
     public var alertId: String { alert.alertId }

@@ -83,20 +83,25 @@ public struct PipelineOutputs {
     public var deadLetters: [DurableOutput]
     /// Engine state, by input partition (records carry their partition).
     public var changelog: DurableOutput
-    /// Notes for the record (input gaps): the audit log.
+    /// Notes for the record (input gaps, rule packs): the audit log.
     public var notes: [DurableOutput]
+    /// Alerts of rules in shadow mode go to each of these instead of `alerts`: the audit log (marked shadow)
+    /// and the shadow topic, never the duty managers' feed.
+    public var shadowAlerts: [DurableOutput]
 
-    public init(alerts: [DurableOutput], deadLetters: [DurableOutput], changelog: DurableOutput, notes: [DurableOutput] = []) {
+    public init(alerts: [DurableOutput], deadLetters: [DurableOutput], changelog: DurableOutput, notes: [DurableOutput] = [],
+                shadowAlerts: [DurableOutput] = []) {
         self.alerts = alerts
         self.deadLetters = deadLetters
         self.changelog = changelog
         self.notes = notes
+        self.shadowAlerts = shadowAlerts
     }
 
     /// Every output once, in a fixed order (alerts, dead letters, changelog, notes).
     public var all: [DurableOutput] {
         var out: [DurableOutput] = []
-        for o in alerts + deadLetters + [changelog] + notes where !out.contains(where: { $0 === o }) { out.append(o) }
+        for o in alerts + deadLetters + [changelog] + notes + shadowAlerts where !out.contains(where: { $0 === o }) { out.append(o) }
         return out
     }
 }

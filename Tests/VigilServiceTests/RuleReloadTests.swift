@@ -197,6 +197,60 @@ import VigilTesting
         #expect(packs == ["pack/" + PackManifest(pack).digest, "pack/" + PackManifest(b).digest])
     }
 
+    /// A rolling deploy, the other way: state checkpointed under the new pack is restored by an instance
+    /// still on the old one, which carries it back (the new rule's state dropped, its alerts kept as history),
+    /// goes on under the old pack, and is reloaded later: nothing raised twice, and the alerts converge on the
+    /// replay switching at the first switch (the new rule's alerts meanwhile come as backfill at the second).
+    @Test func anInstanceOnTheOldPackCarriesNewPackStateBackAndTheGroupConverges() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Only a new rule and a cosmetic change: the old pack's alerts over the second phase are the new pack's
+        // for every rule they share.
+        let b = try EditedPack(rulesDir)
+            .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
+            .appending("""
+
+                - rule: any-injury
+                  title: Any injury
+                  severity: low
+                  description: Any injury observed (a rule added after the fact).
+                  source: a test
+                  when: type = injury_observed
+                  output: "Injury to child {child.id}"
+
+                """, to: "injuries.yaml").compile()
+        let (before, after, cut) = Self.phases()
+        let expected = try replaySwitching(before + after, to: b, at: cut)
+        let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
+        c.input.produce(events: before)
+        // Old pack, then a live reload to the new one, then a graceful stop (its checkpoint under the new pack).
+        let first = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        let caughtUp = DispatchSemaphore(value: 0), switched = DispatchSemaphore(value: 0)
+        first.onCaughtUp = { caughtUp.signal() }
+        first.onReload = { _ in switched.signal() }
+        let done = DispatchSemaphore(value: 0)
+        Thread { _ = try? first.run(); done.signal() }.start()
+        #expect(caughtUp.wait(timeout: .now() + 120) == .success)
+        first.reload(to: b, loadedBy: "test")
+        #expect(switched.wait(timeout: .now() + 60) == .success)
+        for _ in 0..<600 where !expected.backfill.isSubset(of: Set(c.alertIdsOnTopic)) { Thread.sleep(forTimeInterval: 0.1) }
+        first.requestStop()
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        // An instance still on the old pack takes the partition over, and reads the second phase under it.
+        c.input.produce(events: after)
+        let second = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        second.stopWhenCaughtUp = true
+        let s2 = try second.run()
+        #expect(s2.restoredChildren > 0 && s2.engine.backfilled == 0, "carried back (no re-derivation needed: a rule removed, one cosmetic): nothing new to raise under the old pack")
+        // Reloaded (here: restarted) on the new pack: the group converges.
+        let third = Pipeline(config: config(), rules: b, logger: silentLogger, io: c.io())
+        third.stopWhenCaughtUp = true
+        _ = try third.run()
+        let topic = c.alertIdsOnTopic
+        #expect(Set(topic) == Set(expected.ids))
+        #expect(topic.count == Set(topic).count, "nothing raised twice")
+    }
+
     @Test func aPackThatFailsToCompileOrItsTestsIsRefusedAndTheRunningOneGoesOn() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

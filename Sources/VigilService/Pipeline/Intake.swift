@@ -122,6 +122,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
             starts[p] = tracker.assign(p, restored: r.map { .init(checkpoint: $0.checkpoint, offset: $0.offset, clock: $0.clock, skipBelow: $0.skipBelow) })
             for c in r?.children ?? [] { adopt[childShard(c.id, of: shards.count)].append(c) }
             for (id, m) in r?.carried ?? [:] { carried[childShard(id, of: shards.count)][id] = m }
+            if r?.carried.isEmpty == false { tracker.markDirty([p]) }
             counters.restoredChildren.add(r?.children.count ?? 0, ordering: .relaxed)
         }
         let migrating = carried.reduce(0) { $0 + $1.count }
@@ -228,6 +229,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 dispatch(shards.map { _ in [.switchRules(s)] }) { EpochPlan(epoch: $0, notes: [note.note], rulesDigest: new.digest) }
                 rules = newRules
                 manifest = new
+                // The children carried across are changed: the next checkpoint writes them under the new pack
+                // (a restart then restores them as they are instead of carrying them again).
+                tracker.markDirty()
                 let summary = RuleChange.allCases.compactMap { c in classes[c.rawValue].map { "\($0) \(c.rawValue)" } }.joined(separator: ", ")
                 logger.notice("rule pack switched (\(loadedBy)): \(previous) -> \(new.digest) (\(summary))",
                               metadata: ["loaded_by": "\(loadedBy)", "rules_digest": "\(new.digest)", "previous": "\(previous)"])

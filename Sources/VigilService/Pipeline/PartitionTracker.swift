@@ -202,6 +202,12 @@ public struct PartitionTracker: Sendable {
     /// The assigned partitions read since their last checkpoint.
     public var dirty: [Int32] { partitions.filter(\.value.dirty).keys.sorted() }
 
+    /// Partitions whose state changed without new input (a switch of rule pack; state carried to the pack at
+    /// a restore): each needs a checkpoint. All of them when `ps` is nil.
+    public mutating func markDirty(_ ps: [Int32]? = nil) {
+        for p in ps ?? Array(partitions.keys) { partitions[p]?.dirty = true }
+    }
+
     /// Plans a checkpoint of the assigned ones of `ps`: each gets its next number and is clean again.
     public mutating func checkpoint(_ ps: [Int32]) -> [CheckpointPart] {
         var parts: [CheckpointPart] = []

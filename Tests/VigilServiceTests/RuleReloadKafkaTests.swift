@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+import VigilChaos
+import VigilContract
+import VigilKafka
+import VigilRules
+import VigilTesting
+@testable import VigilService
+
+/// A rule change in production, end to end: two `vigil run` processes in one group over the embedded broker;
+/// one reloads (SIGHUP) and is killed (SIGKILL) right after its switch; the other, still on the old pack,
+/// takes its partition over, carrying whatever state it finds to the old pack, and is reloaded in turn; the
+/// first comes back on the new pack. The alerts equal `vigil replay --switch-to` on the same stream, each
+/// audit log verifies with no id twice, and the packs are on the record.
+@Suite(.serialized) struct RuleReloadKafkaTests {
+    @Test func aReloadThroughSigkillAndAnInstanceStillOnTheOldPackGivesTheReplaySwitchingThere() throws {
+        let broker = try EmbeddedBroker(logger: quietLogger)
+        for t in ["agency-events", "vigil-alerts", "vigil-dead-letters", "vigil-changelog"] { try broker.createTopic(t, partitions: 2) }
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The change: a new rule (backfilled over the history each child's timeline keeps) and a cosmetic one.
+        let old = try EditedPack(rulesDir)
+        let new = try old
+            .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
+            .appending("""
+
+                - rule: any-injury
+                  title: Any injury
+                  severity: low
+                  description: Any injury observed (a rule added after the fact).
+                  source: a test
+                  when: type = injury_observed
+                  output: "Injury to child {child.id}"
+
+                """, to: "injuries.yaml")
+        try new.write(to: dir + "/new")
+        for i in 0..<2 { try old.write(to: dir + "/rules-\(i)") }
+
+        // Two phases of one stream, cut at a day with no event.
+        let lines = generatedLines(children: 600, days: 240, seed: 31)
+        let cut = "2024-06-01T00:00:00Z"
+        let decoder = EventDecoder()
+        var r = decoder.makeRecord()
+        let slot = EventContract.embedded.occurredAtSlot
+        let cutAt = try #require(RFC3339.parseDateTime(cut))
+        let before = lines.filter { _ = decoder.decode($0, into: &r); return (r[slot].instant ?? .distantPast) < cutAt }
+        let after = lines.filter { _ = decoder.decode($0, into: &r); return (r[slot].instant ?? .distantPast) >= cutAt }
+        let events = dir + "/events.jsonl"
+        try ((before + after).joined(separator: "\n") + "\n").write(toFile: events, atomically: true, encoding: .utf8)
+        let oracle = try Child(vigilBinary, ["replay", events, "--rules", dir + "/rules-0", "--switch-to", dir + "/new", "--at", cut, "--quiet"])
+        #expect(oracle.wait(timeout: 120) == 0)
+        let expected = Set(oracle.stdout.compactMap { try? JSONValue.parse(Array($0.utf8))["alert_id"]?.stringValue })
+        let backfill = oracle.stdout.filter { $0.contains(#""backfill":true"#) }.count
+        #expect(expected.count > 100 && backfill > 10)
+
+        func start(_ i: Int, rules: String) throws -> Child {
+            try Child(vigilBinary, ["run", "--brokers", broker.bootstrapServers, "--group", "reload", "--rules", rules,
+                                    "--audit-file", dir + "/audit-\(i).jsonl", "--clock", "event", "--shards", "2", "--batch-size", "200",
+                                    "--checkpoint-interval-ms", "300", "--http", "127.0.0.1:0", "--ready-max-lag", "0",
+                                    "-X", "fetch.wait.max.ms=10", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+        }
+        func count(_ c: Child, containing s: String) -> Int { c.stderr.filter { $0.contains(s) }.count }
+        func waitFor(_ what: String, timeout: TimeInterval = 90, _ condition: () -> Bool) {
+            if !Child.until(timeout: timeout, condition) { Issue.record("timed out waiting for \(what)") }
+        }
+
+        try produce(before, to: "agency-events", brokers: broker.bootstrapServers)
+        var x = try start(0, rules: dir + "/rules-0")
+        let y = try start(1, rules: dir + "/rules-1")
+        defer {
+            for c in [x, y] where c.isRunning { c.signal(SIGKILL); _ = c.wait(timeout: 10) }
+        }
+        let topicIds = { Set(alertIds((try? readTopic("vigil-alerts", brokers: broker.bootstrapServers, quietMs: 300))?.map(\.value) ?? [])) }
+        let beforeOracle = Set(try replayIds(before))
+        waitFor("the first phase's alerts") { beforeOracle.isSubset(of: topicIds()) }
+        waitFor("both instances caught up") { count(x, containing: "caught up with every assigned partition") > 0 && count(y, containing: "caught up with every assigned partition") > 0 }
+
+        // X reloads and dies right after its switch.
+        try new.write(to: dir + "/rules-0")
+        x.signal(SIGHUP)
+        waitFor("x's switch") { count(x, containing: "rule pack switched (sighup)") > 0 }
+        let restores = count(y, containing: "restored ")
+        x.signal(SIGKILL)
+        _ = x.wait(timeout: 10)
+        // Y, still on the old pack, takes X's partition over (a restore after the kill), then is reloaded.
+        waitFor("y taking over x's partition") { count(y, containing: "restored ") > restores }
+        try new.write(to: dir + "/rules-1")
+        y.signal(SIGHUP)
+        waitFor("y's switch") { count(y, containing: "rule pack switched (sighup)") > 0 }
+        // X comes back on the new pack; then the second phase.
+        x = try start(0, rules: dir + "/rules-0")
+        waitFor("x rejoining") { count(x, containing: "restored") > 0 }
+        try produce(after, to: "agency-events", brokers: broker.bootstrapServers)
+        waitFor("every alert of the replay switching at \(cut)", timeout: 180) { expected.isSubset(of: topicIds()) }
+        for c in [x, y] {
+            c.signal(SIGTERM)
+            #expect(c.wait(timeout: 60) == 0, "\(c.stderr.suffix(5))")
+        }
+        #expect(topicIds() == expected, "the union of the alerts is the replay's")
+        let newDigest = PackManifest(try new.compile()).digest
+        var audited = Set<String>()
+        for i in 0..<2 {
+            let ids = try auditIds(dir + "/audit-\(i).jsonl")
+            #expect(ids.count == Set(ids).count, "no alert twice in audit log \(i)")
+            audited.formUnion(ids)
+            let verify = try Child(vigilBinary, ["audit", "verify", dir + "/audit-\(i).jsonl"])
+            #expect(verify.wait(timeout: 60) == 0, "\(verify.stdout) \(verify.stderr)")
+            let out = verify.stdout.joined(separator: "\n")
+            #expect(out.contains(PackManifest(pack).digest) && out.contains(newDigest), "both packs on the record: \(out)")
+        }
+        #expect(audited == expected)
+    }
+}

@@ -209,6 +209,9 @@ public struct ChildState: Sendable, Codable {
     /// Marks the state changed: the next checkpoint writes it (a state read from an older layout).
     public mutating func markChanged() { dirty = true }
 
+    /// Changed since last written (or read from an older layout: to be written again).
+    public var isChanged: Bool { dirty }
+
     mutating func append(_ e: TimelineEvent) {
         timeline.append(e)
         idHashes.append(e.idHash)

@@ -3,7 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import VigilContract
-import VigilEngine
+@testable import VigilEngine
 import VigilRules
 @testable import VigilService
 import VigilTesting
@@ -249,6 +249,55 @@ import VigilTesting
         let topic = c.alertIdsOnTopic
         #expect(Set(topic) == Set(expected.ids))
         #expect(topic.count == Set(topic).count, "nothing raised twice")
+    }
+
+    /// The upgrade: a changelog written by the Vigil before packs could change (state by the pack's indices,
+    /// no pack records) restores under the same pack, is rewritten by stable id at the first checkpoint, input
+    /// or not, and from then on a changed pack carries it across.
+    @Test func aChangelogOfTheEarlierLayoutRestoresIsRewrittenAndThenSurvivesARuleChange() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (before, after, cut) = Self.phases()
+        let written = MemoryCluster(partitions: 1, auditPath: dir + "/audit-0.jsonl")
+        written.input.produce(events: before)
+        let first = Pipeline(config: config(), rules: pack, logger: silentLogger, io: written.io())
+        first.stopWhenCaughtUp = true
+        _ = try first.run()
+        // The same changelog as the earlier Vigil wrote it.
+        let state = StatePack(pack)
+        let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
+        for m in written.input.allMessages { _ = c.input.append(key: m.key, value: m.value, headers: m.headers, partition: 0) }
+        var legacyChildren = 0
+        for m in written.changelog.allMessages {
+            let key = m.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if key.hasPrefix(Checkpoint.packKeyPrefix) { continue }
+            var value = m.value
+            if key.hasPrefix(Checkpoint.childKeyPrefix) && !value.isEmpty {
+                let r = try Checkpoint.decodeChild(value, keys: state.keys)
+                value = Array(value.prefix(19)) + [UInt8(state.legacyDigest.utf8.count)] + Array(state.legacyDigest.utf8) + r.state.legacyBinary()
+                legacyChildren += 1
+            }
+            _ = c.changelog.append(key: m.key, value: value, partition: 0)
+        }
+        #expect(legacyChildren > 100)
+        // Restored under the same pack, with no new input: the first checkpoint rewrites every child.
+        let second = Pipeline(config: config(), rules: pack, logger: silentLogger, io: c.io())
+        second.stopWhenCaughtUp = true
+        let s2 = try second.run()
+        #expect(s2.restoredChildren == legacyChildren && s2.stateRecords >= legacyChildren)
+        let restored = try #require(try Checkpoint.restore(partition: 0, records: c.changelog.messages(partition: 0).map {
+            Checkpoint.Record(key: String(decoding: $0.key ?? [], as: UTF8.self), value: $0.value)
+        }, pack: state))
+        #expect(!restored.rewrite, "every child by stable id now")
+        // Now a rule change restores and carries it.
+        c.input.produce(events: after)
+        let b = try Self.changedPack().compile()
+        let third = Pipeline(config: config(), rules: b, logger: silentLogger, io: c.io())
+        third.stopWhenCaughtUp = true
+        let s3 = try third.run()
+        #expect(s3.engine.rederived > 0 && s3.engine.backfilled > 0)
+        let expected = try replaySwitching(before + after, to: b, at: cut)
+        #expect(Set(c.alertIdsOnTopic).union(written.alertIdsOnTopic) == Set(expected.ids))
     }
 
     @Test func aPackThatFailsToCompileOrItsTestsIsRefusedAndTheRunningOneGoesOn() throws {

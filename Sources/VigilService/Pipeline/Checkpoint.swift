@@ -125,6 +125,8 @@ public enum Checkpoint {
         public let skipBelow: [String: Int64]
         /// Children written under another rule pack, with its manifest: to be carried to the current one.
         public let carried: [String: PackManifest]
+        /// Some records are of the layout before rule packs could change: the next checkpoint rewrites them.
+        public var rewrite: Bool { children.contains(where: \.isChanged) }
     }
 
     public struct RestoreError: Error, CustomStringConvertible {

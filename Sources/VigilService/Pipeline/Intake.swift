@@ -122,7 +122,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
             starts[p] = tracker.assign(p, restored: r.map { .init(checkpoint: $0.checkpoint, offset: $0.offset, clock: $0.clock, skipBelow: $0.skipBelow) })
             for c in r?.children ?? [] { adopt[childShard(c.id, of: shards.count)].append(c) }
             for (id, m) in r?.carried ?? [:] { carried[childShard(id, of: shards.count)][id] = m }
-            if r?.carried.isEmpty == false { tracker.markDirty([p]) }
+            // Carried to this pack, or of an older layout: written again at the next checkpoint, input or not.
+            if r?.carried.isEmpty == false || r?.rewrite == true { tracker.markDirty([p]) }
             counters.restoredChildren.add(r?.children.count ?? 0, ordering: .relaxed)
         }
         let migrating = carried.reduce(0) { $0 + $1.count }

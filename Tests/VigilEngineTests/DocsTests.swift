@@ -3,6 +3,7 @@ import Testing
 import VigilEngine
 import VigilRules
 import VigilService
+import VigilTesting
 
 @Suite struct DocsTests {
     /// The YAML code blocks of docs/rules.md, in order.
@@ -35,6 +36,28 @@ import VigilService
         let all = RuleTestSuite.run(RuleSources(files: sources.files.filter { $0.relativePath == "tests/local.yaml" }), rules: set)
         #expect(all.results.count == 4)
         for r in all.results { #expect(r.passed, "\(r.test.name): missing \(r.missing), unexpected \(r.unexpected), raised \(r.raised)") }
+    }
+
+    /// The worked example of "Changing the rules" compiles beside the shipped pack and classifies as the
+    /// guide's table says.
+    @Test func theRuleChangeExampleClassifiesAsTheGuideSays() throws {
+        let blocks = try yamlBlocks()
+        let rule = try #require(blocks.first { $0.contains("- rule: several-injuries-at-hospital") })
+        let text = try String(contentsOf: repoRoot.appendingPathComponent("docs/rules.md"), encoding: .utf8)
+        let b = try EditedPack(rulesDir)
+            .replacing("within: 45 working days", with: "within: 40 working days", in: "timescales.yaml")
+            .replacing("no decision by {deadline}", with: "still no decision at {deadline}", in: "timescales.yaml")
+            .appending("\n" + rule + "\n", to: "injuries.yaml").compile()
+        let change = PackChange(from: PackManifest(pack), to: PackManifest(b))
+        #expect(change.change(of: "several-injuries-at-hospital") == .new)
+        #expect(change.change(of: "referral-decision-overdue") == .cosmetic)
+        #expect(change.change(of: "assessment-overdue") == .retimed)
+        #expect(b.rule(id: "several-injuries-at-hospital")?.mode == .shadow)
+        for line in RulesDiff.table(change, title: "Rules -> Rules-new").split(separator: "\n").dropFirst(2).prefix(3) {
+            // The rule, its class and versions as printed in the guide.
+            #expect(text.contains(line.prefix(80)), "\(line)")
+        }
+        #expect(text.contains("rule pack \(PackManifest(pack).digest) -> \(PackManifest(b).digest)"))
     }
 
     /// Every rule-file snippet in the guide that stands alone parses as YAML.

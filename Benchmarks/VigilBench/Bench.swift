@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-bench",
         abstract: "Vigil's benchmark harness: engine only, end to end against the transport limit, and latency.",
-        subcommands: [EngineCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, AllCommand.self, DecodeProbe.self]
+        subcommands: [EngineCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, ReloadCommand.self, AllCommand.self, DecodeProbe.self]
     )
 }
 

@@ -1,4 +1,3 @@
-import Dispatch
 import Logging
 import VigilContract
 import VigilEngine
@@ -35,8 +34,8 @@ public enum Endpoints {
             "/readyz": { OperationsServer.Response(verdict: status.ready) },
         ], postRoutes: rulesDirectory.map { dir in
             ["/-/reload": {
-                // Loading, compiling and testing take a while: off the event loop.
-                DispatchQueue.global().async { pipeline.reload(from: dir, loadedBy: "http") }
+                // Loading, compiling and testing happen on the pipeline's reload queue, off the event loop.
+                pipeline.reload(from: dir, loadedBy: "http")
                 return .init(.accepted, "reload requested: the outcome is logged, counted in vigil_rule_reloads_total and recorded in the audit log")
             }]
         } ?? [:])

@@ -11,7 +11,10 @@ import VigilTesting
 /// `vigil run --http`: /metrics, /healthz and /readyz of a pipeline consuming from the embedded broker.
 @Suite(.serialized) struct OperationsTests {
     /// One HTTP/1.0 GET over a plain socket: status code and body.
-    func get(_ port: Int, _ path: String) throws -> (status: Int, body: String) {
+    func get(_ port: Int, _ path: String) throws -> (status: Int, body: String) { try request("GET", port, path) }
+
+    /// One HTTP/1.0 request (no body) over a plain socket: status code and body.
+    func request(_ method: String, _ port: Int, _ path: String) throws -> (status: Int, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
@@ -21,8 +24,8 @@ import VigilTesting
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        let bytes = Array("\(method) \(path) HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -76,7 +79,9 @@ import VigilTesting
         var config = pipelineConfig(brokers: broker.bootstrapServers, dir: dir)
         config.readyMaxLag = 0
         let pipeline = Pipeline(config: config, rules: pack, logger: quietLogger)
-        let server = try Endpoints.start(HTTPAddress("127.0.0.1:0")!, for: pipeline, logger: quietLogger)
+        let reloads = Mutex<[ReloadOutcome]>([])
+        pipeline.onReload = { o in reloads.withLock { $0.append(o) } }
+        let server = try Endpoints.start(HTTPAddress("127.0.0.1:0")!, for: pipeline, rulesDirectory: rulesDir, logger: quietLogger)
         defer { server.close() }
         // Before the pipeline runs: alive, not ready.
         #expect(try get(server.port, "/readyz").status == 503)
@@ -105,6 +110,13 @@ import VigilTesting
         #expect(!text.contains("C-HGY-0001"), "no child id in the metrics")
         #expect(try get(server.port, "/readyz").status == 200)
         #expect(try get(server.port, "/healthz").body == "ok\n")
+        // POST /-/reload: accepted at once, acted on at the next epoch barrier (the same pack: unchanged).
+        #expect(try request("POST", server.port, "/-/reload").status == 202)
+        #expect(try request("GET", server.port, "/-/reload").status == 405)
+        #expect(try request("POST", server.port, "/metrics").status == 405)
+        try waitFor("the reload's outcome") { reloads.withLock { !$0.isEmpty } }
+        #expect(reloads.withLock { $0.map(\.result) } == [.unchanged])
+        #expect(sample(try get(server.port, "/metrics").body, "vigil_rule_reloads_total", #"result="unchanged""#) == 1)
 
         // The scrape passes promtool's checks (Debian's prometheus package; scripts/deps installs it).
         let file = dir + "/metrics.txt"

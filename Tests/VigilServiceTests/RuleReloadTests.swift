@@ -400,3 +400,26 @@ import VigilTesting
         #expect(Set(c.alertIdsOnTopic).union(shadowed) == all)
     }
 }
+
+/// `--watch-rules`: one callback per change of the directory, once it has settled.
+@Suite struct RulesWatcherTests {
+    @Test func aChangeOfTheRulesDirectoryIsReportedOnceItSettles() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "- rule: a\n".write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
+        let changes = Atomic<Int>(0)
+        let w = RulesWatcher(directory: dir, interval: 0.05) { changes.add(1, ordering: .relaxed) }
+        defer { w.cancel() }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(changes.load(ordering: .relaxed) == 0, "nothing changed")
+        try "- rule: a\n- rule: b\n".write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
+        try "x,y\n".write(toFile: dir + "/holidays.csv", atomically: true, encoding: .utf8)
+        try "ignored\n".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
+        #expect(Child.until(timeout: 30) { changes.load(ordering: .relaxed) >= 1 })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(changes.load(ordering: .relaxed) == 1, "two writes, one reload")
+        try "ignored, again\n".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(changes.load(ordering: .relaxed) == 1, "a file that is not part of a pack changes nothing")
+    }
+}

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import VigilContract
 import VigilEngine
@@ -39,6 +40,8 @@ public final class Pipeline: @unchecked Sendable {
     /// refused and recorded).
     public var onReload: (@Sendable (ReloadOutcome) -> Void)?
     let reloads = ReloadMailbox()
+    /// Reloads from a directory are loaded, compiled and tested here, one at a time, in the order asked.
+    private let reloadQueue = DispatchQueue(label: "vigil.reload")
 
     public init(config: PipelineConfig, rules: CompiledRuleSet, logger: Logger, io: @escaping PipelineIO.Factory = PipelineIO.kafka) {
         self.config = config
@@ -71,11 +74,14 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     /// Loads the pack in `directory`, checks it (`RulePackCandidate`), and switches to it or records the
-    /// refusal.
+    /// refusal: on a queue of its own (it reads files and runs the pack's tests), one reload at a time in the
+    /// order asked. Returns at once; the outcome goes to `onReload`.
     public func reload(from directory: String, loadedBy: String) {
-        switch RulePackCandidate.load(directory) {
-        case .accepted(let set): reload(to: set, loadedBy: loadedBy)
-        case .refused(let reason): refuseReload(reason: reason, loadedBy: loadedBy)
+        reloadQueue.async { [self] in
+            switch RulePackCandidate.load(directory) {
+            case .accepted(let set): reload(to: set, loadedBy: loadedBy)
+            case .refused(let reason): refuseReload(reason: reason, loadedBy: loadedBy)
+            }
         }
     }
 

@@ -77,6 +77,35 @@ public enum TopicIO {
         return out
     }
 
+    /// Every message on a topic up to its end as of the call (each partition's high watermark then): unlike
+    /// `read`, no quiet period to guess, so a slow first fetch cannot cut it short.
+    public static func readToEnd(_ topic: String, brokers: String, timeout: TimeInterval = 60, logger: Logger) throws -> [[UInt8]] {
+        var c = KafkaConfig(bootstrapServers: brokers)
+        c.set("group.id", "reader-\(UUID().uuidString)")
+        c.set("enable.auto.commit", "false")
+        c.set("fetch.wait.max.ms", "10")
+        let consumer = try KafkaConsumer(config: c, logger: logger)
+        defer { consumer.close() }
+        var remaining: [Int32: Int64] = [:]
+        for p in try consumer.partitions(of: topic) {
+            let w = try consumer.watermarks(TopicPartition(topic, p))
+            if w.high > w.low { remaining[p] = w.high }
+        }
+        try consumer.assign(remaining.keys.map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
+        var out: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while !remaining.isEmpty {
+            guard Date() < deadline else { throw KafkaError(code: -185, message: "\(topic): not at its end after \(Int(timeout)) s") }
+            let batch = consumer.poll(max: 1000, timeoutMs: 100)
+            for m in batch.messages where m.errorCode == 0 {
+                guard let end = remaining[m.partition], m.offset < end else { continue }
+                out.append(Array(m.value))
+                if m.offset + 1 >= end { remaining[m.partition] = nil }
+            }
+        }
+        return out
+    }
+
     /// Partitions of `topics` whose first offset is above 0: the broker's retention dropped data from them.
     public static func truncatedPartitions(_ topics: [String], brokers: String, logger: Logger) throws -> [String] {
         var c = KafkaConfig(bootstrapServers: brokers)

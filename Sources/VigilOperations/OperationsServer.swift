@@ -93,8 +93,10 @@ private final class RouteHandler: ChannelInboundHandler {
         let response: OperationsServer.Response
         if request.method == .POST, let route = postRoutes[path] {
             response = route()
+        } else if postRoutes[path] != nil {
+            response = .init(.methodNotAllowed, "only POST")
         } else if request.method != .GET && request.method != .HEAD {
-            response = .init(.methodNotAllowed, postRoutes[path] == nil ? "only GET and HEAD" : "only POST")
+            response = .init(.methodNotAllowed, "only GET and HEAD")
         } else if let route = routes[path] {
             response = route()
         } else {

@@ -98,7 +98,7 @@ public struct Engine: Sendable {
     /// The instant the clock was last advanced to.
     public internal(set) var clock: Instant = .distantPast
     /// The instant each clock domain was last advanced to (a switch of rule pack derives its children to it).
-    var domainClock: [Int: Instant] = [:]
+    var domainClock: [Instant] = []
     /// A record to rebuild timeline events into.
     var scratch: EventRecord
     let c: EventContract
@@ -159,8 +159,10 @@ public struct Engine: Sendable {
     /// (deadline, arming order) order within each child.
     public mutating func advance(domain d: Int, to t: Instant, into alerts: inout [Alert]) {
         if t > clock { clock = t }
-        if t > domainClock[d, default: .distantPast] { domainClock[d] = t }
-        guard d >= 0, d < queues.count else { return }
+        guard d >= 0 else { return }
+        while domainClock.count <= d { domainClock.append(.distantPast) }
+        if t > domainClock[d] { domainClock[d] = t }
+        guard d < queues.count else { return }
         while let top = queues[d].top, top.deadline <= t {
             _ = queues[d].pop()
             let ci = Int(top.child)

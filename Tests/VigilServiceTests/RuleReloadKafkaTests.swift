@@ -22,19 +22,7 @@ import VigilTesting
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The change: a new rule (backfilled over the history each child's timeline keeps) and a cosmetic one.
         let old = try EditedPack(rulesDir)
-        let new = try old
-            .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
-            .appending("""
-
-                - rule: any-injury
-                  title: Any injury
-                  severity: low
-                  description: Any injury observed (a rule added after the fact).
-                  source: a test
-                  when: type = injury_observed
-                  output: "Injury to child {child.id}"
-
-                """, to: "injuries.yaml")
+        let new = try newRuleAndCosmeticChange()
         try new.write(to: dir + "/new")
         for i in 0..<2 { try old.write(to: dir + "/rules-\(i)") }
 

@@ -24,17 +24,7 @@ import VigilTesting
         try EditedPack(rulesDir)
             .replacing("within: 1 working day", with: "within: 3 working days", in: "timescales.yaml")
             .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
-            .appending("""
-
-                - rule: any-injury
-                  title: Any injury
-                  severity: low
-                  description: Any injury observed (a rule added after the fact).
-                  source: a test
-                  when: type = injury_observed
-                  output: "Injury to child {child.id}"
-
-                """, to: "injuries.yaml")
+            .appending(anyInjuryRule(), to: "injuries.yaml")
     }
 
     /// A generated stream cut at `cut`: the events before it, those from it on.
@@ -206,19 +196,7 @@ import VigilTesting
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Only a new rule and a cosmetic change: the old pack's alerts over the second phase are the new pack's
         // for every rule they share.
-        let b = try EditedPack(rulesDir)
-            .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
-            .appending("""
-
-                - rule: any-injury
-                  title: Any injury
-                  severity: low
-                  description: Any injury observed (a rule added after the fact).
-                  source: a test
-                  when: type = injury_observed
-                  output: "Injury to child {child.id}"
-
-                """, to: "injuries.yaml").compile()
+        let b = try newRuleAndCosmeticChange().compile()
         let (before, after, cut) = Self.phases()
         let expected = try replaySwitching(before + after, to: b, at: cut)
         let c = MemoryCluster(partitions: 1, auditPath: dir + "/audit.jsonl")
@@ -352,18 +330,7 @@ import VigilTesting
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func withInjuryRule(_ mode: String) throws -> CompiledRuleSet {
-            try EditedPack(rulesDir).appending("""
-
-                - rule: any-injury
-                  title: Any injury
-                  severity: low
-                  description: Any injury observed (a rule measured in shadow first).
-                  source: a test
-                  mode: \(mode)
-                  when: type = injury_observed
-                  output: "Injury to child {child.id}"
-
-                """, to: "injuries.yaml").compile()
+            try EditedPack(rulesDir).appending(anyInjuryRule(mode: mode), to: "injuries.yaml").compile()
         }
         let shadow = try withInjuryRule("shadow"), live = try withInjuryRule("live"), disabled = try withInjuryRule("disabled")
         #expect(PackChange(from: PackManifest(shadow), to: PackManifest(live)).change(of: "any-injury") == .cosmetic)

@@ -93,3 +93,26 @@ func tempDir() throws -> String {
 }
 
 typealias Child = Subprocess
+
+/// A rule added after the fact, for tests of rule changes: fires at every injury observed.
+func anyInjuryRule(mode: String? = nil) -> String {
+    """
+
+    - rule: any-injury
+      title: Any injury
+      severity: low
+      description: Any injury observed (a rule added after the fact).
+      source: a test
+    \(mode.map { "  mode: \($0)\n" } ?? "")  when: type = injury_observed
+      output: "Injury to child {child.id}"
+
+    """
+}
+
+/// The shipped pack with a new rule (`anyInjuryRule`) and a cosmetic change (the referral summary reworded): a
+/// change whose union of alerts does not depend on where in the stream it is switched to.
+func newRuleAndCosmeticChange() throws -> EditedPack {
+    try EditedPack(rulesDir)
+        .replacing("no decision by {deadline}", with: "still no decision by {deadline}", in: "timescales.yaml")
+        .appending(anyInjuryRule(), to: "injuries.yaml")
+}

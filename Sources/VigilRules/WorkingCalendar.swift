@@ -56,6 +56,30 @@ public struct ZoneTable: Sendable, Hashable {
         return Day(number: Int32(floorDivide(local, 86_400)))
     }
 
+    /// An instant as local time with its offset: `2008-04-08T00:00:00+01:00` (seconds always; a fraction only
+    /// when there is one).
+    public func format(_ t: Instant) -> String {
+        let s = floorDivide(t.micros, Instant.microsPerSecond)
+        let offset = offset(atUTCSeconds: s)
+        let local = RFC3339.format(Instant(micros: t.micros + offset * Instant.microsPerSecond))
+        let sign = offset < 0 ? "-" : "+"
+        let m = abs(offset) / 60
+        func two(_ x: Int64) -> String { x < 10 ? "0\(x)" : "\(x)" }
+        return String(local.dropLast()) + "\(sign)\(two(m / 60)):\(two(m % 60))"
+    }
+
+    /// A local date and time without an offset (`2008-03-20T10:00`, seconds optional) as the instant it names
+    /// in this zone. In the hour a clock change repeats, the first (earlier offset's) reading; a time the change
+    /// skips is taken at the offset in force before it.
+    public func instant(localDateTime text: String) -> Instant? {
+        var s = text
+        if s.count == 16 { s += ":00" }
+        guard let naive = RFC3339.parseDateTime(s + "Z") else { return nil }
+        let local = floorDivide(naive.micros, Instant.microsPerSecond)
+        let guess = local - offset(atUTCSeconds: local - offset(atUTCSeconds: local))
+        return Instant(micros: guess * Instant.microsPerSecond + (naive.micros - local * Instant.microsPerSecond))
+    }
+
     /// 00:00 local time on `day`. (Zones whose transitions skip midnight itself get the instant that local
     /// midnight would have had under the offset in force just before it; Europe/London changes at 01:00 UTC.)
     public func startOfDay(_ day: Day) -> Instant {

@@ -250,6 +250,7 @@ struct Deriver: Sendable {
             if let mark = d.fired.first(where: { $0.rule == Int32(ri) }),
                window == Int64.max || mark.at.micros > firedAt.micros - window {
                 x.stats.suppressed += 1
+                x.stats.suppressedByRule[rule.id, default: 0] += 1
                 return
             }
             d.fired.removeAll { $0.rule == Int32(ri) }

@@ -56,6 +56,8 @@ public struct EngineStats: Sendable, Codable, Equatable {
     public var rederived = 0
     /// Alerts raised at a rule pack change for a moment before it (marked backfill).
     public var backfilled = 0
+    /// Alerts suppressed, by rule id (`suppress:`).
+    public var suppressedByRule: [String: Int] = [:]
 
     public init() {}
 
@@ -67,6 +69,7 @@ public struct EngineStats: Sendable, Codable, Equatable {
         lateBeyondHorizon += o.lateBeyondHorizon; raisedLate += o.raisedLate; reinstated += o.reinstated
         timelineOverflow += o.timelineOverflow; evicted += o.evicted; stateDegraded += o.stateDegraded
         packSwitches += o.packSwitches; rederived += o.rederived; backfilled += o.backfilled
+        suppressedByRule.merge(o.suppressedByRule, uniquingKeysWith: +)
     }
 }
 

@@ -174,6 +174,8 @@ public struct CompiledRule: Sendable {
     /// The meaning in parts, to classify a change of the pack (`PackManifest`).
     public let fingerprint: RuleFingerprint
     public var mode: RuleMode
+    /// Free labels to select rules by (`vigil replay --tag`).
+    public let tags: [String]
     /// `immediate`, `absence` or `timer`.
     public let kind: String
     public let immediate: ConditionCode?

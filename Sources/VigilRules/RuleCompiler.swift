@@ -395,7 +395,7 @@ struct PackCompiler {
         func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
         let fingerprint = RuleFingerprint(logic: short(logic), timing: short(timing), output: short(output))
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",
-                                source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, mode: mode, kind: kind,
+                                source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, mode: mode, tags: r.tags.map(\.text), kind: kind,
                                 immediate: immediate, expectation: expectation, suppressMicros: suppress, template: template,
                                 templateSlots: templateSlots, evidenceWindows: dedupe(evidenceWindows),
                                 evidenceStates: evidenceStates, location: r.id.location)

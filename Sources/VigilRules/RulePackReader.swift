@@ -36,6 +36,7 @@ struct RawRule {
     let output: LocatedText?
     let calendar: LocatedText?
     let mode: LocatedText?
+    let tags: [LocatedText]
 }
 
 struct RawPack {
@@ -242,7 +243,8 @@ struct RulePackReader {
                                description: text("description", required: true), source: text("source", required: true),
                                when: text("when", required: false), expect: expect, suppress: text("suppress", required: false),
                                output: text("output", required: true), calendar: text("calendar", required: false),
-                               mode: text("mode", required: false))
+                               mode: text("mode", required: false),
+                               tags: fields["tags"].flatMap { y.scalars($0.value, what: "tags", into: &diags) } ?? [])
             if rule.when == nil && fields["expect"] == nil {
                 diags.error(.missingKey, "rule '\(name.text)' needs 'when:' (fires at an event) or 'expect:' (fires at a deadline)", at: name.location)
             }

@@ -30,6 +30,14 @@ public final class Replay {
         public var unsortedFiles = 0
         public var engine = EngineStats()
         public var alertsByRule: [String: Int] = [:]
+        /// The earliest and latest `occurred_at` of the valid events read.
+        public var firstEvent: Instant?
+        public var lastEvent: Instant?
+
+        mutating func saw(_ at: Instant) {
+            if firstEvent.map({ at < $0 }) ?? true { firstEvent = at }
+            if lastEvent.map({ at > $0 }) ?? true { lastEvent = at }
+        }
     }
 
     public struct InvalidLine: Sendable {
@@ -124,6 +132,7 @@ public final class Replay {
                 if a.at < b.at || (a.at == b.at && (a.fileIndex, a.line) < (b.fileIndex, b.line)) { m = i }
             }
             let s = live[m]
+            summary.saw(s.at)
             if let sw = switchTo, s.at >= sw.at { switchRules(&summary, onAlert) }
             engine.advance(to: s.at, into: &alerts)
             engine.process(s.record, into: &alerts)
@@ -181,6 +190,7 @@ public final class Replay {
                     continue
                 }
                 summary.valid += 1
+                summary.saw(at)
                 if at < last { summary.unsortedFiles = 1 }
                 last = max(last, at)
                 engine.advance(to: max(engine.clock, at), into: &alerts)

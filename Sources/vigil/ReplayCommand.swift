@@ -43,6 +43,15 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("With --switch-to: the event time of the switch.", valueName: "ISO"))
     var at: String?
 
+    @Flag(help: "After the replay, print per rule on standard error: alerts fired, withdrawn, suppressed, distinct children, and alerts per 1,000 children a month (to judge a rule's noise).")
+    var stats = false
+
+    @Option(name: .customLong("rule"), help: ArgumentHelp("Evaluate only this rule (repeatable; with --tag, either matches).", valueName: "ID"))
+    var onlyRules: [String] = []
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("Evaluate only rules with this tag (repeatable).", valueName: "TAG"))
+    var onlyTags: [String] = []
+
     enum Format: String, ExpressibleByArgument { case json, text }
 
     func validate() throws {
@@ -56,7 +65,14 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        let set = try rulesOptions.compile()
+        var set = try rulesOptions.compile()
+        if !onlyRules.isEmpty || !onlyTags.isEmpty {
+            let ids = Set(set.rules.map(\.id)), tags = Set(set.rules.flatMap(\.tags))
+            for r in onlyRules where !ids.contains(r) { throw ValidationError("--rule \(r): no such rule in \(rulesOptions.rules)") }
+            for t in onlyTags where !tags.contains(t) { throw ValidationError("--tag \(t): no rule in \(rulesOptions.rules) has it") }
+            let wanted = Set(onlyRules), wantedTags = Set(onlyTags)
+            set = set.restricted { wanted.contains($0.id) || !wantedTags.isDisjoint(with: $0.tags) }
+        }
         var paths: [String] = []
         var spooled: String?
         defer { if let spooled { try? FileManager.default.removeItem(atPath: spooled) } }
@@ -85,12 +101,14 @@ struct ReplayCommand: ParsableCommand {
             }
         }
         let color = Output.stdoutIsTerminal
+        var tally = RuleTally()
         let summary: Replay.Summary
         do {
             summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), arrivalOrder: arrivalOrder, onInvalid: { bad in
                 let shown = bad.file == spooled ? "-" : bad.file
                 Output.error("\(shown):\(bad.line): \(bad.failure.kind.rawValue): \(bad.failure)")
             }, onAlert: { alert in
+                if stats { tally.add(alert, rule: formatter.rules.rules[alert.ruleIndex].id) }
                 switch format {
                 case .json: Output.shared.line(formatter.json(alert))
                 case .text:
@@ -122,6 +140,45 @@ struct ReplayCommand: ParsableCommand {
             }
             Output.error(text)
         }
+        if stats {
+            let shown = set.rules.filter { onlyRules.isEmpty && onlyTags.isEmpty || Set(onlyRules).contains($0.id) || !Set(onlyTags).isDisjoint(with: $0.tags) }
+            Output.error(tally.table(rules: shown.map(\.id), suppressed: summary.engine.suppressedByRule, children: replay.engine.childCount,
+                                     from: summary.firstEvent, to: summary.lastEvent))
+        }
         if summary.invalid > 0 { throw ExitCode(65) }
+    }
+}
+
+/// `vigil replay --stats`: per rule, what it raised over the replay.
+struct RuleTally {
+    var fired: [String: Int] = [:]
+    var withdrawn: [String: Int] = [:]
+    var children: [String: Set<String>] = [:]
+
+    mutating func add(_ a: Alert, rule: String) {
+        if a.status == .withdrawn {
+            withdrawn[rule, default: 0] += 1
+        } else {
+            fired[rule, default: 0] += 1
+            children[rule, default: []].insert(a.childId)
+        }
+    }
+
+    /// One line per rule: fired, withdrawn, suppressed, distinct children, alerts per 1,000 children a month
+    /// (children: every child the replay saw; months: the span of the events' times).
+    func table(rules: [String], suppressed: [String: Int], children total: Int, from: Instant?, to: Instant?) -> String {
+        let days = from.flatMap { f in to.map { Double($0.micros - f.micros) / Double(Instant.microsPerDay) } } ?? 0
+        let months = max(days / 30.44, 1.0 / 30.44)
+        let width = max(28, rules.map(\.count).max() ?? 0)
+        var lines = ["rule".padding(toLength: width, withPad: " ", startingAt: 0) + "     fired  withdrawn  suppressed  children  per 1,000 children a month"]
+        func col(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+        for r in rules {
+            let f = fired[r] ?? 0
+            let rate = total == 0 ? 0 : Double(f) / Double(total) * 1000 / months
+            lines.append(r.padding(toLength: width, withPad: " ", startingAt: 0) + col(String(f), 10) + col(String(withdrawn[r] ?? 0), 11)
+                         + col(String(suppressed[r] ?? 0), 12) + col(String(children[r]?.count ?? 0), 10) + col(String(format: "%.2f", rate), 29))
+        }
+        lines.append("\(total) child\(total == 1 ? "" : "ren") over \(String(format: "%.1f", days)) days (\(String(format: "%.1f", months)) months) of events")
+        return lines.joined(separator: "\n")
     }
 }

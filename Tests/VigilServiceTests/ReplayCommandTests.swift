@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+import VigilChaos
+import VigilContract
+import VigilService
+import VigilTesting
+
+/// `vigil replay --stats`, `--rule` and `--tag`: judging a rule's noise without awk.
+@Suite struct ReplayCommandTests {
+    @Test func statsCountEachRulesAlertsAndAFilterEvaluatesOnlyTheRulesNamed() throws {
+        let scenario = repoRoot.appendingPathComponent("scenarios/haringey-2006-2007.jsonl").path
+        let all = try Subprocess(vigilBinary, ["replay", scenario, "--rules", rulesDir, "--until", "2007-09-01T00:00:00Z", "--stats", "--quiet"])
+        #expect(all.wait(timeout: 120) == 0)
+        #expect(all.stdout.count == 29)
+        let table = all.stderr
+        #expect(table.first?.hasPrefix("rule ") == true && table.first?.hasSuffix("fired  withdrawn  suppressed  children  per 1,000 children a month") == true)
+        func row(_ rule: String) -> [String] { table.first { $0.hasPrefix(rule + " ") }?.split(separator: " ").map(String.init) ?? [] }
+        #expect(row("child-not-seen") == ["child-not-seen", "5", "0", "0", "1", "471.21"])
+        #expect(row("multi-agency-concerns") == ["multi-agency-concerns", "1", "0", "2", "1", "94.24"], "suppressed by rule")
+        #expect(table.last == "1 child over 323.0 days (10.6 months) of events")
+
+        let one = try Subprocess(vigilBinary, ["replay", scenario, "--rules", rulesDir, "--until", "2007-09-01T00:00:00Z", "--rule", "child-not-seen", "--quiet"])
+        #expect(one.wait(timeout: 120) == 0)
+        #expect(one.stdout.count == 5)
+        #expect(one.stdout.allSatisfy { (try? JSONValue.parse(Array($0.utf8)))?["rule_id"]?.stringValue == "child-not-seen" })
+
+        let unknown = try Subprocess(vigilBinary, ["replay", scenario, "--rules", rulesDir, "--rule", "child-not-sean"])
+        #expect(unknown.wait(timeout: 60) != 0 && unknown.stderr.joined().contains("--rule child-not-sean: no such rule"))
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try EditedPack(rulesDir).replacing("- rule: child-not-seen\n", with: "- rule: child-not-seen\n  tags: [visits, statutory]\n", in: "timescales.yaml")
+            .write(to: dir + "/rules")
+        let tagged = try Subprocess(vigilBinary, ["replay", scenario, "--rules", dir + "/rules", "--until", "2007-09-01T00:00:00Z", "--tag", "visits", "--quiet"])
+        #expect(tagged.wait(timeout: 120) == 0)
+        #expect(tagged.stdout.count == 5)
+        let noTag = try Subprocess(vigilBinary, ["replay", scenario, "--rules", rulesDir, "--tag", "visits"])
+        #expect(noTag.wait(timeout: 60) != 0 && noTag.stderr.joined().contains("--tag visits: no rule"))
+    }
+}

@@ -10,6 +10,8 @@ struct Deriver: Sendable {
     let tables: EngineTables
     let c: EventContract
     let emptyRecord: EventRecord
+    /// The zone `{deadline}` is written in for a person to read: the pack's first calendar's (UTC without one).
+    let displayZone: ZoneTable?
     /// Slots a timeline keeps per event: every one a rule could read (not only those this pack reads, so that a
     /// rule added later can be derived over the history), but the envelope (kept apart).
     let timelineSlot: [Bool]
@@ -18,6 +20,7 @@ struct Deriver: Sendable {
         self.rules = rules
         self.limits = limits
         tables = EngineTables(rules)
+        displayZone = rules.calendars.first?.zone
         c = rules.contract
         emptyRecord = EventRecord(slotCount: rules.contract.slotCount)
         var keep = [Bool](repeating: false, count: rules.contract.slotCount)
@@ -286,7 +289,7 @@ struct Deriver: Sendable {
                     summary += render(record[slot]) ?? "unknown"
                 }
                 argIndex += 1
-            case .deadline: summary += deadline?.description ?? "-"
+            case .deadline: summary += deadline.map { displayZone?.format($0) ?? $0.description } ?? "-"
             case .firedAt: summary += firedAt.description
             case .childId: summary += x.child
             case .ruleId: summary += rule.id

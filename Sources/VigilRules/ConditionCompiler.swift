@@ -162,6 +162,7 @@ extension PackCompiler {
             diags.error(.unknownMacro, "unknown macro '\(name)'", at: location(ctx, span), notes: hint + fieldHint)
             return failed(ctx, &code)
         }
+        if trackingUse { usedMacros.insert(name) }
         if ctx.macroStack.count >= 32 {
             diags.error(.macroCycle, "macros are nested more than 32 deep: \(ctx.macroStack.joined(separator: " -> "))", at: location(ctx, span))
             return failed(ctx, &code)
@@ -230,6 +231,7 @@ extension PackCompiler {
     mutating func resolvePath(_ name: String, _ span: Span, _ ctx: ConditionContext) -> Term? {
         if name.hasPrefix("state.") {
             let stateName = String(name.dropFirst("state.".count))
+            if trackingUse { usedStates.insert(stateName) }
             guard let i = stateIndex[stateName] else {
                 diags.error(.unknownState, "unknown state '\(stateName)'", at: location(ctx, span),
                             notes: suggestion(for: stateName, among: stateIndex.keys) + (stateIndex.isEmpty ? ["declare it with - state: \(stateName)"] : []))
@@ -380,9 +382,11 @@ extension PackCompiler {
                         notes: suggestion(for: listName, among: lists.keys))
             return nil
         }
+        if let listName, trackingUse { usedLists.insert(listName) }
         var out: [(SetItem.Kind, Located)] = []
         for item in items {
             if case .identifier(let name) = item.kind, let list = lists[name] {
+                if trackingUse { usedLists.insert(name) }
                 guard depth < 8 else {
                     diags.error(.macroCycle, "list '\(name)' is nested too deeply (or refers to itself)", at: list.name.location)
                     return nil

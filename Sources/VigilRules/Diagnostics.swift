@@ -70,6 +70,8 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case badCorrelation = "bad-correlation"
     case duplicateKey = "duplicate-key"
     case badTest = "bad-test"
+    /// A lint warning: a macro, list or state that no rule uses.
+    case unused = "unused"
 }
 
 /// One problem found while loading rules or rule tests.

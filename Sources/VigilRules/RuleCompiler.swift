@@ -18,11 +18,14 @@ public struct RuleCompilation: Sendable {
 /// Pure: the files come in as `RuleSources`, nothing is read from disk, no clock is consulted. All problems
 /// are collected in one pass.
 public enum RuleCompiler {
-    public static func compile(_ sources: RuleSources, contract: EventContract = .embedded) -> RuleCompilation {
+    /// With `lint`, warnings too (`vigil check --lint`): macros, lists and states no rule uses. Warnings never
+    /// stop a pack from compiling.
+    public static func compile(_ sources: RuleSources, contract: EventContract = .embedded, lint: Bool = false) -> RuleCompilation {
         var reader = RulePackReader()
         for f in sources.files where isRuleFile(f.relativePath) { reader.read(f) }
         var pc = PackCompiler(contract: contract, sources: sources, diags: reader.diags)
         let set = pc.compile(reader.pack)
+        if lint { pc.lintUnused(reader.pack) }
         let ok = !pc.diags.hasErrors
         return RuleCompilation(ruleSet: ok ? set : nil, diagnostics: pc.diags.sorted, sources: sources)
     }
@@ -48,6 +51,9 @@ struct PackCompiler {
     var parsedMacros: [String: Condition?] = [:]
     var lists: [String: RawList] = [:]
     var stateIndex: [String: Int] = [:]
+    /// What rules and states use (not the checks of each macro on its own), for `lintUnused`.
+    var usedMacros = Set<String>(), usedLists = Set<String>(), usedStates = Set<String>()
+    var trackingUse = true
     var stateInfo: [(keyed: Bool, kind: FieldKind, allowed: SymbolSet)] = []
     var states: [StateDefinition] = []
     var statePossible: [Set<Int>] = []
@@ -84,11 +90,14 @@ struct PackCompiler {
         for c in pack.calendars { compileCalendar(c) }
         for s in pack.states { compileState(s) }
         // Check every macro once on its own, so mistakes in unused macros are reported too.
+        trackingUse = false
+        defer { trackingUse = true }
         for m in pack.macros where macros[m.name.text]?.condition.location == m.condition.location {
             var scratch: [Instruction] = []
             let ctx = ConditionContext(types: allTypes, source: m.condition.source, calendar: defaultCalendar)
             _ = expandMacro(m.name.text, Span(0, 0), ctx, into: &scratch)
         }
+        trackingUse = true
         var built: [(rule: CompiledRule, immediate: Set<Int>, arms: [Set<Int>], checks: Set<Int>)] = []
         var seenIds: [String: SourceLocation] = [:]
         for r in pack.rules {
@@ -117,6 +126,19 @@ struct PackCompiler {
         }
         return CompiledRuleSet(contract: contract, rules: built.map(\.rule), program: program, states: states,
                                windows: windows, calendars: calendars, dispatch: dispatch, capturedSlots: captured.sorted())
+    }
+
+    /// Warnings for macros, lists and states that no rule (or state) uses.
+    mutating func lintUnused(_ pack: RawPack) {
+        for m in pack.macros where !usedMacros.contains(m.name.text) {
+            diags.add(Diagnostic(.warning, .unused, "macro '\(m.name.text)' is used by no rule", at: m.name.location))
+        }
+        for l in pack.lists where !usedLists.contains(l.name.text) {
+            diags.add(Diagnostic(.warning, .unused, "list '\(l.name.text)' is used by no rule", at: l.name.location))
+        }
+        for s in pack.states where !usedStates.contains(s.name.text) {
+            diags.add(Diagnostic(.warning, .unused, "state '\(s.name.text)' is read by no rule (it is still kept per child)", at: s.name.location))
+        }
     }
 
     // MARK: names

@@ -166,13 +166,45 @@ struct RulePackReader {
 
     mutating func read(_ file: RuleSources.File) {
         let y = YAMLFile(path: file.path, text: file.text)
-        guard let root = y.compose(into: &diags) else { return }
+        var composing = DiagnosticBag()
+        guard let root = y.compose(into: &composing) else {
+            // A YAML error stops the parser: read the file item by item (each line that starts with "- " at the
+            // margin begins one), so that a broken item hides nothing of the others.
+            let items = Self.topLevelItems(file.text)
+            guard items.count > 1 else {
+                for d in composing.items { diags.add(d) }
+                return
+            }
+            for (line, text) in items {
+                // Blank lines before it keep every line number.
+                let iy = YAMLFile(path: file.path, text: String(repeating: "\n", count: line - 1) + text)
+                guard let node = iy.compose(into: &diags), case .sequence(let parsed) = node else { continue }
+                for item in parsed { readItem(item, iy) }
+            }
+            return
+        }
         guard case .sequence(let items) = root else {
             if case .scalar(let s) = root, s.string.isEmpty { return }
             diags.error(.notAList, "a rule file is a YAML list of items (- rule:, - macro:, - list:, - state:, - calendar:)", at: y.location(root))
             return
         }
         for item in items { readItem(item, y) }
+    }
+
+    /// The top-level items of a rule file's text: the 1-based line each starts on, and its lines.
+    static func topLevelItems(_ text: String) -> [(line: Int, text: String)] {
+        var out: [(line: Int, text: String)] = []
+        var current: (line: Int, lines: [Substring])?
+        for (k, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.hasPrefix("- ") || line == "-" {
+                if let c = current { out.append((c.line, c.lines.joined(separator: "\n") + "\n")) }
+                current = (k + 1, [line])
+            } else if current != nil {
+                current?.lines.append(line)
+            }
+        }
+        if let c = current { out.append((c.line, c.lines.joined(separator: "\n") + "\n")) }
+        return out
     }
 
     mutating func readItem(_ node: Node, _ y: YAMLFile) {

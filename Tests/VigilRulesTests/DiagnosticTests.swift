@@ -241,12 +241,12 @@ func expectDiagnostic(_ yaml: String, _ code: DiagnosticCode, at token: String, 
     }
 
     @Test func everyCodeHasATest() {
-        // Keep this list in step with the tests above: adding a code means adding its test.
+        // Keep this list in step with the tests above (and KeepGoingTests): adding a code means adding its test.
         let tested: Set<DiagnosticCode> = [.yamlSyntax, .notAList, .unknownItem, .unknownKey, .missingKey, .badValue, .duplicate,
                                            .badName, .badSeverity, .syntax, .unknownField, .fieldNotOnType, .unknownEventType,
                                            .badEnumValue, .typeMismatch, .unknownMacro, .unknownList, .macroCycle, .unknownState,
                                            .badDuration, .unknownCalendar, .badCalendar, .badTemplate, .freeTextInOutput,
-                                           .neverMatches, .badContext, .badCorrelation, .duplicateKey, .badTest]
+                                           .neverMatches, .badContext, .badCorrelation, .duplicateKey, .badTest, .unused]
         #expect(Set(DiagnosticCode.allCases) == tested)
     }
 
@@ -272,5 +272,51 @@ func expectDiagnostic(_ yaml: String, _ code: DiagnosticCode, at token: String, 
         for i in 0..<100 { chain += "- macro: m\(i)\n  condition: m\(i + 1)\n" }
         chain += "- macro: m100\n  condition: type = referral\n"
         #expect(compile(chain + rule("  when: m0\n  output: x")).diagnostics.contains { $0.code == .macroCycle })
+    }
+}
+
+/// Diagnostics keep going: a YAML error in one item of a file hides nothing of the others (issue 14).
+@Suite struct KeepGoingTests {
+    @Test func fiveDifferentErrorsInOneFileOneOfThemYAMLAreAllReported() {
+        let text = rule("  when: type = injury_observed\n  output: \"x\"", id: "first").replacingOccurrences(of: "severity: high", with: "severity: mediocre")
+            + "- rule: second\n  title: [unclosed\n  severity: high\n"
+            + rule("  when: type = injury_observd\n  output: \"x\"", id: "third")
+            + rule("  when: type = injury_observed\n  colour: red\n  output: \"x\"", id: "fourth")
+            + "- macro: Bad-Name\n  condition: type = injury_observed\n"
+        let c = compile(text)
+        let codes = c.errors.map(\.code)
+        #expect(codes.contains(.badSeverity), "\(c.report)")
+        #expect(codes.contains(.yamlSyntax))
+        #expect(codes.contains(.unknownEventType))
+        #expect(codes.contains(.unknownKey))
+        #expect(codes.contains(.badName))
+        #expect(c.errors.count == 5, "\(c.report)")
+        // Each where it is, on the file's own lines.
+        let yaml = c.errors.first { $0.code == .yamlSyntax }
+        #expect((yaml?.location.line ?? 0) > calendarLines + 7)
+        let unknownType = c.errors.first { $0.code == .unknownEventType }
+        #expect(unknownType.map { text.split(separator: "\n", omittingEmptySubsequences: false)[$0.location.line - calendarLines - 1].contains("injury_observd") } == true)
+    }
+
+    @Test func lintWarnsOfWhatNoRuleUsesAndNeverFailsTheBuild() {
+        let text = """
+            - macro: unused_macro
+              condition: type = injury_observed
+            - macro: used_macro
+              condition: type = injury_observed
+            - list: unused_list
+              items: [bruise]
+            - state: unused_state
+              when: type = plan_status
+              value: data.status
+
+            """ + rule("  when: used_macro\n  output: \"x\"")
+        let sources = RuleSources(files: [RuleSources.File(path: "t.yaml", text: calendar + text), holidays])
+        let c = RuleCompiler.compile(sources, lint: true)
+        #expect(c.ruleSet != nil, "warnings do not fail")
+        let warnings = c.diagnostics.filter { $0.severity == .warning }.map(\.message)
+        #expect(warnings.sorted() == ["list 'unused_list' is used by no rule", "macro 'unused_macro' is used by no rule",
+                                      "state 'unused_state' is read by no rule (it is still kept per child)"])
+        #expect(RuleCompiler.compile(sources).diagnostics.isEmpty, "no warnings without lint")
     }
 }

@@ -37,3 +37,34 @@ import VigilTesting
         #expect(noTag.wait(timeout: 60) != 0 && noTag.stderr.joined().contains("--tag visits: no rule"))
     }
 }
+
+/// `vigil check`: one file in its pack's context, lint warnings that fail only with --strict.
+@Suite struct CheckCommandTests {
+    @Test func oneFileIsCheckedWithItsPackAndLintIsCleanOnTheShippedPack() throws {
+        let lint = try Subprocess(vigilBinary, ["check", "--lint", "--strict", rulesDir])
+        #expect(lint.wait(timeout: 60) == 0, "\(lint.stderr)")
+        #expect(lint.stderr.last?.hasSuffix("22 rules OK (4 states, 6 windows, 1 calendar)") == true)
+        // timescales.yaml alone uses the pack's calendar: checked in its pack, it compiles.
+        let one = try Subprocess(vigilBinary, ["check", rulesDir + "/timescales.yaml"])
+        #expect(one.wait(timeout: 60) == 0, "\(one.stderr)")
+
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try EditedPack(rulesDir).appending("\n- macro: never_used\n  condition: type = referral\n", to: "definitions.yaml")
+            .replacing("  severity: high\n  description: Legal advice", with: "  severity: mediocre\n  description: Legal advice", in: "investigations.yaml")
+            .write(to: dir + "/rules")
+        // The problem of another file is not this file's: it is counted, not shown.
+        let other = try Subprocess(vigilBinary, ["check", dir + "/rules/timescales.yaml"])
+        #expect(other.wait(timeout: 60) == 1)
+        #expect(other.stderr.joined(separator: "\n").contains("\(dir)/rules/timescales.yaml has no errors, but its pack has 1 in other files"))
+        let bad = try Subprocess(vigilBinary, ["check", "--lint", dir + "/rules/investigations.yaml"])
+        #expect(bad.wait(timeout: 60) == 1)
+        #expect(bad.stderr.contains { $0.contains("error[bad-severity]") })
+        try EditedPack(rulesDir).appending("\n- macro: never_used\n  condition: type = referral\n", to: "definitions.yaml").write(to: dir + "/warned")
+        let warned = try Subprocess(vigilBinary, ["check", "--lint", dir + "/warned"])
+        #expect(warned.wait(timeout: 60) == 0, "warnings do not fail")
+        #expect(warned.stderr.contains { $0.contains("warning[unused]: macro 'never_used' is used by no rule") }, "\(warned.stderr)")
+        let strict = try Subprocess(vigilBinary, ["check", "--lint", "--strict", dir + "/warned"])
+        #expect(strict.wait(timeout: 60) == 1)
+    }
+}

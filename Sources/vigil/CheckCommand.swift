@@ -18,7 +18,7 @@ struct CheckCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Rule pack directory (or one rule file of a pack).", valueName: "DIR"))
     var directory: String = "Rules"
 
-    @Flag(name: .long, help: "Print each rule's id, severity, kind, mode and version.")
+    @Flag(name: .long, help: "Print each rule's id, severity, kind, mode, version and title (vigil rules doc: a Markdown catalogue with descriptions).")
     var list = false
 
     @Flag(help: "Warn about macros, lists and states no rule uses.")
@@ -53,7 +53,7 @@ struct CheckCommand: ParsableCommand {
         if list {
             let width = set.rules.map(\.id.count).max() ?? 0
             for r in set.rules {
-                Output.shared.line("\(r.id.padding(toLength: width, withPad: " ", startingAt: 0))  \(r.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(r.mode.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.version)")
+                Output.shared.line("\(r.id.padding(toLength: width, withPad: " ", startingAt: 0))  \(r.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(r.mode.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.version)  \(r.title)")
             }
             Output.shared.flush()
         }

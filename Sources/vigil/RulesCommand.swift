@@ -9,7 +9,7 @@ struct RulesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules",
         abstract: "Work with rule packs as they change.",
-        subcommands: [RulesDiffCommand.self]
+        subcommands: [RulesDiffCommand.self, RulesDocCommand.self]
     )
 }
 
@@ -61,5 +61,26 @@ struct RulesDiffCommand: ParsableCommand {
         Output.shared.line(RulesDiff.table(change, title: "\(old) -> \(new)", footprint: footprint, all: all))
         Output.shared.flush()
         if change.needsRederivation { throw ExitCode(2) }
+    }
+}
+
+struct RulesDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doc",
+        abstract: "Write the pack as a Markdown catalogue (each rule's title, severity, kind, mode, description, source, version).",
+        discussion: "docs/rule-catalogue.md is this command's output for Rules/ (a test keeps it in step)."
+    )
+
+    @OptionGroup var rulesOptions: RulesOptions
+    @Option(help: ArgumentHelp("Write to this file instead of standard output.", valueName: "FILE")) var output: String?
+
+    func run() throws {
+        let text = RuleCatalogue.markdown(try rulesOptions.compile())
+        if let output {
+            try text.write(toFile: output, atomically: true, encoding: .utf8)
+        } else {
+            Output.shared.line(text.hasSuffix("\n") ? String(text.dropLast()) : text)
+            Output.shared.flush()
+        }
     }
 }

@@ -60,6 +60,13 @@ import VigilTesting
         #expect(text.contains("rule pack \(PackManifest(pack).digest) -> \(PackManifest(b).digest)"))
     }
 
+    /// The committed catalogue is `vigil rules doc` of the shipped pack, and every shipped rule has a title.
+    @Test func theRuleCatalogueIsInStepWithThePack() throws {
+        for r in pack.rules { #expect(!r.title.isEmpty, "\(r.id) has no title") }
+        let committed = try String(contentsOf: repoRoot.appendingPathComponent("docs/rule-catalogue.md"), encoding: .utf8)
+        #expect(committed == RuleCatalogue.markdown(pack), "regenerate it: vigil rules doc --output docs/rule-catalogue.md")
+    }
+
     /// Every rule-file snippet in the guide that stands alone parses as YAML.
     @Test func snippetsAreValidYAML() throws {
         for block in try yamlBlocks() where block.hasPrefix("- ") {

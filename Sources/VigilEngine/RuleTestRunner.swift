@@ -14,8 +14,10 @@ public struct RuleTestResult: Sendable {
     public let errors: [String]
     /// Every alert the test raised, in order.
     public let raised: [(rule: String, at: Instant)]
+    /// Expected alerts that fired with another summary than the test says: the expectation and what it read.
+    public var wrongSummary: [(expected: RuleTest.Expectation, got: String)] = []
 
-    public var passed: Bool { missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty }
+    public var passed: Bool { missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty && wrongSummary.isEmpty }
 }
 
 /// Runs rule tests: each test gets a fresh engine, its events replayed in event-time order.
@@ -41,15 +43,23 @@ public enum RuleTestRunner {
         var engine = Engine(rules: rules.allLive)
         let alerts = engine.replay(records, until: test.until)
         let raised = alerts.map { (rules.rules[$0.ruleIndex].id, $0.firedAt) }
-        var pool = raised.filter { test.scope.contains($0.0) }
+        var pool = alerts.filter { test.scope.contains(rules.rules[$0.ruleIndex].id) }.map { (rules.rules[$0.ruleIndex].id, $0.firedAt, $0.summary) }
         var missing: [RuleTest.Expectation] = []
+        var wrongSummary: [(expected: RuleTest.Expectation, got: String)] = []
         for e in test.expect {
-            if let i = pool.firstIndex(where: { $0.0 == e.rule && $0.1 == e.at }) { pool.remove(at: i) } else { missing.append(e) }
+            // An alert with the summary asked for first; else any at that instant (its summary then is wrong).
+            let i = pool.firstIndex { $0.0 == e.rule && $0.1 == e.at && (e.summary == nil || $0.2 == e.summary) }
+                ?? pool.firstIndex { $0.0 == e.rule && $0.1 == e.at }
+            guard let i else { missing.append(e); continue }
+            if let s = e.summary, pool[i].2 != s { wrongSummary.append((e, pool[i].2)) }
+            pool.remove(at: i)
         }
         let forbidden = test.expectNot.filter { n in raised.contains { $0.0 == n.rule && (n.at == nil || n.at == $0.1) } }
         pool.removeAll { a in forbidden.contains { $0.rule == a.0 && ($0.at == nil || $0.at == a.1) } }
-        return RuleTestResult(test: test, missing: missing, unexpected: pool.map { (rule: $0.0, at: $0.1) },
-                              forbidden: forbidden, errors: [], raised: raised.map { (rule: $0.0, at: $0.1) })
+        var result = RuleTestResult(test: test, missing: missing, unexpected: pool.map { (rule: $0.0, at: $0.1) },
+                                    forbidden: forbidden, errors: [], raised: raised.map { (rule: $0.0, at: $0.1) })
+        result.wrongSummary = wrongSummary
+        return result
     }
 }
 

@@ -24,6 +24,8 @@ public struct RuleTest: Sendable {
         /// nil in `expect_not` means "at no time".
         public let at: Instant?
         public let location: SourceLocation
+        /// The rendered summary the alert must have (`expect: [{rule: R, at: T, summary: "..."}]`).
+        public var summary: String?
     }
 
     public let name: String
@@ -147,9 +149,16 @@ public enum RuleTestReader {
             if case .mapping = n, let entries = y.entries(n, into: &diags) {
                 let rule = entries.first { $0.key.text == "rule" }.flatMap { y.located($0.value) }
                 let at = entries.first { $0.key.text == "at" }.flatMap { y.located($0.value) }
+                let summary = entries.first { $0.key.text == "summary" }.flatMap { y.located($0.value) }
+                for e in entries where !["rule", "at", "summary"].contains(e.key.text) {
+                    diags.error(.badTest, "unknown key '\(e.key.text)' in an expectation (rule, at, summary)", at: e.key.location)
+                }
                 guard let rule else { diags.error(.badTest, "an expectation needs rule:", at: y.location(n)); continue }
+                if summary != nil && !requireTime {
+                    diags.error(.badTest, "summary: is for expected alerts (expect:), not expect_not:", at: y.location(n))
+                }
                 if let at, let t = instant(at.text) {
-                    out.append(.init(rule: rule.text, at: t, location: rule.location))
+                    out.append(.init(rule: rule.text, at: t, location: rule.location, summary: summary?.text))
                 } else if at == nil && !requireTime {
                     out.append(.init(rule: rule.text, at: nil, location: rule.location))
                 } else {

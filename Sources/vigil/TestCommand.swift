@@ -45,6 +45,10 @@ struct TestCommand: ParsableCommand {
                 for m in r.missing { Output.shared.line("        missing     \(m.rule) at \(m.at.map(\.description) ?? "?")") }
                 for u in r.unexpected { Output.shared.line("        unexpected  \(u.rule) at \(u.at)") }
                 for f in r.forbidden { Output.shared.line("        must not    \(f.rule)\(f.at.map { " at \($0)" } ?? "") fired") }
+                for w in r.wrongSummary {
+                    Output.shared.line("        summary     \(w.expected.rule) at \(w.expected.at.map(\.description) ?? "?"): expected \"\(w.expected.summary ?? "")\"")
+                    Output.shared.line("                    got      \"\(w.got)\"")
+                }
             }
             if verbose || !r.passed {
                 if r.raised.isEmpty { Output.shared.line("        (no alerts raised)") }

@@ -4,7 +4,7 @@ import VigilRules
 /// Bounds on what the engine keeps per child. Beyond them the oldest entries are dropped (or, for the
 /// timeline, folded into the base early) and counted, so one pathological child cannot exhaust memory.
 public struct EngineLimits: Sendable {
-    /// Events with the same id within this span are duplicates (RULES.md: 400 days).
+    /// Events with the same id within this span are duplicates (docs/rules.md: 400 days).
     public var duplicateHorizon: Int64 = 400 * Instant.microsPerDay
     /// Events kept in a child's timeline; past it the oldest are folded into the base before they age out
     /// (`EngineStats.timelineOverflow`), and a record arriving later than them is reconciled approximately.
@@ -248,7 +248,7 @@ public struct Engine: Sendable {
         return i
     }
 
-    /// Whether an event with this id, at `at`, is a duplicate (RULES.md): an event with the same id that
+    /// Whether an event with this id, at `at`, is a duplicate (docs/rules.md): an event with the same id that
     /// comes before it in event-time order, within the duplicate horizon, was accepted already.
     func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
         let horizon = limits.duplicateHorizon

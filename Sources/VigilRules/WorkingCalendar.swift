@@ -96,7 +96,7 @@ public struct ZoneTable: Sendable, Hashable {
 
 /// Working days in one jurisdiction: a time zone, weekend days and a list of holidays.
 ///
-/// Deadlines follow RULES.md: "within N working days of T" is 00:00 local on the day after the N-th working
+/// Deadlines follow docs/rules.md ("How a rule is evaluated"): "within N working days of T" is 00:00 local on the day after the N-th working
 /// day strictly after T's local date; "within N months of T" is 00:00 local on the day after T's local date
 /// plus N calendar months (clamped to the month's end).
 public struct WorkingCalendar: Sendable {

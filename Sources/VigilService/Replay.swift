@@ -3,7 +3,7 @@ import VigilContract
 import VigilEngine
 import VigilRules
 
-/// Replays files of events (JSON Lines) through the engine in event-time order, as RULES.md defines:
+/// Replays files of events (JSON Lines) through the engine in event-time order, as docs/rules.md defines:
 /// ties in input order (file order, then line order), the clock at the largest `occurred_at` read so far,
 /// and, if asked, the clock run on to `until` at the end.
 ///

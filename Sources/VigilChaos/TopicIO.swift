@@ -54,14 +54,19 @@ public enum TopicIO {
         guard failed == 0 else { throw Failure(description: "producing to \(topic): \(failed) deliveries failed") }
     }
 
-    /// Every message on a topic, read from the beginning until nothing new arrives for `quietMs`.
-    public static func read(_ topic: String, brokers: String, quietMs: Int = 1500, timeout: TimeInterval = 60,
-                            logger: Logger) throws -> [(value: [UInt8], headers: [(String, [UInt8])])] {
+    /// A consumer of its own (a fresh group, no commits), quick to answer a fetch.
+    static func reader(_ brokers: String, logger: Logger) throws -> KafkaConsumer {
         var c = KafkaConfig(bootstrapServers: brokers)
         c.set("group.id", "reader-\(UUID().uuidString)")
         c.set("enable.auto.commit", "false")
         c.set("fetch.wait.max.ms", "10")
-        let consumer = try KafkaConsumer(config: c, logger: logger)
+        return try KafkaConsumer(config: c, logger: logger)
+    }
+
+    /// Every message on a topic, read from the beginning until nothing new arrives for `quietMs`.
+    public static func read(_ topic: String, brokers: String, quietMs: Int = 1500, timeout: TimeInterval = 60,
+                            logger: Logger) throws -> [(value: [UInt8], headers: [(String, [UInt8])])] {
+        let consumer = try reader(brokers, logger: logger)
         try consumer.assign(try consumer.partitions(of: topic).map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
         var out: [(value: [UInt8], headers: [(String, [UInt8])])] = []
         var lastNew = Date()
@@ -80,11 +85,7 @@ public enum TopicIO {
     /// Every message on a topic up to its end as of the call (each partition's high watermark then): unlike
     /// `read`, no quiet period to guess, so a slow first fetch cannot cut it short.
     public static func readToEnd(_ topic: String, brokers: String, timeout: TimeInterval = 60, logger: Logger) throws -> [[UInt8]] {
-        var c = KafkaConfig(bootstrapServers: brokers)
-        c.set("group.id", "reader-\(UUID().uuidString)")
-        c.set("enable.auto.commit", "false")
-        c.set("fetch.wait.max.ms", "10")
-        let consumer = try KafkaConsumer(config: c, logger: logger)
+        let consumer = try reader(brokers, logger: logger)
         defer { consumer.close() }
         var remaining: [Int32: Int64] = [:]
         for p in try consumer.partitions(of: topic) {

@@ -34,7 +34,7 @@ public final class RulesWatcher: Sendable {
         let fm = FileManager.default
         var out: [String] = []
         let files = (fm.enumerator(atPath: directory)?.allObjects as? [String]) ?? []
-        for rel in files.sorted() where ["yaml", "yml", "csv"].contains((rel as NSString).pathExtension.lowercased()) {
+        for rel in files.sorted() where RuleDirectory.extensions.contains((rel as NSString).pathExtension.lowercased()) {
             let attrs = try? fm.attributesOfItem(atPath: directory + "/" + rel)
             let size = (attrs?[.size] as? NSNumber)?.int64Value ?? -1
             let mtime = (attrs?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0

@@ -64,14 +64,16 @@ struct ReplayCommand: ParsableCommand {
         if switchTo != nil && arrivalOrder { throw ValidationError("--switch-to replays in event-time order: drop --arrival-order") }
     }
 
+    /// Whether `--rule`/`--tag` select this rule.
+    func selected(_ r: CompiledRule) -> Bool { onlyRules.contains(r.id) || !Set(onlyTags).isDisjoint(with: r.tags) }
+
     func run() throws {
         var set = try rulesOptions.compile()
         if !onlyRules.isEmpty || !onlyTags.isEmpty {
             let ids = Set(set.rules.map(\.id)), tags = Set(set.rules.flatMap(\.tags))
             for r in onlyRules where !ids.contains(r) { throw ValidationError("--rule \(r): no such rule in \(rulesOptions.rules)") }
             for t in onlyTags where !tags.contains(t) { throw ValidationError("--tag \(t): no rule in \(rulesOptions.rules) has it") }
-            let wanted = Set(onlyRules), wantedTags = Set(onlyTags)
-            set = set.restricted { wanted.contains($0.id) || !wantedTags.isDisjoint(with: $0.tags) }
+            set = set.restricted(to: selected)
         }
         var paths: [String] = []
         var spooled: String?
@@ -141,7 +143,7 @@ struct ReplayCommand: ParsableCommand {
             Output.error(text)
         }
         if stats {
-            let shown = set.rules.filter { onlyRules.isEmpty && onlyTags.isEmpty || Set(onlyRules).contains($0.id) || !Set(onlyTags).isDisjoint(with: $0.tags) }
+            let shown = set.rules.filter { onlyRules.isEmpty && onlyTags.isEmpty || selected($0) }
             Output.error(tally.table(rules: shown.map(\.id), suppressed: summary.engine.suppressedByRule, children: replay.engine.childCount,
                                      from: summary.firstEvent, to: summary.lastEvent))
         }

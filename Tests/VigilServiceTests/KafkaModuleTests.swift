@@ -10,6 +10,13 @@ let quietLogger: Logger = {
     return l
 }()
 
+/// For in-memory pipelines where retries and crashes are expected: only errors are worth printing.
+let silentLogger: Logger = {
+    var l = Logger(label: "test")
+    l.logLevel = .error
+    return l
+}()
+
 /// Consumer settings that suit the embedded broker (short fetch waits; see KAFKA-NOTES).
 func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
     var c = KafkaConfig(bootstrapServers: bootstrap)

@@ -10,12 +10,6 @@ import VigilTesting
 /// The whole pipeline (intake, shards, sink, ledger, checkpoints, restores) on in-memory topics: no broker,
 /// no sockets. The same code `vigil run` runs, behind the seams.
 @Suite struct MemoryPipelineTests {
-    /// Retries and crashes are expected here: only errors are worth printing.
-    let silentLogger: Logger = {
-        var l = Logger(label: "test")
-        l.logLevel = .error
-        return l
-    }()
 
     func config(shards: Int = 2, batchSize: Int = 1000, checkpointMs: Int = 10_000) -> PipelineConfig {
         var c = PipelineConfig()

@@ -13,11 +13,6 @@ import VigilTesting
 /// input (`Replay.switchTo`, what `vigil replay --switch-to` runs); a restart under another pack carries the
 /// checkpointed state across; a pack that fails its checks is refused and the running one goes on.
 @Suite struct RuleReloadTests {
-    let silentLogger: Logger = {
-        var l = Logger(label: "test")
-        l.logLevel = .error
-        return l
-    }()
 
     /// The switch: a re-timed deadline, a new rule and a cosmetic change at once.
     static func changedPack() throws -> EditedPack {

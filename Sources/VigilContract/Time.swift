@@ -48,6 +48,9 @@ public struct Day: Hashable, Comparable, Sendable, Codable, CustomStringConverti
         return w + 1
     }
 
+    /// `Mon` ... `Sun`.
+    public var weekdayName: String { ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][isoWeekday - 1] }
+
     public func adding(days: Int) -> Day { Day(number: number + Int32(days)) }
 
     /// Calendar months added, the day clamped to the last day of the resulting month.

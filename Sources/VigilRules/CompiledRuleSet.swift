@@ -208,6 +208,9 @@ public struct CompiledRuleSet: Sendable {
     public let contract: EventContract
     public internal(set) var rules: [CompiledRule]
     public let program: [Instruction]
+    /// Per instruction of `program`: the source text of the condition whose result it leaves (`data.x = y`,
+    /// `not (...)`, `count(...) >= 3`), "" for jumps and parts of a condition. For explanations only.
+    public let notes: [String]
     public let states: [StateDefinition]
     public let windows: [WindowDefinition]
     public let calendars: [WorkingCalendar]
@@ -265,7 +268,7 @@ extension CompiledRuleSet {
             d.arms = d.arms.filter { kept.contains($0.rule) }
             return d
         }
-        return CompiledRuleSet(contract: contract, rules: rules, program: program, states: states, windows: windows,
+        return CompiledRuleSet(contract: contract, rules: rules, program: program, notes: notes, states: states, windows: windows,
                                calendars: calendars, dispatch: dispatch, capturedSlots: capturedSlots)
     }
 }

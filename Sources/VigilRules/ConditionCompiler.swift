@@ -56,7 +56,20 @@ extension PackCompiler {
     func location(_ ctx: ConditionContext, _ span: Span) -> SourceLocation { ctx.source.location(ofOffset: span.start) }
 
     /// Compiles `c` into `code`; reports problems; returns what it knows of the condition.
-    mutating func compile(_ c: Condition, _ ctx: ConditionContext, into code: inout [Instruction]) -> Analysis {
+    mutating func compile(_ c: Condition, _ ctx: ConditionContext, into code: inout Code) -> Analysis {
+        let start = code.count
+        let a = compileNode(c, ctx, into: &code)
+        // The instruction that leaves this condition's result in the register carries its source text, so
+        // `vigil explain` can say which condition failed: the last one emitted, or for `any(...)` the first.
+        switch c {
+        case .and, .or, .macro: break
+        case .any: if start < code.count { code.notes[start] = ctx.source.text(c.span) }
+        default: if start < code.count { code.notes[code.count - 1] = ctx.source.text(c.span) }
+        }
+        return a
+    }
+
+    mutating func compileNode(_ c: Condition, _ ctx: ConditionContext, into code: inout Code) -> Analysis {
         switch c {
         case .constant(let b, _):
             code.append(.constant(b))
@@ -150,12 +163,12 @@ extension PackCompiler {
     }
 
     /// After an error: emit `false` but keep the types, so one mistake does not cascade into "never matches".
-    func failed(_ ctx: ConditionContext, _ code: inout [Instruction]) -> Analysis {
+    func failed(_ ctx: ConditionContext, _ code: inout Code) -> Analysis {
         code.append(.constant(false))
         return Analysis(possible: ctx.types, exact: false)
     }
 
-    mutating func expandMacro(_ name: String, _ span: Span, _ ctx: ConditionContext, into code: inout [Instruction]) -> Analysis {
+    mutating func expandMacro(_ name: String, _ span: Span, _ ctx: ConditionContext, into code: inout Code) -> Analysis {
         guard let m = macros[name] else {
             let hint = lists[name] != nil ? ["'\(name)' is a list; use it as: FIELD in \(name)"] : suggestion(for: name, among: macros.keys)
             let fieldHint = contract.field(name) != nil ? ["'\(name)' is a field; compare it, e.g. \(name) = VALUE"] : []
@@ -269,7 +282,7 @@ extension PackCompiler {
     // MARK: predicates
 
     mutating func compare(_ l: Operand, _ op: CompareOp, _ r: Operand, _ span: Span, _ ctx: ConditionContext,
-                          into code: inout [Instruction]) -> Analysis {
+                          into code: inout Code) -> Analysis {
         guard let lt = resolve(l, ctx) else { return failed(ctx, &code) }
         guard let rt = resolve(r, ctx) else { return failed(ctx, &code) }
         let right = Located(source: ctx.source, offset: r.span.start)
@@ -425,7 +438,7 @@ extension PackCompiler {
     }
 
     mutating func member(_ l: Operand, _ items: [SetItem], listName: String?, negated: Bool, _ span: Span,
-                         _ ctx: ConditionContext, into code: inout [Instruction]) -> Analysis {
+                         _ ctx: ConditionContext, into code: inout Code) -> Analysis {
         guard let lt = resolve(l, ctx) else { return failed(ctx, &code) }
         var test: Instruction
         var refForExists: ValueRef
@@ -480,7 +493,7 @@ extension PackCompiler {
         return Analysis(possible: ctx.types.intersection(types), exact: false)
     }
 
-    mutating func contains(_ l: Operand, _ r: Operand, _ span: Span, _ ctx: ConditionContext, into code: inout [Instruction]) -> Analysis {
+    mutating func contains(_ l: Operand, _ r: Operand, _ span: Span, _ ctx: ConditionContext, into code: inout Code) -> Analysis {
         guard let lt = resolve(l, ctx), let rt = resolve(r, ctx) else { return failed(ctx, &code) }
         let right = Located(source: ctx.source, offset: r.span.start)
         switch (lt, rt) {
@@ -541,7 +554,7 @@ extension PackCompiler {
         inner.allowWindows = false
         inner.it = nil
         inner.collectsEvidence = false
-        var code: [Instruction] = []
+        var code = Code()
         let a = compile(filter, inner, into: &code)
         if a.possible.isEmpty {
             diags.error(.neverMatches, "this window's condition matches no event type, so it is always empty", at: location(ctx, filter.span))
@@ -549,6 +562,29 @@ extension PackCompiler {
         let w = registerWindow(code: code, possible: a.possible, retention: micros, distinctSlot: distinct, keySlots: [])
         if ctx.collectsEvidence { evidenceWindows.append((w, micros)) }
         return (w, micros)
+    }
+}
+
+/// Instructions being compiled, each with the source text of the condition whose result it leaves in the
+/// register ("" for jumps and the parts of a condition).
+struct Code {
+    var instructions: [Instruction] = []
+    var notes: [String] = []
+
+    init() {}
+    init(_ instructions: ArraySlice<Instruction>, notes: ArraySlice<String>) {
+        self.instructions = Array(instructions)
+        self.notes = Array(notes)
+    }
+
+    var count: Int { instructions.count }
+    mutating func append(_ i: Instruction) {
+        instructions.append(i)
+        notes.append("")
+    }
+    subscript(i: Int) -> Instruction {
+        get { instructions[i] }
+        set { instructions[i] = newValue }
     }
 }
 

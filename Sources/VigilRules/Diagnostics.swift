@@ -154,6 +154,15 @@ public struct ScalarSource: Sendable {
 
     public var start: SourceLocation { SourceLocation(file: file, line: line, column: column) }
 
+    /// The text of a span of the value (offsets in Unicode scalars), whitespace runs folded to one space.
+    func text(_ span: Span) -> String {
+        let scalars = value.unicodeScalars
+        let from = scalars.index(scalars.startIndex, offsetBy: max(0, min(span.start, scalars.count)))
+        let to = scalars.index(scalars.startIndex, offsetBy: max(0, min(span.end, scalars.count)))
+        guard from < to else { return "" }
+        return String(scalars[from..<to]).split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).joined(separator: " ")
+    }
+
     /// The file position of the value's `offset`-th Unicode scalar (or just past its end).
     public func location(ofOffset offset: Int) -> SourceLocation {
         guard let text = fileText else { return SourceLocation(file: file, line: line, column: column + offset) }

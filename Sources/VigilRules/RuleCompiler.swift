@@ -62,6 +62,7 @@ struct PackCompiler {
     var calendarIndex: [String: Int] = [:]
 
     var program: [Instruction] = []
+    var notes: [String] = []
     var windows: [WindowDefinition] = []
     var windowPossible: [Set<Int>] = []
     var windowByKey: [String: Int] = [:]
@@ -93,7 +94,7 @@ struct PackCompiler {
         trackingUse = false
         defer { trackingUse = true }
         for m in pack.macros where macros[m.name.text]?.condition.location == m.condition.location {
-            var scratch: [Instruction] = []
+            var scratch = Code()
             let ctx = ConditionContext(types: allTypes, source: m.condition.source, calendar: defaultCalendar)
             _ = expandMacro(m.name.text, Span(0, 0), ctx, into: &scratch)
         }
@@ -124,7 +125,7 @@ struct PackCompiler {
             if let d = w.distinctSlot { captured.insert(d) }
             captured.formUnion(w.keySlots)
         }
-        return CompiledRuleSet(contract: contract, rules: built.map(\.rule), program: program, states: states,
+        return CompiledRuleSet(contract: contract, rules: built.map(\.rule), program: program, notes: notes, states: states,
                                windows: windows, calendars: calendars, dispatch: dispatch, capturedSlots: captured.sorted())
     }
 
@@ -256,7 +257,7 @@ struct PackCompiler {
             return
         }
         guard let cond = parse(s.condition) else { return }
-        var code: [Instruction] = []
+        var code = Code()
         let ctx = ConditionContext(types: allTypes, allowWindows: false, source: s.condition.source, calendar: defaultCalendar)
         let a = compile(cond, ctx, into: &code)
         if a.possible.isEmpty {
@@ -295,14 +296,15 @@ struct PackCompiler {
 
     // MARK: program
 
-    mutating func register(_ code: [Instruction]) -> ConditionCode {
+    mutating func register(_ code: Code) -> ConditionCode {
         let start = program.count
-        program += code
+        program += code.instructions
+        notes += code.notes
         return ConditionCode(start: start, end: program.count)
     }
 
-    mutating func registerWindow(code: [Instruction], possible: Set<Int>, retention: Int64, distinctSlot: Int?, keySlots: [Int]) -> Int {
-        let key = "filter{\(canonical(code[...]))} distinct=\(distinctSlot.map { contract.slotPaths[$0] } ?? "-") keys=\(keySlots.map { contract.slotPaths[$0] }.joined(separator: ","))"
+    mutating func registerWindow(code: Code, possible: Set<Int>, retention: Int64, distinctSlot: Int?, keySlots: [Int]) -> Int {
+        let key = "filter{\(canonical(code.instructions[...]))} distinct=\(distinctSlot.map { contract.slotPaths[$0] } ?? "-") keys=\(keySlots.map { contract.slotPaths[$0] }.joined(separator: ","))"
         if let w = windowByKey[key] {
             let old = windows[w]
             if retention > old.retention {
@@ -347,7 +349,7 @@ struct PackCompiler {
         var immediate: ConditionCode?
         var immediatePossible = Set<Int>()
         if let w = r.when, let cond = parse(w) {
-            var code: [Instruction] = []
+            var code = Code()
             let ctx = ConditionContext(types: allTypes, source: w.source, calendar: calendar, collectsEvidence: true)
             let a = compile(cond, ctx, into: &code)
             if a.possible.isEmpty {
@@ -443,7 +445,7 @@ struct PackCompiler {
         var canon = ""
         for arm in e.arms {
             guard let cond = parse(arm.when) else { continue }
-            var code: [Instruction] = []
+            var code = Code()
             let ctx = ConditionContext(types: allTypes, source: arm.when.source, calendar: calendar)
             let a = compile(cond, ctx, into: &code)
             if a.possible.isEmpty {
@@ -457,7 +459,7 @@ struct PackCompiler {
         }
         func match(_ m: RawMatch?) -> (ConditionCode, Set<Int>)? {
             guard let m, let cond = parse(m.when) else { return nil }
-            var code: [Instruction] = []
+            var code = Code()
             let ctx = ConditionContext(types: allTypes, source: m.when.source, calendar: calendar)
             let a = compile(cond, ctx, into: &code)
             if a.possible.isEmpty { diags.error(.neverMatches, "no event can satisfy this condition", at: m.when.location) }
@@ -498,7 +500,7 @@ struct PackCompiler {
             switch RuleDuration.parse(lb.text) {
             case .success(let d):
                 if let micros = d.exactMicros {
-                    let code = Array(program[met.0.start..<met.0.end])
+                    let code = Code(program[met.0.start..<met.0.end], notes: notes[met.0.start..<met.0.end])
                     let w = registerWindow(code: code, possible: met.1, retention: micros, distinctSlot: nil, keySlots: correlate)
                     lookback = (w, micros)
                 } else {
@@ -518,7 +520,7 @@ struct PackCompiler {
         }
         var fireIf: ConditionCode?
         if let f = e.fireIf, let cond = parse(f) {
-            var code: [Instruction] = []
+            var code = Code()
             let ctx = ConditionContext(types: allTypes, hasEvent: false, allowWindows: false, source: f.source, calendar: calendar, collectsEvidence: true)
             _ = compile(cond, ctx, into: &code)
             fireIf = register(code)

@@ -62,10 +62,7 @@ public struct ZoneTable: Sendable, Hashable {
         let s = floorDivide(t.micros, Instant.microsPerSecond)
         let offset = offset(atUTCSeconds: s)
         let local = RFC3339.format(Instant(micros: t.micros + offset * Instant.microsPerSecond))
-        let sign = offset < 0 ? "-" : "+"
-        let m = abs(offset) / 60
-        func two(_ x: Int64) -> String { x < 10 ? "0\(x)" : "\(x)" }
-        return String(local.dropLast()) + "\(sign)\(two(m / 60)):\(two(m % 60))"
+        return String(local.dropLast()) + ZoneTable.offsetText(offset)
     }
 
     /// A local date and time without an offset (`2008-03-20T10:00`, seconds optional) as the instant it names
@@ -78,6 +75,24 @@ public struct ZoneTable: Sendable, Hashable {
         let local = floorDivide(naive.micros, Instant.microsPerSecond)
         let guess = local - offset(atUTCSeconds: local - offset(atUTCSeconds: local))
         return Instant(micros: guess * Instant.microsPerSecond + (naive.micros - local * Instant.microsPerSecond))
+    }
+
+    /// The clock changes strictly after `a` and at or before `b`: when, and the offsets (seconds) before and after.
+    public func changes(after a: Instant, through b: Instant) -> [(at: Instant, from: Int64, to: Int64)] {
+        let lo = floorDivide(a.micros, Instant.microsPerSecond), hi = floorDivide(b.micros, Instant.microsPerSecond)
+        var out: [(at: Instant, from: Int64, to: Int64)] = []
+        for (i, t) in transitions.enumerated() where t > lo && t <= hi {
+            let before = Int64(i == 0 ? initialOffset : offsets[i - 1])
+            if before != Int64(offsets[i]) { out.append((Instant(micros: t * Instant.microsPerSecond), before, Int64(offsets[i]))) }
+        }
+        return out
+    }
+
+    /// An offset in seconds as `+01:00`.
+    public static func offsetText(_ seconds: Int64) -> String {
+        let m = abs(seconds) / 60
+        func two(_ x: Int64) -> String { x < 10 ? "0\(x)" : "\(x)" }
+        return (seconds < 0 ? "-" : "+") + two(m / 60) + ":" + two(m % 60)
     }
 
     /// 00:00 local time on `day`. (Zones whose transitions skip midnight itself get the instant that local
@@ -105,18 +120,21 @@ public struct WorkingCalendar: Sendable {
     /// ISO weekdays (1 = Monday ... 7 = Sunday) that are not working days.
     public let weekend: Set<Int>
     public let holidays: Set<Day>
+    /// Each holiday's name as its file gives it ("" when it gives none).
+    public let holidayNames: [Day: String]
     /// First and last holiday listed; working-day arithmetic outside this range sees weekends only.
     public let coverage: ClosedRange<Day>?
     /// Content hash input: changes when any date, the zone or the weekend changes.
     public let fingerprint: String
 
-    public init(name: String, zone: ZoneTable, weekend: Set<Int>, holidays: Set<Day>) {
+    public init(name: String, zone: ZoneTable, weekend: Set<Int>, holidays: [Day: String]) {
         self.name = name
         self.zone = zone
         self.weekend = weekend
-        self.holidays = holidays
-        if let lo = holidays.min(), let hi = holidays.max() { coverage = lo...hi } else { coverage = nil }
-        fingerprint = "zone=\(zone.identifier);weekend=\(weekend.sorted());holidays=" + holidays.sorted().map(\.description).joined(separator: ",")
+        self.holidays = Set(holidays.keys)
+        holidayNames = holidays
+        if let lo = holidays.keys.min(), let hi = holidays.keys.max() { coverage = lo...hi } else { coverage = nil }
+        fingerprint = "zone=\(zone.identifier);weekend=\(weekend.sorted());holidays=" + holidays.keys.sorted().map(\.description).joined(separator: ",")
     }
 
     public func isWorkingDay(_ d: Day) -> Bool { !weekend.contains(d.isoWeekday) && !holidays.contains(d) }
@@ -150,30 +168,61 @@ public struct WorkingCalendar: Sendable {
         zone.startOfDay(day.adding(months: n))
     }
 
-    /// Parses a holiday CSV (`date,name` with a header line). Returns the dates, or the 1-based line of
-    /// the first bad row.
-    private static let parsed = Mutex<[String: Set<Day>]>([:])
+    /// Parses a holiday CSV (`date,name` with a header line; the name may be left out): each date with its name.
+    /// Returns the 1-based line of the first bad row on failure.
+    private static let parsed = Mutex<[String: [Day: String]]>([:])
 
-    public static func parseHolidays(csv: String) -> Result<Set<Day>, HolidayFileError> {
+    public static func parseHolidays(csv: String) -> Result<[Day: String], HolidayFileError> {
         if let days = parsed.withLock({ $0[csv] }) { return .success(days) }
         let result = parseHolidaysUncached(csv: csv)
         if case .success(let days) = result { parsed.withLock { $0[csv] = days } }
         return result
     }
 
-    static func parseHolidaysUncached(csv: String) -> Result<Set<Day>, HolidayFileError> {
-        var days = Set<Day>()
+    static func parseHolidaysUncached(csv: String) -> Result<[Day: String], HolidayFileError> {
+        var days: [Day: String] = [:]
         for (k, raw) in csv.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
-            let first = line.split(separator: ",", maxSplits: 1).first.map(String.init) ?? ""
+            let columns = line.split(separator: ",", maxSplits: 1)
+            let first = columns.first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
             if k == 0, first.lowercased() == "date" { continue }
             guard let d = RFC3339.parseDate(first) else {
                 return .failure(HolidayFileError(line: k + 1, reason: "expected a date (YYYY-MM-DD) in the first column"))
             }
-            days.insert(d)
+            days[d] = columns.count > 1 ? String(columns[1]).trimmingCharacters(in: .whitespaces) : ""
         }
         return .success(days)
+    }
+
+    /// One day of a working-day count: counted as working day `counted`, or skipped and why.
+    public struct CountedDay: Sendable, Equatable {
+        public let day: Day
+        /// 1-based number of the working day, or nil when skipped.
+        public let counted: Int?
+        /// "weekend" or "holiday: <name>" when skipped.
+        public let skipped: String?
+    }
+
+    /// The days "within N working days" of `t` walks through, in order: each counted or skipped with the reason;
+    /// the deadline is local midnight after the last (`deadline(workingDays:after:)`).
+    public func countWorkingDays(_ n: Int, after t: Instant) -> [CountedDay] {
+        var out: [CountedDay] = []
+        var day = zone.localDay(t)
+        var counted = 0
+        while counted < n, out.count < 100_000 {
+            day = day.adding(days: 1)
+            if holidays.contains(day) {
+                let name = holidayNames[day].flatMap { $0.isEmpty ? nil : $0 } ?? "listed in calendar \(self.name)"
+                out.append(CountedDay(day: day, counted: nil, skipped: "holiday: " + name))
+            } else if weekend.contains(day.isoWeekday) {
+                out.append(CountedDay(day: day, counted: nil, skipped: "weekend"))
+            } else {
+                counted += 1
+                out.append(CountedDay(day: day, counted: counted, skipped: nil))
+            }
+        }
+        return out
     }
 }
 

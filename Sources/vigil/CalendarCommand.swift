@@ -18,33 +18,19 @@ struct CalendarOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The pack's calendar to use (needed only when it declares several).", valueName: "NAME"))
     var calendar: String?
 
-    func load() throws -> (WorkingCalendar, RuleSources) {
+    func load() throws -> WorkingCalendar {
         let set = try rulesOptions.compile()
-        let sources = try RuleDirectory.load(rulesOptions.rules)
         if let calendar {
             guard let c = set.calendars.first(where: { $0.name == calendar }) else {
                 throw ValidationError("no calendar '\(calendar)' in \(rulesOptions.rules) (it has: \(set.calendars.map(\.name).joined(separator: ", ")))")
             }
-            return (c, sources)
+            return c
         }
         guard set.calendars.count == 1, let only = set.calendars.first else {
             throw ValidationError(set.calendars.isEmpty ? "\(rulesOptions.rules) declares no calendar"
                                   : "\(rulesOptions.rules) declares several calendars: name one with --calendar (\(set.calendars.map(\.name).joined(separator: ", ")))")
         }
-        return (only, sources)
-    }
-
-    /// Holiday names from the pack's CSV files (`date,name`), by date.
-    static func holidayNames(_ sources: RuleSources) -> [Day: String] {
-        var names: [Day: String] = [:]
-        for f in sources.files where f.relativePath.lowercased().hasSuffix(".csv") {
-            for line in f.text.split(separator: "\n").dropFirst() {
-                let parts = line.split(separator: ",", maxSplits: 1)
-                guard parts.count == 2, let d = RFC3339.parseDate(String(parts[0]).trimmingCharacters(in: .whitespaces)) else { continue }
-                names[d] = String(parts[1]).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        }
-        return names
+        return only
     }
 }
 
@@ -87,7 +73,7 @@ struct CalendarAddCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (cal, sources) = try calendarOptions.load()
+        let cal = try calendarOptions.load()
         let zone = tz.flatMap(ZoneTable.named) ?? cal.zone
         // RFC 3339 with the seconds left out (2007-03-12T15:00Z) reads as with them.
         var withSeconds = from
@@ -99,24 +85,17 @@ struct CalendarAddCommand: ParsableCommand {
         }
         let out = Output.shared
         func both(_ t: Instant) -> String { "\(zone.format(t)) (\(t))" }
-        out.line("from      \(both(start)), \(weekday(cal.zone.localDay(start))) in \(cal.zone.identifier)")
+        out.line("from      \(both(start)), \(cal.zone.localDay(start).weekdayName) in \(cal.zone.identifier)")
         let due: Instant
         switch unit {
         case .workingDays:
-            let names = CalendarOptions.holidayNames(sources)
-            var day = cal.zone.localDay(start)
-            var counted = 0
             var skipped = 0
-            while counted < count {
-                day = day.adding(days: 1)
-                let why = cal.holidays.contains(day) ? "holiday: \(names[day] ?? "listed in the calendar")"
-                    : !cal.isWorkingDay(day) ? "weekend" : nil
-                if let why {
-                    skipped += 1
-                    out.line("  skip    \(day) \(weekday(day))  \(why)")
+            for step in cal.countWorkingDays(count, after: start) {
+                if let counted = step.counted {
+                    out.line("  \(pad(counted))      \(step.day) \(step.day.weekdayName)")
                 } else {
-                    counted += 1
-                    out.line("  \(pad(counted))      \(day) \(weekday(day))")
+                    skipped += 1
+                    out.line("  skip    \(step.day) \(step.day.weekdayName)  \(step.skipped ?? "")")
                 }
             }
             due = cal.deadline(workingDays: count, after: start)
@@ -131,10 +110,8 @@ struct CalendarAddCommand: ParsableCommand {
             due = start + Int64(count) * 3600 * Instant.microsPerSecond
             out.line("deadline  \(both(due))")
         }
-        let before = zone.offset(atUTCSeconds: start.micros / Instant.microsPerSecond)
-        let after = zone.offset(atUTCSeconds: due.micros / Instant.microsPerSecond)
-        if before != after {
-            out.line("clock     the offset changes from \(offsetText(before)) to \(offsetText(after)) between them (\(zone.identifier))")
+        for change in zone.changes(after: start, through: due) {
+            out.line("clock     \(zone.identifier) changes from \(ZoneTable.offsetText(change.from)) to \(ZoneTable.offsetText(change.to)) at \(change.at) in between")
         }
         out.flush()
     }
@@ -149,20 +126,12 @@ struct CalendarHolidaysCommand: ParsableCommand {
     @OptionGroup var calendarOptions: CalendarOptions
 
     func run() throws {
-        let (cal, sources) = try calendarOptions.load()
-        let names = CalendarOptions.holidayNames(sources)
+        let cal = try calendarOptions.load()
         let days = cal.holidays.filter { $0.civil.year == year }.sorted()
         let out = Output.shared
-        for d in days { out.line("\(d) \(weekday(d))  \(names[d] ?? "")") }
+        for d in days { out.line("\(d) \(d.weekdayName)  \(cal.holidayNames[d] ?? "")") }
         if days.isEmpty { Output.error("no holidays listed for \(year) in calendar \(cal.name) (it covers \(cal.coverage.map { "\($0.lowerBound.civil.year) to \($0.upperBound.civil.year)" } ?? "no year"))") }
         out.flush()
         if days.isEmpty { throw ExitCode(1) }
     }
-}
-
-private func weekday(_ d: Day) -> String { ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][(d.isoWeekday - 1 + 7) % 7] }
-
-private func offsetText(_ seconds: Int64) -> String {
-    let m = abs(seconds) / 60
-    return (seconds < 0 ? "-" : "+") + String(format: "%02d:%02d", m / 60, m % 60)
 }

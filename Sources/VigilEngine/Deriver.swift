@@ -42,6 +42,12 @@ struct Deriver: Sendable {
 
     /// Applies one event (of event type index `t`) to `d`.
     func apply(_ r: EventRecord, ref: EventRef, type t: Int, to d: inout Derivation, _ x: inout Context) {
+        record(r, ref: ref, type: t, in: &d, &x)
+        react(to: r, ref: ref, type: t, in: &d, &x)
+    }
+
+    /// An event's first half: the states and windows it updates (what the rules then read).
+    @inline(__always) func record(_ r: EventRecord, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
         let at = ref.occurredAt
         if at > d.newest { d.newest = at }
         if at > d.through { d.through = at }
@@ -50,6 +56,14 @@ struct Deriver: Sendable {
         for k in ranges.states { updateState(Int(lists[k]), r, &d, ref, &x) }
         for k in ranges.windows { appendWindow(Int(lists[k]), r, &d, ref, &x) }
         if let oldest = d.entries.first, oldest.at.micros < d.newest.micros - tables.minimumRetention { pruneWindows(&d) }
+    }
+
+    /// An event's second half: the rules' reactions to it (expectations met or cancelled, immediate rules,
+    /// expectations armed), over the derivation `record` left.
+    @inline(__always) func react(to r: EventRecord, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
+        let at = ref.occurredAt
+        let ranges = tables.ranges[t]
+        let lists = tables.lists
         for k in ranges.checks { checkExpectation(Int(lists[k]), r, &d, ref, &x) }
         for k in ranges.immediates {
             let ri = Int(lists[k])

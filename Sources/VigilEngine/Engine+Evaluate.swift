@@ -1,10 +1,31 @@
 import VigilContract
 import VigilRules
 
+/// Sees which instruction last set a condition's result (for explanations); the engine's own evaluation
+/// passes `NoTrace`, which compiles away.
+protocol EvalTrace {
+    mutating func set(_ pc: Int)
+}
+
+struct NoTrace: EvalTrace {
+    @inline(__always) mutating func set(_ pc: Int) {}
+}
+
+/// The last instruction that set the result: for a false condition, the part of it that failed.
+struct LastSetter: EvalTrace {
+    var pc = -1
+    mutating func set(_ pc: Int) { self.pc = pc }
+}
+
 extension Deriver {
     /// Runs one compiled condition over an event and a child's derivation. `now` is the event's time (windows
     /// end at it, ages are measured at it); `it` is the element bound by `any(...)`.
-    func eval(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
+    @inline(__always) func eval(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
+        var none = NoTrace()
+        return eval(code, r, d, now, it, trace: &none)
+    }
+
+    func eval<T: EvalTrace>(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue, trace: inout T) -> Bool {
         var flag = true
         var pc = code.start
         let end = code.end
@@ -85,15 +106,19 @@ extension Deriver {
                     break
                 }
                 flag = found
+                trace.set(pc)
                 pc += n + 1
                 continue
             case .not:
                 flag = !flag
             case .jumpIfFalse(let k):
-                if !flag { pc += k; continue }
+                pc += flag ? 1 : k
+                continue
             case .jumpIfTrue(let k):
-                if flag { pc += k; continue }
+                pc += flag ? k : 1
+                continue
             }
+            trace.set(pc)
             pc += 1
         }
         return flag

@@ -16,6 +16,9 @@ public struct RuleTestResult: Sendable {
     public let raised: [(rule: String, at: Instant)]
     /// Expected alerts that fired with another summary than the test says: the expectation and what it read.
     public var wrongSummary: [(expected: RuleTest.Expectation, got: String)] = []
+    /// For a failed test: the trace of each rule it got wrong, per child (`Explainer`), what `vigil test` prints
+    /// under the failure.
+    public var trace: [String] = []
 
     public var passed: Bool { missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty && wrongSummary.isEmpty }
 }
@@ -59,7 +62,32 @@ public enum RuleTestRunner {
         var result = RuleTestResult(test: test, missing: missing, unexpected: pool.map { (rule: $0.0, at: $0.1) },
                                     forbidden: forbidden, errors: [], raised: raised.map { (rule: $0.0, at: $0.1) })
         result.wrongSummary = wrongSummary
+        if !result.passed { result.trace = trace(of: result, records, rules: rules.allLive) }
         return result
+    }
+}
+
+extension RuleTestRunner {
+    /// Why each rule a failed test got wrong did what it did, for each child of the test's events.
+    static func trace(of result: RuleTestResult, _ records: [EventRecord], rules: CompiledRuleSet) -> [String] {
+        var focus: [String] = []
+        for id in result.missing.map(\.rule) + result.unexpected.map(\.rule) + result.forbidden.map(\.rule)
+            + result.wrongSummary.map(\.expected.rule) where !focus.contains(id) && rules.rule(id: id) != nil {
+            focus.append(id)
+        }
+        let slot = rules.contract.childIdSlot
+        var children: [String] = []
+        for r in records { if case .string(let id) = r[slot], !children.contains(id) { children.append(id) } }
+        let until = records.compactMap { $0[rules.contract.occurredAtSlot].instant }.max()
+        let explainer = Explainer(rules: rules)
+        var lines: [String] = []
+        for id in focus {
+            for child in children {
+                guard let e = try? explainer.explain(rule: id, child: child, records: records, through: result.test.until ?? until) else { continue }
+                lines += e.lines
+            }
+        }
+        return lines
     }
 }
 

@@ -62,7 +62,9 @@ extension PackCompiler {
         // The instruction that leaves this condition's result in the register carries its source text, so
         // `vigil explain` can say which condition failed: the last one emitted, or for `any(...)` the first.
         switch c {
-        case .and, .or, .macro: break
+        case .and, .or: break
+        case .macro(let name, _):
+            for i in start..<code.count where !code.notes[i].isEmpty { code.notes[i] = name + ": " + code.notes[i] }
         case .any: if start < code.count { code.notes[start] = ctx.source.text(c.span) }
         default: if start < code.count { code.notes[code.count - 1] = ctx.source.text(c.span) }
         }

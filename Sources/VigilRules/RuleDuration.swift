@@ -41,6 +41,14 @@ public struct RuleDuration: Hashable, Sendable, CustomStringConvertible {
         return amount == 1 ? "1 \(singular)" : "\(amount) \(unit.rawValue)"
     }
 
+    /// An exact length in the largest unit that divides it (`48 hours` is `2 days`), for people.
+    public static func describe(micros: Int64) -> String {
+        let units: [(Unit, Int64)] = [(.weeks, 7 * Instant.microsPerDay), (.days, Instant.microsPerDay),
+                                      (.hours, Instant.microsPerHour), (.minutes, Instant.microsPerMinute)]
+        for (u, size) in units where micros != 0 && micros % size == 0 { return RuleDuration(Int(micros / size), u).description }
+        return "\(micros / 1_000_000) seconds"
+    }
+
     /// Parses `N unit` (`1 day`, `10 working days`, `3 months`). The error says what was wrong.
     public static func parse(_ text: String) -> Result<RuleDuration, DurationError> {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)

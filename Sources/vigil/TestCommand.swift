@@ -54,6 +54,10 @@ struct TestCommand: ParsableCommand {
                 if r.raised.isEmpty { Output.shared.line("        (no alerts raised)") }
                 for a in r.raised where verbose || !r.passed { Output.shared.line("        raised      \(a.rule) at \(a.at)") }
             }
+            if !r.trace.isEmpty {
+                Output.shared.line("        why (vigil explain over the test's events):")
+                for l in r.trace { Output.shared.line("          " + l) }
+            }
         }
         var coverageOK = true
         if coverage || requireCoverage != nil {

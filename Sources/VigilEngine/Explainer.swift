@@ -31,8 +31,7 @@ public struct Explainer: Sendable {
         public var description: String {
             switch self {
             case .unknownRule(let id, let known):
-                let near = known.filter { $0.hasPrefix(String(id.prefix(4))) }.prefix(3)
-                return "no rule '\(id)' in the pack" + (near.isEmpty ? "" : " (did you mean \(near.map { "'\($0)'" }.joined(separator: ", "))?)")
+                return "no rule '\(id)' in the pack" + (suggestion(for: id, among: known).first.map { " (\($0))" } ?? "")
             }
         }
     }
@@ -91,7 +90,7 @@ public struct Explainer: Sendable {
         let end = max(through ?? d.newest, d.newest)
         out.deadlines(&d, through: end, &x)
         let still = d.pending.filter { Int($0.rule) == ri }
-        out.line(0, "at the end (clock at \(when(end))):")
+        out.line(0, end == .distantPast ? "at the end (no events, no clock):" : "at the end (clock at \(when(end))):")
         if still.isEmpty { out.line(1, "nothing pending for this rule") }
         for p in still {
             out.line(1, "pending: armed by \(p.ref.eventId) at \(when(p.armedAt)), due \(when(p.deadline)), not yet due")

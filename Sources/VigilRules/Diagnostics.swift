@@ -210,7 +210,7 @@ func editDistance(_ a: String, _ b: String) -> Int {
 }
 
 /// The closest candidate within a small edit distance (or the shortest that starts with the word), as a note.
-func suggestion(for word: String, among candidates: some Sequence<String>) -> [String] {
+public func suggestion(for word: String, among candidates: some Sequence<String>) -> [String] {
     var best: (word: String, distance: Int)?
     let all = Array(candidates)
     if word.count >= 3, let prefixed = all.filter({ $0.hasPrefix(word) && $0 != word }).min(by: { $0.count < $1.count }) {

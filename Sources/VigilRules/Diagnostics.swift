@@ -17,7 +17,10 @@ public struct RuleSources: Sendable {
 
     public init(files: [File]) { self.files = files }
 
-    public func file(_ path: String) -> File? { files.first { $0.path == path } }
+    /// The file at `path`, however the directory was named (`./x.csv` and `x.csv` are one file).
+    public func file(_ path: String) -> File? {
+        files.first { $0.path == path } ?? files.first { PackCompiler.normalize($0.path) == PackCompiler.normalize(path) }
+    }
 }
 
 /// A position in a rule file: 1-based line and column (columns count Unicode scalars).

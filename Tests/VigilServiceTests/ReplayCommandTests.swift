@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VigilChaos
 import VigilContract
+import VigilRules
 import VigilService
 import VigilTesting
 
@@ -40,6 +41,16 @@ import VigilTesting
 
 /// `vigil check`: one file in its pack's context, lint warnings that fail only with --strict.
 @Suite struct CheckCommandTests {
+    /// `vigil check .` inside the pack names its files `./calendars.yaml`: the holiday file it refers to is found
+    /// all the same (it once was not, and every working-day rule failed with it).
+    @Test func aPackNamedWithADotFindsItsHolidayFile() throws {
+        let loaded = try RuleDirectory.load(rulesDir)
+        let dotted = RuleSources(files: loaded.files.map { RuleSources.File(path: "./" + $0.relativePath, relativePath: $0.relativePath, text: $0.text) })
+        let compiled = RuleCompiler.compile(dotted, contract: .embedded)
+        #expect(compiled.errors.isEmpty, "\(compiled.report)")
+        #expect(compiled.ruleSet?.calendars.first?.holidays.isEmpty == false)
+    }
+
     @Test func oneFileIsCheckedWithItsPackAndLintIsCleanOnTheShippedPack() throws {
         let lint = try Subprocess(vigilBinary, ["check", "--lint", "--strict", rulesDir])
         #expect(lint.wait(timeout: 60) == 0, "\(lint.stderr)")

@@ -60,6 +60,8 @@ public final class SchemaNode: Sendable {
     public let properties: [Property]
     public let required: [String]
     public let additionalProperties: Bool
+    /// The schema every undeclared property's value must satisfy (`additionalProperties: {...}`), if any.
+    public let additionalSchema: SchemaNode?
     public let items: SchemaNode?
     public let uniqueItems: Bool
     public let minItems: Int?
@@ -88,7 +90,7 @@ public final class SchemaNode: Sendable {
     init(path: String, types: JSONTypes, constValue: JSONValue?, enumValues: [String], enumSymbols: [Symbol],
          minLength: Int?, maxLength: Int?, format: StringFormat?, minimum: Double?, properties: [Property],
          required: [String], additionalProperties: Bool, items: SchemaNode?, uniqueItems: Bool, minItems: Int?,
-         discriminator: Discriminator?, slot: Int) {
+         discriminator: Discriminator?, slot: Int, additionalSchema: SchemaNode? = nil) {
         self.path = path
         let name = path.split(separator: ".").last.map(String.init) ?? path
         isIdentifier = name == "id" || name.hasSuffix("_id") || name.hasSuffix("_ref")
@@ -104,6 +106,7 @@ public final class SchemaNode: Sendable {
         self.properties = properties
         self.required = required
         self.additionalProperties = additionalProperties
+        self.additionalSchema = additionalSchema
         self.items = items
         self.uniqueItems = uniqueItems
         self.minItems = minItems
@@ -187,6 +190,7 @@ public struct SchemaCompiler {
         var properties: [SchemaNode.Property] = []
         var required: [String] = []
         var additional = true
+        var additionalSchema: SchemaNode?
         var items: SchemaNode?
         var unique = false
         var allOf: [JSONValue] = []
@@ -242,8 +246,14 @@ public struct SchemaCompiler {
                 guard let arr = value.arrayValue else { throw SchemaError(pointer: here, reason: "required must be an array") }
                 required = arr.compactMap(\.stringValue)
             case "additionalProperties":
-                guard let b = value.boolValue else { throw SchemaError(pointer: here, reason: "only boolean additionalProperties is supported") }
-                additional = b
+                if let b = value.boolValue {
+                    additional = b
+                } else if value.objectValue != nil {
+                    // Values of undeclared names (a map): checked, never captured into a record slot.
+                    additionalSchema = try node(value, path: "", pointer: here)
+                } else {
+                    throw SchemaError(pointer: here, reason: "additionalProperties must be a boolean or a schema")
+                }
             case "items":
                 items = try node(value, path: path, pointer: here)
             case "uniqueItems":
@@ -285,7 +295,7 @@ public struct SchemaCompiler {
                           minLength: minLength, maxLength: maxLength, format: format, minimum: minimum,
                           properties: properties, required: required, additionalProperties: additional, items: items,
                           uniqueItems: unique, minItems: minItems, discriminator: discriminator,
-                          slot: slot(for: path))
+                          slot: slot(for: path), additionalSchema: additionalSchema)
     }
 
     func intKeyword(_ v: JSONValue, _ pointer: String) throws(SchemaError) -> Int {

@@ -297,7 +297,14 @@ public struct SchemaValidator: Sendable {
                             let declared = node.properties.map(\.name).joined(separator: ", ")
                             return contract("a property the contract does not declare here (declared: \(declared))")
                         }
-                        guard scanner.skipValue(depth: depth + 1) else { return false }
+                        if let extra = node.additionalSchema {
+                            // Names are content (a label's name): the path says only that it was one of them.
+                            push(.key("<additional>"))
+                            guard value(extra, depth: depth + 1, record: &record) else { return false }
+                            pop()
+                        } else {
+                            guard scanner.skipValue(depth: depth + 1) else { return false }
+                        }
                     } else {
                         let bit = UInt64(1) << UInt64(index)
                         if tracking { push(.key(node.properties[index].name)) }

@@ -67,6 +67,8 @@ public struct Alert: Sendable, Hashable {
     /// Raised when the rule pack changed, for a moment before the change: the new pack's rule would have
     /// fired then (its `fired_at` is in the past).
     public var backfill = false
+    /// The rule's annotations rendered for this alert, in the rule's order (`CompiledRule.annotations`).
+    public var annotations: [String] = []
 
     public init(alertId: String, status: Status, withdraws: String?, ruleIndex: Int, childId: String, firedAt: Instant,
                 deadline: Instant?, summary: String, evidence: [EventRef], late: LateRecord? = nil, reinstates: String? = nil) {
@@ -122,6 +124,7 @@ public struct AlertFormatter: Sendable {
         w.raw(","); w.key("rule_id"); w.string(rule.id)
         w.raw(","); w.key("rule_version"); w.string(rule.version)
         w.raw(","); w.key("severity"); w.string(rule.severity.rawValue)
+        if !rule.title.isEmpty { w.raw(","); w.key("title"); w.string(rule.title) }
         w.raw(","); w.key("child_id"); w.string(a.childId)
         w.raw(","); w.key("fired_at"); w.string(a.firedAt.description)
         if let e = emittedAt { w.raw(","); w.key("emitted_at"); w.string(e.description) }
@@ -136,6 +139,22 @@ public struct AlertFormatter: Sendable {
             w.raw("}")
         }
         w.raw(","); w.key("summary"); w.string(a.summary)
+        if !rule.labels.isEmpty {
+            w.raw(","); w.key("labels"); w.raw("{")
+            for (k, l) in rule.labels.enumerated() {
+                if k > 0 { w.raw(",") }
+                w.string(l.key); w.raw(":"); w.string(l.value)
+            }
+            w.raw("}")
+        }
+        if !a.annotations.isEmpty {
+            w.raw(","); w.key("annotations"); w.raw("{")
+            for (k, v) in a.annotations.enumerated() where k < rule.annotations.count {
+                if k > 0 { w.raw(",") }
+                w.string(rule.annotations[k].key); w.raw(":"); w.string(v)
+            }
+            w.raw("}")
+        }
         w.raw(","); w.key("evidence"); w.raw("[")
         for (k, e) in a.evidence.enumerated() {
             if k > 0 { w.raw(",") }

@@ -292,27 +292,33 @@ struct Deriver: Sendable {
             evidence.append(e)
         }
         var argIndex = 0
-        var summary = ""
-        for part in rule.template {
-            switch part {
-            case .text(let t): summary += t
-            case .field(let slot):
-                if let args {
-                    summary += argIndex < args.count ? args[argIndex] : "unknown"
-                } else if let record {
-                    summary += render(record[slot]) ?? "unknown"
+        func render(_ template: [TemplatePart]) -> String {
+            var text = ""
+            for part in template {
+                switch part {
+                case .text(let t): text += t
+                case .field(let slot):
+                    if let args {
+                        text += argIndex < args.count ? args[argIndex] : "unknown"
+                    } else if let record {
+                        text += self.render(record[slot]) ?? "unknown"
+                    }
+                    argIndex += 1
+                case .deadline: text += deadline.map { displayZone?.format($0) ?? $0.description } ?? "-"
+                case .firedAt: text += firedAt.description
+                case .childId: text += x.child
+                case .ruleId: text += rule.id
+                case .severity: text += rule.severity.rawValue
                 }
-                argIndex += 1
-            case .deadline: summary += deadline.map { displayZone?.format($0) ?? $0.description } ?? "-"
-            case .firedAt: summary += firedAt.description
-            case .childId: summary += x.child
-            case .ruleId: summary += rule.id
-            case .severity: summary += rule.severity.rawValue
             }
+            return text
         }
+        let summary = render(rule.template)
         let id = Alert.identity(ruleId: rule.id, childId: x.child, firedAt: firedAt, eventIds: evidence.map(\.eventId))
         x.stats.alerts += 1
-        x.alerts.append(Alert(alertId: id, status: .fired, withdraws: nil, ruleIndex: ri, childId: x.child, firedAt: firedAt,
-                              deadline: deadline, summary: summary, evidence: evidence))
+        var alert = Alert(alertId: id, status: .fired, withdraws: nil, ruleIndex: ri, childId: x.child, firedAt: firedAt,
+                          deadline: deadline, summary: summary, evidence: evidence)
+        if !rule.annotations.isEmpty { alert.annotations = rule.annotations.map { render($0.template) } }
+        x.alerts.append(alert)
     }
 }

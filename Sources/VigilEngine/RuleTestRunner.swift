@@ -16,11 +16,15 @@ public struct RuleTestResult: Sendable {
     public let raised: [(rule: String, at: Instant)]
     /// Expected alerts that fired with another summary than the test says: the expectation and what it read.
     public var wrongSummary: [(expected: RuleTest.Expectation, got: String)] = []
+    /// Expected alerts that fired with other annotations than the test says: the expectation and what it carried.
+    public var wrongAnnotations: [(expected: RuleTest.Expectation, got: [String: String])] = []
     /// For a failed test: the trace of each rule it got wrong, per child (`Explainer`), what `vigil test` prints
     /// under the failure.
     public var trace: [String] = []
 
-    public var passed: Bool { missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty && wrongSummary.isEmpty }
+    public var passed: Bool {
+        missing.isEmpty && unexpected.isEmpty && forbidden.isEmpty && errors.isEmpty && wrongSummary.isEmpty && wrongAnnotations.isEmpty
+    }
 }
 
 /// Runs rule tests: each test gets a fresh engine, its events replayed in event-time order.
@@ -46,15 +50,24 @@ public enum RuleTestRunner {
         var engine = Engine(rules: rules.allLive)
         let alerts = engine.replay(records, until: test.until)
         let raised = alerts.map { (rules.rules[$0.ruleIndex].id, $0.firedAt) }
-        var pool = alerts.filter { test.scope.contains(rules.rules[$0.ruleIndex].id) }.map { (rules.rules[$0.ruleIndex].id, $0.firedAt, $0.summary) }
+        func annotations(_ a: Alert) -> [String: String] {
+            let keys = rules.rules[a.ruleIndex].annotations.map(\.key)
+            return Dictionary(zip(keys, a.annotations), uniquingKeysWith: { x, _ in x })
+        }
+        var pool = alerts.filter { test.scope.contains(rules.rules[$0.ruleIndex].id) }
+            .map { (rules.rules[$0.ruleIndex].id, $0.firedAt, $0.summary, annotations($0)) }
         var missing: [RuleTest.Expectation] = []
         var wrongSummary: [(expected: RuleTest.Expectation, got: String)] = []
+        var wrongAnnotations: [(expected: RuleTest.Expectation, got: [String: String])] = []
         for e in test.expect {
-            // An alert with the summary asked for first; else any at that instant (its summary then is wrong).
-            let i = pool.firstIndex { $0.0 == e.rule && $0.1 == e.at && (e.summary == nil || $0.2 == e.summary) }
-                ?? pool.firstIndex { $0.0 == e.rule && $0.1 == e.at }
+            func rendered(_ p: (String, Instant, String, [String: String])) -> Bool {
+                (e.summary == nil || p.2 == e.summary) && e.annotations.allSatisfy { p.3[$0.key] == $0.value }
+            }
+            // An alert rendered as asked first; else any at that instant (its rendering then is wrong).
+            let i = pool.firstIndex { $0.0 == e.rule && $0.1 == e.at && rendered($0) } ?? pool.firstIndex { $0.0 == e.rule && $0.1 == e.at }
             guard let i else { missing.append(e); continue }
             if let s = e.summary, pool[i].2 != s { wrongSummary.append((e, pool[i].2)) }
+            if !e.annotations.allSatisfy({ pool[i].3[$0.key] == $0.value }) { wrongAnnotations.append((e, pool[i].3)) }
             pool.remove(at: i)
         }
         let forbidden = test.expectNot.filter { n in raised.contains { $0.0 == n.rule && (n.at == nil || n.at == $0.1) } }
@@ -62,6 +75,7 @@ public enum RuleTestRunner {
         var result = RuleTestResult(test: test, missing: missing, unexpected: pool.map { (rule: $0.0, at: $0.1) },
                                     forbidden: forbidden, errors: [], raised: raised.map { (rule: $0.0, at: $0.1) })
         result.wrongSummary = wrongSummary
+        result.wrongAnnotations = wrongAnnotations
         if !result.passed { result.trace = trace(of: result, records, rules: rules.allLive) }
         return result
     }
@@ -72,7 +86,7 @@ extension RuleTestRunner {
     static func trace(of result: RuleTestResult, _ records: [EventRecord], rules: CompiledRuleSet) -> [String] {
         var focus: [String] = []
         for id in result.missing.map(\.rule) + result.unexpected.map(\.rule) + result.forbidden.map(\.rule)
-            + result.wrongSummary.map(\.expected.rule) where !focus.contains(id) && rules.rule(id: id) != nil {
+            + result.wrongSummary.map(\.expected.rule) + result.wrongAnnotations.map(\.expected.rule) where !focus.contains(id) && rules.rule(id: id) != nil {
             focus.append(id)
         }
         let slot = rules.contract.childIdSlot

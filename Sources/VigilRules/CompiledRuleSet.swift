@@ -183,13 +183,29 @@ public struct CompiledRule: Sendable {
     /// Microseconds within which a second alert for the same child is suppressed; `Int64.max` is forever.
     public let suppressMicros: Int64?
     public let template: [TemplatePart]
-    /// Template slots, in order, captured when an expectation is armed.
+    /// `labels:`, fixed, in the order written.
+    public let labels: [RuleLabel]
+    /// `annotations:`, each a template rendered like the summary, in the order written.
+    public let annotations: [RuleAnnotation]
+    /// Template slots, in order (the summary's, then each annotation's), captured when an expectation is armed.
     public let templateSlots: [Int]
     /// Windows whose matching entries are cited as evidence (window index, length in microseconds).
     public let evidenceWindows: [(window: Int, micros: Int64)]
     /// States whose setting events are cited as evidence when they hold the given value.
     public let evidenceStates: [(state: Int, value: FieldValue?)]
     public let location: SourceLocation
+}
+
+/// A rule's label: a fixed name and value every alert of the rule carries (`team: safeguarding`).
+public struct RuleLabel: Sendable, Hashable {
+    public let key: String
+    public let value: String
+}
+
+/// A rule's annotation: a name and a template rendered per alert (`runbook: "https://.../{rule}"`).
+public struct RuleAnnotation: Sendable, Hashable {
+    public let key: String
+    public let template: [TemplatePart]
 }
 
 /// What one event type triggers, precomputed so an event visits only rules that can react to it.
@@ -246,6 +262,21 @@ public struct CompiledRuleSet: Sendable {
 }
 
 extension CompiledRuleSet {
+    /// A template as its author wrote it (`Referral {data.referral_ref} due {deadline}`).
+    public func templateText(_ parts: [TemplatePart]) -> String {
+        parts.map { part -> String in
+            switch part {
+            case .text(let t): return t.replacingOccurrences(of: "{", with: "{{").replacingOccurrences(of: "}", with: "}}")
+            case .field(let slot): return "{\(contract.slotPaths[slot])}"
+            case .deadline: return "{deadline}"
+            case .firedAt: return "{fired_at}"
+            case .childId: return "{child.id}"
+            case .ruleId: return "{rule}"
+            case .severity: return "{severity}"
+            }
+        }.joined()
+    }
+
     /// The rules evaluated (not disabled).
     public var evaluated: Set<Int> { Set(rules.indices.filter { rules[$0].mode != .disabled }) }
 

@@ -389,7 +389,35 @@ struct PackCompiler {
         guard diags.items.count == errorsBefore || !diags.items[errorsBefore...].contains(where: { $0.severity == .error }) else {
             return nil
         }
-        let templateSlots = template.compactMap { if case .field(let s) = $0 { return s }; return nil }
+        var labels: [RuleLabel] = []
+        for (k, v) in r.labels {
+            guard PackCompiler.validName(k.text, dashes: false) else {
+                diags.error(.badName, "label name '\(k.text)' must use lower-case letters, digits and '_'", at: k.location)
+                continue
+            }
+            if labels.contains(where: { $0.key == k.text }) {
+                diags.error(.duplicate, "label '\(k.text)' is given twice", at: k.location)
+                continue
+            }
+            if v.text.isEmpty { diags.error(.badValue, "label '\(k.text)' needs a value", at: v.location) }
+            labels.append(RuleLabel(key: k.text, value: v.text))
+        }
+        var annotations: [RuleAnnotation] = []
+        for (k, v) in r.annotations {
+            guard PackCompiler.validName(k.text, dashes: false) else {
+                diags.error(.badName, "annotation name '\(k.text)' must use lower-case letters, digits and '_'", at: k.location)
+                continue
+            }
+            if annotations.contains(where: { $0.key == k.text }) || k.text == "summary" {
+                diags.error(.duplicate, k.text == "summary" ? "the summary is 'output:', not an annotation" : "annotation '\(k.text)' is given twice", at: k.location)
+                continue
+            }
+            annotations.append(RuleAnnotation(key: k.text, template: compileTemplate(v, triggerTypes: triggerTypes, hasDeadline: r.expect != nil)))
+        }
+        guard diags.items.count == errorsBefore || !diags.items[errorsBefore...].contains(where: { $0.severity == .error }) else {
+            return nil
+        }
+        let templateSlots = (template + annotations.flatMap(\.template)).compactMap { if case .field(let s) = $0 { return s }; return nil }
         captured.formUnion(templateSlots)
         let hasAt = r.expect?.arms.contains { $0.at != nil } ?? false
         let kind = expectation == nil ? "immediate" : (hasAt ? "timer" : "absence")
@@ -398,6 +426,10 @@ struct PackCompiler {
         canon += canonicalExpect
         canon += "suppress=\(suppress.map(String.init) ?? "-")\n"
         canon += "output=\(template.map { canonical($0) }.joined())\n"
+        // Only when given, so that a rule without them keeps its version.
+        let extras = (labels.isEmpty ? "" : "labels=\(labels.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1F}"))\n")
+            + (annotations.isEmpty ? "" : "annotations=\(annotations.map { "\($0.key)=\($0.template.map { canonical($0) }.joined())" }.joined(separator: "\u{1F}"))\n")
+        canon += extras
         let digest = SHA256.hash(data: Array(canon.utf8))
         let version = digest.prefix(8).hexString
         // The same meaning in three parts, for classifying a change of the pack: what decides whether and on
@@ -415,13 +447,13 @@ struct PackCompiler {
         let timing = (expectation?.arms ?? []).map { canonical($0.deadline) }.joined(separator: ",")
         // Live and shadow differ in where the alerts go, not in what fires: a change between them is cosmetic.
         let output = "severity=\(severity.rawValue)\ntitle=\(r.title?.text ?? "")\noutput=\(template.map { canonical($0) }.joined())"
-            + (mode == .shadow ? "\nmode=shadow" : "")
+            + (mode == .shadow ? "\nmode=shadow" : "") + (extras.isEmpty ? "" : "\n" + extras)
         func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
         let fingerprint = RuleFingerprint(logic: short(logic), timing: short(timing), output: short(output))
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",
                                 source: r.source?.text ?? "", severity: severity, version: version, fingerprint: fingerprint, mode: mode, tags: r.tags.map(\.text), kind: kind,
                                 immediate: immediate, expectation: expectation, suppressMicros: suppress, template: template,
-                                templateSlots: templateSlots, evidenceWindows: dedupe(evidenceWindows),
+                                labels: labels, annotations: annotations, templateSlots: templateSlots, evidenceWindows: dedupe(evidenceWindows),
                                 evidenceStates: evidenceStates, location: r.id.location)
         return (rule, immediatePossible, armPossible, checkPossible)
     }

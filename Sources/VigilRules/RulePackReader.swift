@@ -37,6 +37,10 @@ struct RawRule {
     let calendar: LocatedText?
     let mode: LocatedText?
     let tags: [LocatedText]
+    /// `labels: {key: value}`: fixed strings carried in every alert (routing, ownership).
+    var labels: [(key: LocatedText, value: LocatedText)] = []
+    /// `annotations: {key: template}`: rendered like `output` and carried in every alert (a runbook link).
+    var annotations: [(key: LocatedText, value: LocatedText)] = []
 }
 
 struct RawPack {
@@ -159,7 +163,8 @@ struct RulePackReader {
     var pack = RawPack()
 
     static let kinds = ["rule", "macro", "list", "state", "calendar"]
-    static let ruleKeys = ["rule", "title", "severity", "description", "source", "when", "expect", "suppress", "output", "calendar", "tags", "mode"]
+    static let ruleKeys = ["rule", "title", "severity", "description", "source", "when", "expect", "suppress", "output", "calendar", "tags", "mode",
+                           "labels", "annotations"]
     static let expectKeys = ["arm", "met_by", "cancel_by", "correlate", "pending", "fire_if"]
     static let armKeys = ["when", "within", "at"]
     static let matchKeys = ["when", "lookback"]
@@ -271,12 +276,31 @@ struct RulePackReader {
         default:
             var expect: RawExpect?
             if let e = fields["expect"] { expect = readExpect(e.value, y, rule: name.text) }
-            let rule = RawRule(id: name, title: text("title", required: true), severity: text("severity", required: true),
+            /// A mapping of names to single values.
+            func pairs(_ key: String) -> [(key: LocatedText, value: LocatedText)] {
+                guard let f = fields[key] else { return [] }
+                guard case .mapping = f.value, let items = y.entries(f.value, into: &diags) else {
+                    diags.error(.badValue, "'\(key):' must be a mapping of names to values ({team: safeguarding})", at: y.location(f.value))
+                    return []
+                }
+                var out: [(key: LocatedText, value: LocatedText)] = []
+                for item in items {
+                    guard let v = y.located(item.value) else {
+                        diags.error(.badValue, "\(key) '\(item.key.text)' must be a single value (use a YAML string)", at: y.location(item.value))
+                        continue
+                    }
+                    out.append((item.key, v))
+                }
+                return out
+            }
+            var rule = RawRule(id: name, title: text("title", required: true), severity: text("severity", required: true),
                                description: text("description", required: true), source: text("source", required: true),
                                when: text("when", required: false), expect: expect, suppress: text("suppress", required: false),
                                output: text("output", required: true), calendar: text("calendar", required: false),
                                mode: text("mode", required: false),
                                tags: fields["tags"].flatMap { y.scalars($0.value, what: "tags", into: &diags) } ?? [])
+            rule.labels = pairs("labels")
+            rule.annotations = pairs("annotations")
             if rule.when == nil && fields["expect"] == nil {
                 diags.error(.missingKey, "rule '\(name.text)' needs 'when:' (fires at an event) or 'expect:' (fires at a deadline)", at: name.location)
             }

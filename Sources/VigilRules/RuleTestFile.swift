@@ -26,6 +26,8 @@ public struct RuleTest: Sendable {
         public let location: SourceLocation
         /// The rendered summary the alert must have (`expect: [{rule: R, at: T, summary: "..."}]`).
         public var summary: String?
+        /// Annotations the alert must carry, rendered (`annotations: {runbook: "..."}`); others are not checked.
+        public var annotations: [String: String] = [:]
     }
 
     public let name: String
@@ -150,15 +152,29 @@ public enum RuleTestReader {
                 let rule = entries.first { $0.key.text == "rule" }.flatMap { y.located($0.value) }
                 let at = entries.first { $0.key.text == "at" }.flatMap { y.located($0.value) }
                 let summary = entries.first { $0.key.text == "summary" }.flatMap { y.located($0.value) }
-                for e in entries where !["rule", "at", "summary"].contains(e.key.text) {
-                    diags.error(.badTest, "unknown key '\(e.key.text)' in an expectation (rule, at, summary)", at: e.key.location)
+                var annotations: [String: String] = [:]
+                if let a = entries.first(where: { $0.key.text == "annotations" }) {
+                    if case .mapping = a.value, let pairs = y.entries(a.value, into: &diags) {
+                        for p in pairs {
+                            if let v = y.located(p.value) { annotations[p.key.text] = v.text } else {
+                                diags.error(.badTest, "annotation '\(p.key.text)' must be a single value (the rendered text)", at: y.location(p.value))
+                            }
+                        }
+                    } else {
+                        diags.error(.badTest, "annotations: must be a mapping of names to rendered text", at: y.location(a.value))
+                    }
+                }
+                for e in entries where !["rule", "at", "summary", "annotations"].contains(e.key.text) {
+                    diags.error(.badTest, "unknown key '\(e.key.text)' in an expectation (rule, at, summary, annotations)", at: e.key.location)
                 }
                 guard let rule else { diags.error(.badTest, "an expectation needs rule:", at: y.location(n)); continue }
-                if summary != nil && !requireTime {
-                    diags.error(.badTest, "summary: is for expected alerts (expect:), not expect_not:", at: y.location(n))
+                if (summary != nil || !annotations.isEmpty) && !requireTime {
+                    diags.error(.badTest, "summary: and annotations: are for expected alerts (expect:), not expect_not:", at: y.location(n))
                 }
                 if let at, let t = instant(at.text) {
-                    out.append(.init(rule: rule.text, at: t, location: rule.location, summary: summary?.text))
+                    var e = RuleTest.Expectation(rule: rule.text, at: t, location: rule.location, summary: summary?.text)
+                    e.annotations = annotations
+                    out.append(e)
                 } else if at == nil && !requireTime {
                     out.append(.init(rule: rule.text, at: nil, location: rule.location))
                 } else {

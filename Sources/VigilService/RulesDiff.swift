@@ -90,6 +90,8 @@ public enum RuleCatalogue {
             out += r.description.trimmingCharacters(in: .whitespacesAndNewlines) + "\n\n"
             out += "- Source: \(r.source)\n"
             if !r.tags.isEmpty { out += "- Tags: \(r.tags.map { "`\($0)`" }.joined(separator: ", "))\n" }
+            if !r.labels.isEmpty { out += "- Labels: \(r.labels.map { "`\($0.key)=\($0.value)`" }.joined(separator: ", "))\n" }
+            for a in r.annotations { out += "- Annotation `\(a.key)`: `\(set.templateText(a.template))`\n" }
             out += "- Version: `\(r.version)`; defined at `\(r.location.file.split(separator: "/").last.map(String.init) ?? r.location.file):\(r.location.line)`\n"
         }
         return out

@@ -35,9 +35,13 @@ public struct EditedPack: Sendable {
         return copy
     }
 
+    /// The files as a compiler reads them.
+    public var sources: RuleSources {
+        RuleSources(files: files.sorted { $0.key < $1.key }.map { RuleSources.File(path: $0.key, relativePath: $0.key, text: $0.value) })
+    }
+
     /// The pack compiled (its tests are not run); throws with the first diagnostics when it does not compile.
     public func compile() throws -> CompiledRuleSet {
-        let sources = RuleSources(files: files.sorted { $0.key < $1.key }.map { RuleSources.File(path: $0.key, relativePath: $0.key, text: $0.value) })
         let c = RuleCompiler.compile(sources, contract: .embedded)
         guard let set = c.ruleSet else { throw EditError(description: c.report) }
         return set

@@ -18,7 +18,7 @@ struct CheckCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Rule pack directory (or one rule file of a pack).", valueName: "DIR"))
     var directory: String = "Rules"
 
-    @Flag(name: .long, help: "Print each rule's id, severity, kind, mode, version and title (vigil rules doc: a Markdown catalogue with descriptions).")
+    @Flag(name: .long, help: "Print each rule's id, severity, kind, mode, version and title, then its description, tags and labels (vigil rules doc: the same as a Markdown catalogue).")
     var list = false
 
     @Flag(help: "Warn about macros, lists and states no rule uses.")
@@ -54,6 +54,11 @@ struct CheckCommand: ParsableCommand {
             let width = set.rules.map(\.id.count).max() ?? 0
             for r in set.rules {
                 Output.shared.line("\(r.id.padding(toLength: width, withPad: " ", startingAt: 0))  \(r.severity.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(r.mode.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.version)  \(r.title)")
+                let description = r.description.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                if !description.isEmpty { Output.shared.line("    " + description) }
+                if !r.tags.isEmpty || !r.labels.isEmpty {
+                    Output.shared.line("    " + (r.tags.map { "#\($0)" } + r.labels.map { "\($0.key)=\($0.value)" }).joined(separator: " "))
+                }
             }
             Output.shared.flush()
         }

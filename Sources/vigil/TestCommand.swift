@@ -49,6 +49,12 @@ struct TestCommand: ParsableCommand {
                     Output.shared.line("        summary     \(w.expected.rule) at \(w.expected.at.map(\.description) ?? "?"): expected \"\(w.expected.summary ?? "")\"")
                     Output.shared.line("                    got      \"\(w.got)\"")
                 }
+                for w in r.wrongAnnotations {
+                    for (k, v) in w.expected.annotations.sorted(by: { $0.key < $1.key }) where w.got[k] != v {
+                        Output.shared.line("        annotation  \(w.expected.rule) at \(w.expected.at.map(\.description) ?? "?"): \(k) expected \"\(v)\"")
+                        Output.shared.line("                    got      " + (w.got[k].map { "\"\($0)\"" } ?? "(none: the rule has no annotation '\(k)')"))
+                    }
+                }
             }
             if verbose || !r.passed {
                 if r.raised.isEmpty { Output.shared.line("        (no alerts raised)") }

@@ -75,6 +75,12 @@ public enum DiagnosticCode: String, Sendable, CaseIterable {
     case badTest = "bad-test"
     /// A lint warning: a macro, list or state that no rule uses.
     case unused = "unused"
+    /// A lint warning: a rule whose conditions are another rule's.
+    case duplicateRule = "duplicate-rule"
+    /// A lint warning: a suppression shorter than a window the rule counts over.
+    case shortSuppression = "short-suppression"
+    /// A lint warning: a test event whose agency is the built-in default.
+    case impliedDefault = "implied-default"
 }
 
 /// One problem found while loading rules or rule tests.

@@ -25,7 +25,20 @@ public enum RuleCompiler {
         for f in sources.files where isRuleFile(f.relativePath) { reader.read(f) }
         var pc = PackCompiler(contract: contract, sources: sources, diags: reader.diags)
         let set = pc.compile(reader.pack)
-        if lint { pc.lintUnused(reader.pack) }
+        if lint {
+            pc.lintUnused(reader.pack)
+            pc.lintRules()
+            // Test events whose agency nothing states (the built-in default).
+            for f in sources.files where isTestFile(f.relativePath) {
+                for t in RuleTestReader.read(f, contract: contract).tests {
+                    for e in t.events where e.impliedAgency {
+                        pc.diags.add(Diagnostic(.warning, .impliedDefault,
+                                                "this event's agency is the built-in default (\(RuleTestReader.builtInAgency)): state it with agency: on the event, the test, or the file's - defaults:",
+                                                at: e.location))
+                    }
+                }
+            }
+        }
         let ok = !pc.diags.hasErrors
         return RuleCompilation(ruleSet: ok ? set : nil, diagnostics: pc.diags.sorted, sources: sources)
     }
@@ -67,6 +80,10 @@ struct PackCompiler {
     var windowPossible: [Set<Int>] = []
     var windowByKey: [String: Int] = [:]
     var captured = Set<Int>()
+
+    /// Per compiled rule, what the lint compares: its conditions (arms without deadlines, met, cancel,
+    /// correlation, look-back, fire_if, or its `when`), its suppression and the longest window it counts over.
+    var shapes: [(id: String, location: SourceLocation, conditions: String, suppress: (micros: Int64, at: SourceLocation)?, window: Int64?)] = []
 
     // Per-rule scratch.
     var evidenceWindows: [(window: Int, micros: Int64)] = []
@@ -127,6 +144,26 @@ struct PackCompiler {
         }
         return CompiledRuleSet(contract: contract, rules: built.map(\.rule), program: program, notes: notes, states: states,
                                windows: windows, calendars: calendars, dispatch: dispatch, capturedSlots: captured.sorted())
+    }
+
+    /// Lint warnings about the rules: two rules with the same conditions (a copy that fires twice for one
+    /// thing), and a suppression shorter than the window the rule counts over (the same events raise it again
+    /// once the suppression ends).
+    mutating func lintRules() {
+        var seen: [String: (id: String, location: SourceLocation)] = [:]
+        for s in shapes {
+            if let first = seen[s.conditions] {
+                diags.add(Diagnostic(.warning, .duplicateRule, "rule '\(s.id)' has the same conditions as rule '\(first.id)': both fire for the same events",
+                                     at: s.location, notes: ["'\(first.id)' is defined at \(first.location)"]))
+            } else {
+                seen[s.conditions] = (s.id, s.location)
+            }
+            if let sup = s.suppress, let w = s.window, sup.micros != Int64.max, sup.micros < w {
+                diags.add(Diagnostic(.warning, .shortSuppression,
+                                     "suppression of \(RuleDuration.describe(micros: sup.micros)) is shorter than the window the rule counts over (\(RuleDuration.describe(micros: w))): the same events can raise it again when the suppression ends",
+                                     at: sup.at, notes: ["suppress for at least the window (\(RuleDuration.describe(micros: w))), or 'forever'"]))
+            }
+        }
     }
 
     /// Warnings for macros, lists and states that no rule (or state) uses.
@@ -448,6 +485,10 @@ struct PackCompiler {
         // Live and shadow differ in where the alerts go, not in what fires: a change between them is cosmetic.
         let output = "severity=\(severity.rawValue)\ntitle=\(r.title?.text ?? "")\noutput=\(template.map { canonical($0) }.joined())"
             + (mode == .shadow ? "\nmode=shadow" : "") + (extras.isEmpty ? "" : "\n" + extras)
+        let conditions = logic.components(separatedBy: "\nsuppress=").first ?? logic
+        var suppressed: (micros: Int64, at: SourceLocation)?
+        if let suppress, let at = r.suppress?.location { suppressed = (suppress, at) }
+        shapes.append((r.id.text, r.id.location, conditions, suppressed, dedupe(evidenceWindows).map(\.micros).max()))
         func short(_ s: String) -> String { SHA256.hash(data: Array(s.utf8)).prefix(8).hexString }
         let fingerprint = RuleFingerprint(logic: short(logic), timing: short(timing), output: short(output))
         let rule = CompiledRule(id: r.id.text, title: r.title?.text ?? "", description: r.description?.text ?? "",

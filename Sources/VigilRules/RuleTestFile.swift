@@ -17,6 +17,9 @@ public struct RuleTest: Sendable {
         /// The event as contract JSON.
         public let json: String
         public let location: SourceLocation
+        /// No `agency:` on the event, its test or the file's defaults: it came from the built-in default
+        /// (`children_social_care`), which `vigil check --lint` warns of.
+        public var impliedAgency = false
     }
 
     public struct Expectation: Sendable, Hashable {
@@ -58,7 +61,7 @@ public enum RuleTestReader {
             diags.error(.notAList, "a rule test file is a YAML list of - test: items", at: y.location(root))
             return ([], diags.sorted)
         }
-        var defaultAgency = "children_social_care"
+        var defaultAgency: String?
         var defaultChild: Node?
         var tests: [RuleTest] = []
         var names = Set<String>()
@@ -76,7 +79,7 @@ public enum RuleTestReader {
                 }
                 for (k, v) in inner {
                     switch k.text {
-                    case "agency": defaultAgency = y.located(v)?.text ?? defaultAgency
+                    case "agency": defaultAgency = y.located(v)?.text
                     case "child": defaultChild = v
                     default: diags.error(.unknownKey, "unknown key '\(k.text)' in defaults (agency, child)", at: k.location)
                     }
@@ -196,7 +199,10 @@ public enum RuleTestReader {
         return out
     }
 
-    static func event(_ node: Node, index: Int, agency: String, child: Node?, _ y: YAMLFile, _ contract: EventContract,
+    /// The agency a test event has when nothing says one.
+    public static let builtInAgency = "children_social_care"
+
+    static func event(_ node: Node, index: Int, agency: String?, child: Node?, _ y: YAMLFile, _ contract: EventContract,
                       _ diags: inout DiagnosticBag) -> RuleTest.Event? {
         guard let entries = y.entries(node, into: &diags), entries.count == 1, let (typeKey, body) = entries.first else {
             diags.error(.badTest, "an event is one mapping TYPE: {at: ..., field: value}", at: y.location(node))
@@ -215,7 +221,8 @@ public enum RuleTestReader {
         var at: Instant?
         var envelope: [(String, JSONValue)] = []
         var eventId = "t\(index)"
-        var eventAgency = agency
+        var eventAgency = agency ?? builtInAgency
+        var implied = agency == nil
         var childNode = child
         var dob: String?
         var mobility: String?
@@ -230,7 +237,9 @@ public enum RuleTestReader {
                 }
                 at = t
             case "id": eventId = text ?? eventId
-            case "agency": eventAgency = text ?? eventAgency
+            case "agency":
+                eventAgency = text ?? eventAgency
+                implied = false
             case "child": childNode = v
             case "dob": dob = text
             case "mobility": mobility = text
@@ -265,7 +274,9 @@ public enum RuleTestReader {
             ("agency", .string(eventAgency)),
             ("child", .object(childFields)),
         ] + envelope + [("data", .object(data))])
-        return RuleTest.Event(json: doc.jsonText, location: typeKey.location)
+        var e = RuleTest.Event(json: doc.jsonText, location: typeKey.location)
+        e.impliedAgency = implied
+        return e
     }
 
     static func convert(_ v: Node, kind: FieldKind?, _ y: YAMLFile) -> JSONValue {

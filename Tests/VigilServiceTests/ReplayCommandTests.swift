@@ -51,6 +51,41 @@ import VigilTesting
         #expect(compiled.ruleSet?.calendars.first?.holidays.isEmpty == false)
     }
 
+    /// The lint's other warnings: a rule that copies another's conditions, a suppression shorter than the window
+    /// the rule counts over, a test event whose agency nothing states. Warnings, never errors.
+    @Test func lintWarnsOfACopiedRuleAShortSuppressionAndAnImpliedAgency() throws {
+        let edited = try EditedPack(rulesDir)
+            .appending("""
+
+                - rule: second-injury-on-plan
+                  title: A copy under another name
+                  severity: high
+                  description: The same as repeated-injury.
+                  source: Test
+                  when: injury and on_plan and count(injury, 90 days) >= 2
+                  output: "Child {child.id}: another injury"
+
+                """, to: "injuries.yaml")
+            .replacing("  suppress: 30 days\n", with: "  suppress: 7 days\n", in: "multi-agency.yaml")
+            .appending("""
+
+                - test: an event without an agency
+                  events:
+                    - referral: {at: 2007-03-12T15:00Z, referral_ref: R-9, referrer_agency: school, decision: pending}
+                  expect: [referral-decision-overdue at 2007-03-14T00:00Z]
+
+                """, to: "tests/other.yaml")
+        let c = RuleCompiler.compile(edited.sources, contract: .embedded, lint: true)
+        #expect(c.ruleSet != nil && c.errors.isEmpty, "warnings never fail a build")
+        let warnings = c.diagnostics.filter { $0.severity == .warning }
+        #expect(warnings.map(\.code) == [.duplicateRule, .shortSuppression, .impliedDefault], "\(c.report)")
+        #expect(warnings.contains { $0.message == "rule 'second-injury-on-plan' has the same conditions as rule 'repeated-injury': both fire for the same events" })
+        #expect(warnings.contains { $0.message.hasPrefix("suppression of 1 week is shorter than the window the rule counts over (30 days)") })
+        #expect(warnings.contains { $0.location.file == "tests/other.yaml" && $0.location.line == 4 && $0.message.contains("built-in default (children_social_care)") })
+        // Without --lint, none of them.
+        #expect(RuleCompiler.compile(edited.sources, contract: .embedded).diagnostics.isEmpty)
+    }
+
     @Test func oneFileIsCheckedWithItsPackAndLintIsCleanOnTheShippedPack() throws {
         let lint = try Subprocess(vigilBinary, ["check", "--lint", "--strict", rulesDir])
         #expect(lint.wait(timeout: 60) == 0, "\(lint.stderr)")

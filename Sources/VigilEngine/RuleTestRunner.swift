@@ -115,7 +115,7 @@ public struct RuleTestSuite: Sendable {
         var results: [RuleTestResult] = []
         var diagnostics: [Diagnostic] = []
         for f in sources.files where RuleCompiler.isTestFile(f.relativePath) {
-            let (tests, diags) = RuleTestReader.read(f, contract: rules.contract)
+            let (tests, diags) = RuleTestReader.read(f, contract: rules.contract, zone: rules.calendars.first?.zone)
             diagnostics += diags
             for t in tests where filter.map({ t.name.contains($0) }) ?? true {
                 results.append(RuleTestRunner.run(t, rules: rules))

@@ -30,7 +30,7 @@ public enum RuleCompiler {
             pc.lintRules()
             // Test events whose agency nothing states (the built-in default).
             for f in sources.files where isTestFile(f.relativePath) {
-                for t in RuleTestReader.read(f, contract: contract).tests {
+                for t in RuleTestReader.read(f, contract: contract, zone: set.calendars.first?.zone).tests {
                     for e in t.events where e.impliedAgency {
                         pc.diags.add(Diagnostic(.warning, .impliedDefault,
                                                 "this event's agency is the built-in default (\(RuleTestReader.builtInAgency)): state it with agency: on the event, the test, or the file's - defaults:",

@@ -53,7 +53,10 @@ public enum RuleTestReader {
     static let testKeys = ["test", "description", "rules", "agency", "child", "events", "until", "expect", "expect_not"]
     static let reserved: Set<String> = ["at", "id", "agency", "child", "dob", "mobility", "recorded_at", "household"]
 
-    public static func read(_ file: RuleSources.File, contract: EventContract = .embedded) -> (tests: [RuleTest], diagnostics: [Diagnostic]) {
+    /// `zone` reads times written without an offset (`2007-04-05T16:00`) as local time there: the pack's
+    /// calendar zone. Without one such a time is an error.
+    public static func read(_ file: RuleSources.File, contract: EventContract = .embedded, zone: ZoneTable? = nil)
+        -> (tests: [RuleTest], diagnostics: [Diagnostic]) {
         var diags = DiagnosticBag()
         let y = YAMLFile(path: file.path, text: file.text)
         guard let root = y.compose(into: &diags) else { return ([], diags.sorted) }
@@ -106,19 +109,19 @@ public enum RuleTestReader {
                     continue
                 }
                 for (k, node) in seq.enumerated() {
-                    if let e = event(node, index: k + 1, agency: agency, child: child, y, contract, &diags) { events.append(e) }
+                    if let e = event(node, index: k + 1, agency: agency, child: child, zone: zone, y, contract, &diags) { events.append(e) }
                 }
             } else {
                 diags.error(.badTest, "test '\(name.text)' has no events:", at: name.location)
             }
             var until: Instant?
             if let u = fields["until"] {
-                if let t = y.located(u.value), let v = instant(t.text) { until = v } else {
-                    diags.error(.badTest, "until: must be a date-time such as 2007-03-20T00:00Z", at: y.location(u.value))
+                if let t = y.located(u.value), let v = instant(t.text, zone: zone) { until = v } else {
+                    diags.error(.badTest, "until: must be a date-time such as 2007-03-20T00:00Z" + localHint(zone), at: y.location(u.value))
                 }
             }
-            let expect = expectations(fields["expect"], requireTime: true, y, &diags)
-            let expectNot = expectations(fields["expect_not"], requireTime: false, y, &diags)
+            let expect = expectations(fields["expect"], requireTime: true, zone: zone, y, &diags)
+            let expectNot = expectations(fields["expect_not"], requireTime: false, zone: zone, y, &diags)
             if expect.isEmpty && expectNot.isEmpty {
                 diags.error(.badTest, "test '\(name.text)' checks nothing: give expect: and/or expect_not:", at: name.location)
             }
@@ -133,6 +136,19 @@ public enum RuleTestReader {
     }
 
     /// Accepts RFC 3339, and also the seconds left out (`2007-03-14T00:00Z`).
+    /// How a time may be written, for an error message.
+    static func localHint(_ zone: ZoneTable?) -> String {
+        zone.map { " (UTC with Z, an offset, or local time in \($0.identifier) without one: 2007-03-20T00:00)" } ?? " (with Z or an offset: the pack has no calendar to give local time)"
+    }
+
+    /// A time in a test: RFC 3339 (seconds and fraction optional) with `Z` or an offset; or, given `zone`, local
+    /// time there without one (`2007-04-05T16:00`, seconds optional).
+    public static func instant(_ s: String, zone: ZoneTable?) -> Instant? {
+        if let t = instant(s) { return t }
+        guard let zone, s.utf8.count == 16 || s.utf8.count == 19, s.contains("T") else { return nil }
+        return zone.instant(localDateTime: s)
+    }
+
     public static func instant(_ s: String) -> Instant? {
         if let t = RFC3339.parseDateTime(s) { return t }
         let u = Array(s.utf8)
@@ -144,7 +160,7 @@ public enum RuleTestReader {
         return nil
     }
 
-    static func expectations(_ field: (key: LocatedText, value: Node)?, requireTime: Bool, _ y: YAMLFile,
+    static func expectations(_ field: (key: LocatedText, value: Node)?, requireTime: Bool, zone: ZoneTable?, _ y: YAMLFile,
                              _ diags: inout DiagnosticBag) -> [RuleTest.Expectation] {
         guard let field else { return [] }
         var nodes: [Node] = []
@@ -174,7 +190,7 @@ public enum RuleTestReader {
                 if (summary != nil || !annotations.isEmpty) && !requireTime {
                     diags.error(.badTest, "summary: and annotations: are for expected alerts (expect:), not expect_not:", at: y.location(n))
                 }
-                if let at, let t = instant(at.text) {
+                if let at, let t = instant(at.text, zone: zone) {
                     var e = RuleTest.Expectation(rule: rule.text, at: t, location: rule.location, summary: summary?.text)
                     e.annotations = annotations
                     out.append(e)
@@ -189,7 +205,7 @@ public enum RuleTestReader {
             let words = t.text.split(separator: " ").map(String.init).filter { $0 != "at" }
             if words.count == 1, !requireTime {
                 out.append(.init(rule: words[0], at: nil, location: t.location))
-            } else if words.count == 2, let when = instant(words[1]) {
+            } else if words.count == 2, let when = instant(words[1], zone: zone) {
                 out.append(.init(rule: words[0], at: when, location: t.location))
             } else {
                 diags.error(.badTest, requireTime ? "write an expected alert as 'RULE at TIME' (e.g. child-not-seen at 2007-02-06T00:00Z)"
@@ -202,7 +218,7 @@ public enum RuleTestReader {
     /// The agency a test event has when nothing says one.
     public static let builtInAgency = "children_social_care"
 
-    static func event(_ node: Node, index: Int, agency: String?, child: Node?, _ y: YAMLFile, _ contract: EventContract,
+    static func event(_ node: Node, index: Int, agency: String?, child: Node?, zone: ZoneTable?, _ y: YAMLFile, _ contract: EventContract,
                       _ diags: inout DiagnosticBag) -> RuleTest.Event? {
         guard let entries = y.entries(node, into: &diags), entries.count == 1, let (typeKey, body) = entries.first else {
             diags.error(.badTest, "an event is one mapping TYPE: {at: ..., field: value}", at: y.location(node))
@@ -231,8 +247,8 @@ public enum RuleTestReader {
             let text = y.located(v)?.text
             switch k.text {
             case "at":
-                guard let t = text.flatMap(instant) else {
-                    diags.error(.badTest, "at: must be a date-time such as 2007-03-12T11:00Z", at: y.location(v))
+                guard let t = text.flatMap({ instant($0, zone: zone) }) else {
+                    diags.error(.badTest, "at: must be a date-time such as 2007-03-12T11:00Z" + localHint(zone), at: y.location(v))
                     return nil
                 }
                 at = t
@@ -244,7 +260,7 @@ public enum RuleTestReader {
             case "dob": dob = text
             case "mobility": mobility = text
             case "recorded_at":
-                if let t = text.flatMap(instant) { envelope.append(("recorded_at", .string(t.description))) }
+                if let t = text.flatMap({ instant($0, zone: zone) }) { envelope.append(("recorded_at", .string(t.description))) }
             case "household": if let text { envelope.append(("household_id", .string(text))) }
             default:
                 let kind = contract.field("data." + k.text).flatMap { $0.eventTypes.contains(typeIndex) ? $0.kind : nil }

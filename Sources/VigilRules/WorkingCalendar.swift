@@ -73,8 +73,13 @@ public struct ZoneTable: Sendable, Hashable {
         if s.count == 16 { s += ":00" }
         guard let naive = RFC3339.parseDateTime(s + "Z") else { return nil }
         let local = floorDivide(naive.micros, Instant.microsPerSecond)
-        let guess = local - offset(atUTCSeconds: local - offset(atUTCSeconds: local))
-        return Instant(micros: guess * Instant.microsPerSecond + (naive.micros - local * Instant.microsPerSecond))
+        // The offsets in force a day either side; a reading is valid under an offset in force at the instant it
+        // gives. Two valid (the hour the clocks go back): the earlier instant. None (the hour they skip): the
+        // offset in force before.
+        let before = offset(atUTCSeconds: local - 86_400), after = offset(atUTCSeconds: local + 86_400)
+        let valid = [before, after].map { local - $0 }.filter { t in offset(atUTCSeconds: t) == local - t }
+        let utc = valid.min() ?? local - before
+        return Instant(micros: utc * Instant.microsPerSecond + (naive.micros - local * Instant.microsPerSecond))
     }
 
     /// The clock changes strictly after `a` and at or before `b`: when, and the offsets (seconds) before and after.

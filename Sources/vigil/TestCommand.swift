@@ -1,4 +1,5 @@
 import ArgumentParser
+import VigilContract
 import VigilEngine
 import VigilRules
 import VigilService
@@ -34,6 +35,9 @@ struct TestCommand: ParsableCommand {
         let set = try RulesOptions.compile(directory)
         let suite = RuleTestSuite.run(sources, rules: set, filter: filter)
         let color = Output.stdoutIsTerminal
+        // Times for a person: local in the pack's zone with the offset, the UTC instant in brackets.
+        let explainer = Explainer(rules: set)
+        func when(_ t: Instant?) -> String { t.map(explainer.when) ?? "?" }
         for d in suite.diagnostics { Output.error(d.rendered(sources: sources)) }
         for r in suite.results {
             let where_ = "\(r.test.location.file):\(r.test.location.line)"
@@ -42,23 +46,23 @@ struct TestCommand: ParsableCommand {
             } else {
                 Output.shared.line("\(ANSI.color("FAIL", "1;31", enabled: color))  \(where_)  \(r.test.name)")
                 for e in r.errors { Output.shared.line("        error       \(e)") }
-                for m in r.missing { Output.shared.line("        missing     \(m.rule) at \(m.at.map(\.description) ?? "?")") }
-                for u in r.unexpected { Output.shared.line("        unexpected  \(u.rule) at \(u.at)") }
-                for f in r.forbidden { Output.shared.line("        must not    \(f.rule)\(f.at.map { " at \($0)" } ?? "") fired") }
+                for m in r.missing { Output.shared.line("        missing     \(m.rule) at \(when(m.at))") }
+                for u in r.unexpected { Output.shared.line("        unexpected  \(u.rule) at \(when(u.at))") }
+                for f in r.forbidden { Output.shared.line("        must not    \(f.rule)\(f.at.map { " at \(when($0))" } ?? "") fired") }
                 for w in r.wrongSummary {
-                    Output.shared.line("        summary     \(w.expected.rule) at \(w.expected.at.map(\.description) ?? "?"): expected \"\(w.expected.summary ?? "")\"")
+                    Output.shared.line("        summary     \(w.expected.rule) at \(when(w.expected.at)): expected \"\(w.expected.summary ?? "")\"")
                     Output.shared.line("                    got      \"\(w.got)\"")
                 }
                 for w in r.wrongAnnotations {
                     for (k, v) in w.expected.annotations.sorted(by: { $0.key < $1.key }) where w.got[k] != v {
-                        Output.shared.line("        annotation  \(w.expected.rule) at \(w.expected.at.map(\.description) ?? "?"): \(k) expected \"\(v)\"")
+                        Output.shared.line("        annotation  \(w.expected.rule) at \(when(w.expected.at)): \(k) expected \"\(v)\"")
                         Output.shared.line("                    got      " + (w.got[k].map { "\"\($0)\"" } ?? "(none: the rule has no annotation '\(k)')"))
                     }
                 }
             }
             if verbose || !r.passed {
                 if r.raised.isEmpty { Output.shared.line("        (no alerts raised)") }
-                for a in r.raised where verbose || !r.passed { Output.shared.line("        raised      \(a.rule) at \(a.at)") }
+                for a in r.raised where verbose || !r.passed { Output.shared.line("        raised      \(a.rule) at \(when(a.at))") }
             }
             if !r.trace.isEmpty {
                 Output.shared.line("        why (vigil explain over the test's events):")

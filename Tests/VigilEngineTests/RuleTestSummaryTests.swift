@@ -127,3 +127,44 @@ import VigilTesting
         #expect(try errors("  annotations: {summary: x}\n") == ["the summary is 'output:', not an annotation"])
     }
 }
+
+/// Times in a test file without `Z` or an offset are local in the pack's calendar zone, as a person reads them.
+@Suite struct LocalTimesInTestsTests {
+    /// The hour the clocks go back reads twice: the first reading is taken. The hour they skip does not exist:
+    /// it is read at the offset in force before.
+    @Test func localReadingsAroundTheClockChanges() throws {
+        let zone = try #require(ZoneTable.named("Europe/London"))
+        func utc(_ local: String) -> String { zone.instant(localDateTime: local)?.description ?? "nil" }
+        #expect(utc("2007-10-28T00:30") == "2007-10-27T23:30:00Z")
+        #expect(utc("2007-10-28T01:30") == "2007-10-28T00:30:00Z")
+        #expect(utc("2007-10-28T02:30") == "2007-10-28T02:30:00Z")
+        #expect(utc("2007-03-25T00:30") == "2007-03-25T00:30:00Z")
+        #expect(utc("2007-03-25T01:30") == "2007-03-25T01:30:00Z")
+        #expect(utc("2007-03-25T02:30:15") == "2007-03-25T01:30:15Z")
+    }
+
+    @Test func aTimeWithoutAnOffsetIsLocalInThePacksZone() throws {
+        let text = """
+            - test: local times
+              child: C-1
+              events:
+                - referral: {at: 2007-04-05T16:00, referral_ref: R-1, referrer_agency: gp, decision: pending}
+              until: 2007-04-20T01:00:00
+              expect: [referral-decision-overdue at 2007-04-11T00:00]
+
+            """
+        let file = RuleSources.File(path: "tests/t.yaml", relativePath: "tests/t.yaml", text: text)
+        let zone = try #require(pack.calendars.first?.zone)
+        let (tests, diags) = RuleTestReader.read(file, contract: pack.contract, zone: zone)
+        #expect(diags.isEmpty, "\(diags)")
+        let test = try #require(tests.first)
+        // 16:00 in London on 5 April 2007 (BST) is 15:00 UTC; local midnight starting 11 April is 23:00 UTC on the 10th.
+        #expect(test.events.first?.json.contains(#""occurred_at":"2007-04-05T15:00:00Z""#) == true)
+        #expect(test.until == RFC3339.parseDateTime("2007-04-20T00:00:00Z"))
+        #expect(test.expect.first?.at == RFC3339.parseDateTime("2007-04-10T23:00:00Z"))
+        #expect(RuleTestRunner.run(test, rules: pack).passed)
+        // Without a zone (a pack with no calendar), such a time is an error that says how to write it.
+        let (_, noZone) = RuleTestReader.read(file, contract: pack.contract)
+        #expect(noZone.contains { $0.message.contains("with Z or an offset: the pack has no calendar to give local time") }, "\(noZone)")
+    }
+}

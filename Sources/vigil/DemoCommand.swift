@@ -114,7 +114,7 @@ struct DemoCommand: ParsableCommand {
             let n = shown.add(1, ordering: .relaxed).newValue
             guard n <= limit else { return }
             let rule = set.rules[rendered.alert.ruleIndex]
-            Output.shared.line(ANSI.color(TailedAlert(rendered.alert, AlertFormatter(rules: set)).line, ANSI.severity(rule.severity), enabled: color))
+            Output.shared.line(ANSI.color(TailedAlert(rendered.alert, AlertFormatter(rules: set)).line(in: set.calendars.first?.zone), ANSI.severity(rule.severity), enabled: color))
             if n == limit { Output.shared.line("... (more alerts in \(auditPath): vigil tail --audit \(auditPath))") }
             Output.shared.flush()
         }

@@ -115,7 +115,7 @@ struct ReplayCommand: ParsableCommand {
                 case .json: Output.shared.line(formatter.json(alert))
                 case .text:
                     let sev = formatter.rules.rules[alert.ruleIndex].severity
-                    Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line, ANSI.severity(sev), enabled: color))
+                    Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line(in: formatter.rules.calendars.first?.zone), ANSI.severity(sev), enabled: color))
                 }
             })
         } catch {

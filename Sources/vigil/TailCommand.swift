@@ -3,13 +3,14 @@ import Foundation
 import Logging
 import Synchronization
 import VigilContract
+import VigilRules
 import VigilService
 
 struct TailCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tail",
         abstract: "Follow alerts from the audit log or the alerts topic: one readable line per alert, coloured by severity.",
-        discussion: "Give --audit FILE, or --brokers and --topic. Keeps following until Ctrl-C (or use --no-follow). Each line: fired_at (UTC, as the alert contract has every instant; a deadline at local midnight in London summer time shows as 23:00:00Z the day before), severity, LATE or WITHDRAWN when a record that arrived late caused it, rule, child, summary, the late record, and the ids of the events the alert cites."
+        discussion: "Give --audit FILE, or --brokers and --topic. Keeps following until Ctrl-C (or use --no-follow). Each line: fired_at (local time with its offset in the pack's calendar zone when --rules, $VIGIL_RULES or --tz names one, so a deadline at local midnight in London summer time reads 00:00:00+01:00; UTC otherwise, as in the alert JSON), severity, LATE or WITHDRAWN when a record that arrived late caused it, rule, child, summary, the late record, and the ids of the events the alert cites."
     )
 
     @Option(help: ArgumentHelp("Audit log to follow: its file (its rotated segments are read first), or its directory.", valueName: "FILE|DIR")) var audit: String?
@@ -23,6 +24,17 @@ struct TailCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only this child (repeatable).", valueName: "ID")) var child: [String] = []
     @Option(help: "text (one readable line) or json (the alert as written).") var format: Format = .text
     @Flag(inversion: .prefixedNo, help: "Keep following as alerts arrive.") var follow = true
+    @Option(help: ArgumentHelp("Time zone of the text lines' times (default: the calendar zone of the pack in --rules or $VIGIL_RULES, else UTC).", valueName: "ZONE"))
+    var tz: String?
+    @Option(help: ArgumentHelp("Rule pack whose calendar zone the text lines use (default $VIGIL_RULES).", valueName: "DIR"))
+    var rules: String?
+
+    /// The zone text lines are written in: `--tz`, else the pack's calendar zone, else UTC (nil).
+    var zone: ZoneTable? {
+        if let tz { return tz == "UTC" || tz == "Z" ? nil : ZoneTable.named(tz) }
+        guard let dir = rules ?? ProcessInfo.processInfo.environment["VIGIL_RULES"] else { return nil }
+        return (try? RuleDirectory.compile(dir))?.ruleSet?.calendars.first?.zone
+    }
 
     enum Start: String, ExpressibleByArgument { case start, end }
     enum Format: String, ExpressibleByArgument { case text, json }
@@ -34,6 +46,7 @@ struct TailCommand: ParsableCommand {
         if audit == nil, brokers == nil || topic == nil { throw ValidationError("--brokers and --topic go together") }
         if let severity, !AlertFilter.isSeverity(severity) { throw ValidationError("--severity must be low, medium, high or critical") }
         if let since, RFC3339.parseDateTime(since) == nil { throw ValidationError("--since must be an RFC 3339 date-time") }
+        if let tz, tz != "Z", ZoneTable.named(tz) == nil { throw ValidationError("unknown time zone '\(tz)' (an IANA name such as Europe/London, or UTC)") }
     }
 
     func run() throws {
@@ -43,11 +56,12 @@ struct TailCommand: ParsableCommand {
         _ = trap
         let color = Output.stdoutIsTerminal
         let codes = ["critical": "1;31", "high": "31", "medium": "33", "low": "36"]
+        let zone = format == .text ? self.zone : nil
         func show(_ alerts: [TailedAlert]) {
             for a in alerts where filter.accepts(a) {
                 switch format {
                 case .json: Output.shared.line(a.text)
-                case .text: Output.shared.line(ANSI.color(a.line, a.status == "withdrawn" ? "2" : codes[a.severity] ?? "0", enabled: color))
+                case .text: Output.shared.line(ANSI.color(a.line(in: zone), a.status == "withdrawn" ? "2" : codes[a.severity] ?? "0", enabled: color))
                 }
             }
             Output.shared.flush()

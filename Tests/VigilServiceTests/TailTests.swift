@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VigilContract
+import VigilRules
 import VigilEngine
 @testable import VigilService
 
@@ -97,7 +98,7 @@ import VigilEngine
 
     @Test func vigilTailFollowsFiltersAndExitsCleanlyOnCtrlC() throws {
         let (path, _) = try writeLog(2)
-        let tail = try Child(vigilBinary, ["tail", "--audit", path, "--severity", "high"])
+        let tail = try Child(vigilBinary, ["tail", "--audit", path, "--severity", "high", "--tz", "UTC"])
         #expect(Child.until(timeout: 10) { tail.stdout.count == 2 })
         let w = try AuditLogWriter(path: path)
         try w.append(alertId: "low-1", alertJSON: alertJSON("low-1", severity: "low"))
@@ -108,6 +109,31 @@ import VigilEngine
         #expect(!tail.stdout.contains { $0.contains("low-1") || $0.contains("  low  ") })
         tail.signal(SIGINT)
         #expect(tail.wait(timeout: 10) == 0)
+    }
+
+    /// Text lines read in local time: the pack's calendar zone (`--rules`, `$VIGIL_RULES`) or `--tz`; a summer
+    /// deadline at London midnight reads 00:00 +01:00, not 23:00Z the day before. JSON stays UTC.
+    @Test func textLinesAreInThePacksZoneOrTheOneGiven() throws {
+        let path = tempPath("audit")
+        let w = try AuditLogWriter(path: path)
+        _ = try w.append(alertId: "a-1", alertJSON: alertJSON("a-1", firedAt: "2007-04-11T23:00:00Z"))
+        try w.sync()
+        let london = try #require(ZoneTable.named("Europe/London"))
+        let read = AuditFollower(path: path, fromEnd: false).poll()
+        #expect(read.first?.line(in: london) == "2007-04-12T00:00:00+01:00  high      child-not-seen  C-1  s  [evidence e1]")
+        #expect(read.first?.line == "2007-04-11T23:00:00Z  high      child-not-seen  C-1  s  [evidence e1]")
+        let byPack = try Child(vigilBinary, ["tail", "--audit", path, "--no-follow", "--rules", rulesDir])
+        #expect(byPack.wait(timeout: 30) == 0)
+        #expect(byPack.stdout.first == "2007-04-12T00:00:00+01:00  high      child-not-seen  C-1  s  [evidence e1]")
+        let byZone = try Child(vigilBinary, ["tail", "--audit", path, "--no-follow", "--tz", "America/New_York"])
+        #expect(byZone.wait(timeout: 30) == 0)
+        #expect(byZone.stdout.first?.hasPrefix("2007-04-11T19:00:00-04:00  high") == true)
+        let json = try Child(vigilBinary, ["tail", "--audit", path, "--no-follow", "--tz", "Europe/London", "--format", "json"])
+        #expect(json.wait(timeout: 30) == 0)
+        #expect(json.stdout.first?.contains(#""fired_at":"2007-04-11T23:00:00Z""#) == true)
+        let bad = try Child(vigilBinary, ["tail", "--audit", path, "--no-follow", "--tz", "Europe/Londn"])
+        #expect(bad.wait(timeout: 30) == 64)
+        #expect(bad.stderr.joined().contains("unknown time zone 'Europe/Londn'"))
     }
 
     @Test func vigilTailPrintsJsonWithoutFollowing() throws {

@@ -6,6 +6,7 @@ import Logging
 import VigilContract
 import VigilEngine
 import VigilKafka
+import VigilRules
 
 /// An alert as read back from the audit log or the alerts topic.
 public struct TailedAlert: Sendable {
@@ -46,7 +47,11 @@ public struct TailedAlert: Sendable {
     /// E1, E2]` (times UTC, as in the alert; at most 5 evidence ids, then how many more), or for
     /// a note `detected_at  NOTE      input-gap  topic[partition] offsets from..to deleted before read (action)`
     /// or `detected_at  NOTE      rule-pack  <digest> accepted (sighup; previous <digest>): 23 rules, 1 new`.
-    public var line: String {
+    public var line: String { line(in: nil) }
+
+    /// `line` with `fired_at` in `zone`, with its offset (`2007-04-12T00:00:00+01:00`), as a person reads it;
+    /// UTC without a zone.
+    public func line(in zone: ZoneTable?) -> String {
         if isNote {
             let j = json
             let detail: String
@@ -82,7 +87,8 @@ public struct TailedAlert: Sendable {
         let ids = evidenceIds
         let evidence = ids.isEmpty ? "" : "  [evidence \(ids.prefix(5).joined(separator: ", "))\(ids.count > 5 ? " and \(ids.count - 5) more" : "")]"
         // Everything here came from a record: a control character must not reach the terminal.
-        return "\(firedAt)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)\(evidence)".escapingControlCharacters
+        let when = zone.flatMap { z in RFC3339.parseDateTime(firedAt).map(z.format) } ?? firedAt
+        return "\(when)  \(sev)  \(mark)\(ruleId)  \(childId)  \(summary)\(why)\(evidence)".escapingControlCharacters
     }
 
     static func duration(_ seconds: Int64) -> String {

@@ -90,6 +90,11 @@ import VigilTesting
         let lint = try Subprocess(vigilBinary, ["check", "--lint", "--strict", rulesDir])
         #expect(lint.wait(timeout: 60) == 0, "\(lint.stderr)")
         #expect(lint.stderr.last?.hasSuffix("22 rules OK (4 states, 6 windows, 1 calendar)") == true)
+        let list = try Subprocess(vigilBinary, ["check", "--list", rulesDir])
+        #expect(list.wait(timeout: 60) == 0)
+        let at = try #require(list.stdout.firstIndex { $0.hasPrefix("investigation-drift ") })
+        #expect(list.stdout[at].hasSuffix("  high      absence    live      92632be81ce5d16f  Police investigation drifting"), "\(list.stdout[at])")
+        #expect(list.stdout[at + 1] == "    No further activity on a police investigation within 20 working days of it being opened, worked on or reassigned. Every such event starts the clock again; closing the investigation stops it.")
         // timescales.yaml alone uses the pack's calendar: checked in its pack, it compiles.
         let one = try Subprocess(vigilBinary, ["check", rulesDir + "/timescales.yaml"])
         #expect(one.wait(timeout: 60) == 0, "\(one.stderr)")

@@ -315,13 +315,19 @@ struct Trace {
         }
         deriver.react(to: r, ref: ref, type: t, in: &d, &x)
         let raised = x.alerts[firstNew...].filter { $0.ruleIndex == rule }
-        // Expectations met or cancelled: pending before, gone now, not by a deadline (none fell due here).
+        // Expectations gone (none fell due here): met or cancelled when this event's correlation key is theirs,
+        // else replaced by this event's arming (`pending: one`).
+        let k = compiled.expectation.map { deriver.key($0.correlateSlots, r) } ?? ""
         let gone = before.filter { p in Int(p.rule) == rule && !d.pending.contains { $0.id == p.id } }
-        for p in gone where p.ref != ref {
-            outcomes.append("\(metHolds ? "meets" : "cancels") the expectation armed by \(p.ref.eventId) at \(explainer.when(p.armedAt)) (due \(explainer.when(p.deadline)))")
+        var replaced: [PendingExpectation] = []
+        for p in gone {
+            if (metHolds || cancelHolds) && p.key == k {
+                outcomes.append("\(metHolds ? "meets" : "cancels") the expectation armed by \(p.ref.eventId) at \(explainer.when(p.armedAt)) (due \(explainer.when(p.deadline)))")
+            } else {
+                replaced.append(p)
+            }
         }
         if (metHolds || cancelHolds), let exp = compiled.expectation {
-            let k = deriver.key(exp.correlateSlots, r)
             for p in before where Int(p.rule) == rule && d.pending.contains(where: { $0.id == p.id }) && p.key != k {
                 let names = exp.correlateSlots.map { rules.contract.slotPaths[$0] }.joined(separator: ", ")
                 outcomes.append("leaves the expectation armed by \(p.ref.eventId): \(names) differ (this event: \(shown(k)); armed with: \(shown(p.key)))")
@@ -341,6 +347,9 @@ struct Trace {
             guard why.isEmpty else { outcomes.append(why); continue }
             outcomes.append(contentsOf: armed(clause, r, ref, before: before, after: d.pending, entries: d.entries))
         }
+        for p in replaced {
+            outcomes.append("replaces the expectation armed by \(p.ref.eventId) (due \(explainer.when(p.deadline))): one pending at a time")
+        }
         if outcomes.isEmpty { outcomes.append("nothing to do for this rule") }
         event(ref, outcomes)
         // Arithmetic lines attach to the event's line; the index of the line that says "armed".
@@ -355,11 +364,7 @@ struct Trace {
                entries: [WindowEntry]) -> [String] {
         guard let exp = rules.rules[rule].expectation else { return [] }
         if let p = after.first(where: { Int($0.rule) == rule && $0.ref == ref && Int($0.clause) == clause }) {
-            var out = ["armed: due \(explainer.when(p.deadline))"]
-            for old in before where Int(old.rule) == rule && old.key == p.key && !after.contains(where: { $0.id == old.id }) && exp.single {
-                out.append("replaces the expectation armed by \(old.ref.eventId) (due \(explainer.when(old.deadline))): one pending at a time")
-            }
-            return out
+            return ["armed: due \(explainer.when(p.deadline))"]
         }
         guard let due = deriver.deadline(exp.arms[clause].deadline, r, ref.occurredAt) else {
             return ["arms nothing: the deadline's field is absent on this event"]

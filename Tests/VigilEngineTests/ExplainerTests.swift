@@ -66,6 +66,22 @@ import VigilTesting
         #expect(text.contains("0 alerts raised"))
     }
 
+    /// `pending: one`: a visit that meets the pending expectation and arms the next says "meets", not
+    /// "replaces"; a second arming with nothing met in between says "replaces".
+    @Test func metAndReplacedAreToldApart() throws {
+        let lines = [
+            event("p1", "plan_status", "2007-01-02T10:00:00Z", agency: "children_social_care", #""status":"started","category":"physical_abuse","previous_plans":0"#),
+            event("v1", "home_visit", "2007-01-05T10:00:00Z", agency: "children_social_care", #""child_seen":true,"access":"granted""#),
+            event("p2", "plan_status", "2007-01-08T10:00:00Z", agency: "children_social_care", #""status":"started","category":"physical_abuse","previous_plans":1"#),
+        ]
+        let decoded = records(lines)
+        #expect(decoded.count == 3)
+        let text = try Explainer(rules: pack).explain(rule: "child-not-seen", child: "C-1", records: decoded, through: nil).lines.joined(separator: "\n")
+        #expect(text.contains("  meets the expectation armed by p1 at 2007-01-02T10:00:00+00:00 (due 2007-01-17T00:00:00+00:00)"), "\(text)")
+        #expect(!text.contains("replaces the expectation armed by p1"), "\(text)")
+        #expect(text.contains("  replaces the expectation armed by v1 (due 2007-01-20T00:00:00+00:00): one pending at a time"), "\(text)")
+    }
+
     @Test func anUnknownRuleIsAnErrorThatSuggests() {
         do {
             _ = try Explainer(rules: pack).explain(rule: "child-not-sen", child: "C-1", records: [], through: nil)

@@ -241,12 +241,14 @@ func expectDiagnostic(_ yaml: String, _ code: DiagnosticCode, at token: String, 
     }
 
     @Test func everyCodeHasATest() {
-        // Keep this list in step with the tests above (and KeepGoingTests): adding a code means adding its test.
+        // Keep this list in step with the tests above (and KeepGoingTests; the lint's duplicate-rule, short-suppression
+        // and implied-default in CheckCommandTests): adding a code means adding its test.
         let tested: Set<DiagnosticCode> = [.yamlSyntax, .notAList, .unknownItem, .unknownKey, .missingKey, .badValue, .duplicate,
                                            .badName, .badSeverity, .syntax, .unknownField, .fieldNotOnType, .unknownEventType,
                                            .badEnumValue, .typeMismatch, .unknownMacro, .unknownList, .macroCycle, .unknownState,
                                            .badDuration, .unknownCalendar, .badCalendar, .badTemplate, .freeTextInOutput,
-                                           .neverMatches, .badContext, .badCorrelation, .duplicateKey, .badTest, .unused]
+                                           .neverMatches, .badContext, .badCorrelation, .duplicateKey, .badTest, .unused,
+                                           .duplicateRule, .shortSuppression, .impliedDefault]
         #expect(Set(DiagnosticCode.allCases) == tested)
     }
 

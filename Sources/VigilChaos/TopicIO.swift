@@ -87,22 +87,10 @@ public enum TopicIO {
     public static func readToEnd(_ topic: String, brokers: String, timeout: TimeInterval = 60, logger: Logger) throws -> [[UInt8]] {
         let consumer = try reader(brokers, logger: logger)
         defer { consumer.close() }
-        var remaining: [Int32: Int64] = [:]
-        for p in try consumer.partitions(of: topic) {
-            let w = try consumer.watermarks(TopicPartition(topic, p))
-            if w.high > w.low { remaining[p] = w.high }
-        }
-        try consumer.assign(remaining.keys.map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
         var out: [[UInt8]] = []
-        let deadline = Date().addingTimeInterval(timeout)
-        while !remaining.isEmpty {
-            guard Date() < deadline else { throw KafkaError(code: -185, message: "\(topic): not at its end after \(Int(timeout)) s") }
-            let batch = consumer.poll(max: 1000, timeoutMs: 100)
-            for m in batch.messages where m.errorCode == 0 {
-                guard let end = remaining[m.partition], m.offset < end else { continue }
-                out.append(Array(m.value))
-                if m.offset + 1 >= end { remaining[m.partition] = nil }
-            }
+        try consumer.readToEnd(topic, timeoutMs: Int(timeout * 1000)) { m in
+            out.append(Array(m.value))
+            return true
         }
         return out
     }

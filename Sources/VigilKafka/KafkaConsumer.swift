@@ -317,3 +317,29 @@ func metadataPartitions(_ rk: OpaquePointer, topic: String, timeoutMs: Int32) th
     for i in 0..<Int(t.partition_cnt) { if let p = t.partitions?[i] { out.append(p.id) } }
     return out.sorted()
 }
+
+extension KafkaConsumer {
+    /// Reads `topic` from the beginning to its end as of the call (each partition's high watermark then), giving
+    /// each message to `body` until it returns false. No quiet period to guess: a slow first fetch cannot cut it
+    /// short. Throws when the end is not reached within `timeoutMs`.
+    public func readToEnd(_ topic: String, timeoutMs: Int = 60_000, _ body: (KafkaMessage) -> Bool) throws(KafkaError) {
+        var remaining: [Int32: Int64] = [:]
+        for p in try partitions(of: topic) {
+            let w = try watermarks(TopicPartition(topic, p))
+            if w.high > w.low { remaining[p] = w.high }
+        }
+        try assign(remaining.keys.map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while !remaining.isEmpty {
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(code: -185, message: "\(topic): not at its end after \(timeoutMs / 1000) s")
+            }
+            let batch = poll(max: 1000, timeoutMs: 100)
+            for m in batch.messages where m.errorCode == 0 {
+                guard let end = remaining[m.partition], m.offset < end else { continue }
+                if !body(m) { return }
+                if m.offset + 1 >= end { remaining[m.partition] = nil }
+            }
+        }
+    }
+}

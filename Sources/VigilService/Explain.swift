@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import VigilContract
 import VigilEngine
+import VigilKafka
 import VigilRules
 
 /// What `vigil explain` reads: one child's events from event files, and an alert by id from an audit log or a
@@ -57,6 +59,38 @@ public enum ExplainInput {
         let all = AuditFollower(path: path, fromEnd: false).poll()
         guard let a = all.first(where: { $0.json["alert_id"]?.stringValue == id }) else { throw AlertLookup.notFound(id, in: audit) }
         return a
+    }
+
+    /// The alert with this id from the alerts topic, read from the beginning to its end (never committing).
+    public static func alert(_ id: String, brokers: String, topic: String, properties: [String], logger: Logger) throws -> TailedAlert {
+        var c = KafkaConfig(bootstrapServers: brokers)
+        try c.apply(passThrough: properties)
+        c.set("group.id", "vigil-explain-\(getpid())")
+        c.set("enable.auto.commit", "false")
+        c.set("enable.auto.offset.store", "false")
+        c.set("fetch.wait.max.ms", "50")
+        let consumer = try KafkaConsumer(config: c, logger: logger)
+        defer { consumer.close() }
+        let needle = Array(("\"" + id + "\"").utf8)
+        var found: TailedAlert?
+        try consumer.readToEnd(topic) { m in
+            let bytes = Array(m.value)
+            guard contains(bytes, needle), let json = try? JSONValue.parse(bytes), json["alert_id"]?.stringValue == id else { return true }
+            found = TailedAlert(json: json, text: json.jsonText)
+            return false
+        }
+        guard let found else { throw AlertLookup.notFound(id, in: "topic \(topic)") }
+        return found
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count, let first = needle.first else { return needle.isEmpty }
+        var i = 0
+        while i + needle.count <= haystack.count {
+            if haystack[i] == first && haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
+            i += 1
+        }
+        return false
     }
 
     /// The alert with this id from a file of alerts, one JSON object per line.

@@ -11,7 +11,7 @@ struct ExplainCommand: ParsableCommand {
         abstract: "Why an alert fired, or why a rule did not fire for a child: evidence, deadline arithmetic, each event's effect.",
         discussion: """
         Two forms:
-          vigil explain ALERT_ID --audit FILE|DIR   (or --alerts FILE: alerts as JSON Lines, e.g. from the topic)
+          vigil explain ALERT_ID --audit FILE|DIR   (or --alerts FILE: alerts as JSON Lines; or --brokers B --topic T)
             the alert's rule and version, its times in the pack's zone, its evidence, and how its deadline was
             computed (working days counted, weekends and holidays skipped, clock changes). With --events, the
             trace below follows too.
@@ -27,6 +27,9 @@ struct ExplainCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The alert to explain.", valueName: "ALERT_ID")) var alertId: String?
     @Option(help: ArgumentHelp("Audit log holding the alert: its file or directory.", valueName: "FILE|DIR")) var audit: String?
     @Option(help: ArgumentHelp("Alerts as JSON Lines (vigil replay's output, or the alerts topic read with kcat).", valueName: "FILE")) var alerts: String?
+    @Option(help: "Kafka bootstrap servers: find the alert on the alerts topic (with --topic).") var brokers: String?
+    @Option(help: "The alerts topic (with --brokers), read from its beginning to its end.") var topic: String?
+    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable).", valueName: "property=value")) var properties: [String] = []
     @Option(help: ArgumentHelp("Event files (JSON Lines) to trace the rule over (repeatable).", valueName: "FILE")) var events: [String] = []
     @Option(help: ArgumentHelp("The child (taken from the alert when one is given).", valueName: "ID")) var child: String?
     @Option(help: ArgumentHelp("The rule (taken from the alert when one is given).", valueName: "RULE")) var rule: String?
@@ -35,7 +38,9 @@ struct ExplainCommand: ParsableCommand {
 
     func validate() throws {
         if alertId != nil {
-            guard (audit == nil) != (alerts == nil) else { throw ValidationError("with an alert id, give --audit FILE|DIR or --alerts FILE (one of them)") }
+            let sources = [audit != nil, alerts != nil, brokers != nil || topic != nil].filter { $0 }.count
+            guard sources == 1 else { throw ValidationError("with an alert id, give one of --audit FILE|DIR, --alerts FILE, or --brokers and --topic") }
+            if (brokers == nil) != (topic == nil) { throw ValidationError("--brokers and --topic go together") }
         } else {
             guard !events.isEmpty, child != nil, rule != nil else {
                 throw ValidationError("give an alert id (with --audit or --alerts), or --events FILE with --child ID and --rule RULE")
@@ -53,7 +58,14 @@ struct ExplainCommand: ParsableCommand {
         if let alertId {
             let found: TailedAlert
             do {
-                found = try audit.map { try ExplainInput.alert(alertId, audit: $0) } ?? ExplainInput.alert(alertId, alertsFile: alerts ?? "")
+                if let audit {
+                    found = try ExplainInput.alert(alertId, audit: audit)
+                } else if let brokers, let topic {
+                    found = try ExplainInput.alert(alertId, brokers: brokers, topic: topic, properties: properties,
+                                                   logger: LoggingSetup.bootstrap(level: .warning))
+                } else {
+                    found = try ExplainInput.alert(alertId, alertsFile: alerts ?? "")
+                }
             } catch {
                 Output.error("vigil explain: \(error)")
                 throw ExitCode(1)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VigilChaos
 import VigilContract
+import VigilKafka
 @testable import VigilService
 import VigilTesting
 
@@ -53,6 +54,22 @@ import VigilTesting
         #expect(trace.contains("2007-04-19T00:00:00+01:00 (2007-04-18T23:00:00Z)  deadline of the expectation armed by hgy-0022 at 2007-03-19T10:00:00+00:00"))
         #expect(trace.contains("  FIRED \(id): Investigation INV-1 for child C-HGY-0001: no activity recorded by 2007-04-19T00:00:00+01:00"))
         #expect(!trace.contains { $0.hasPrefix("note: these events do not raise") })
+    }
+
+    /// An alert found on the alerts topic (three partitions, read to its end), as the duty manager's feed has it.
+    @Test func anAlertFromTheTopic() throws {
+        let broker = try EmbeddedBroker(logger: quietLogger)
+        try broker.createTopic("vigil-alerts", partitions: 3)
+        let alerts = try haringeyAlerts()
+        try produce(alerts, to: "vigil-alerts", brokers: broker.bootstrapServers, key: { Array($0.utf8) })
+        let id = "a-fd2ae58e015e159bca3a75068cc240e8"
+        let run = try Subprocess(vigilBinary, ["explain", id, "--brokers", broker.bootstrapServers, "--topic", "vigil-alerts", "--rules", rulesDir])
+        #expect(run.wait(timeout: 120) == 0, "\(run.stderr)")
+        #expect(run.stdout.first == "alert \(id) (fired)")
+        #expect(run.stdout.contains("    due at the end of working day 20 (Wed 2007-04-18): local midnight, 2007-04-19T00:00:00+01:00 (2007-04-18T23:00:00Z)"))
+        let missing = try Subprocess(vigilBinary, ["explain", "a-nope", "--brokers", broker.bootstrapServers, "--topic", "vigil-alerts", "--rules", rulesDir])
+        #expect(missing.wait(timeout: 120) == 1)
+        #expect(missing.stderr.contains("vigil explain: no alert 'a-nope' in topic vigil-alerts"))
     }
 
     /// A near miss in a rule test: the health visitor saw the child, which is not a social worker's visit, so

@@ -5,7 +5,9 @@ extension Engine {
     /// Whether a child can matter no more: nothing pending, no declared state, no suppression mark, and
     /// nothing of it within the horizon of `clock`. Such a child behaves as one never seen, so it can be
     /// dropped (only a record arriving more than the horizon late could tell the difference).
-    func isIdle(_ c: ChildState, at clock: Instant) -> Bool {
+    func isIdle(_ c: ChildState, at clock: Instant) -> Bool { Engine.isIdle(c, at: clock, horizon: horizon) }
+
+    static func isIdle(_ c: ChildState, at clock: Instant, horizon: Int64) -> Bool {
         c.now.pending.isEmpty && c.now.states.isEmpty && c.now.fired.isEmpty
             && c.now.frontier.micros < clock.micros - horizon
     }
@@ -13,17 +15,27 @@ extension Engine {
     /// Drops the idle children of `domains` (see `isIdle`), returning their ids: their state records become
     /// tombstones in the changelog.
     public mutating func evictIdle(inDomains domains: Set<Int>, at clock: Instant) -> [String] {
-        var gone: [String] = []
-        var keep: [ChildState] = []
-        keep.reserveCapacity(children.count)
-        for c in children {
-            if domains.contains(Int(c.domain)) && isIdle(c, at: clock) { gone.append(c.id) } else { keep.append(c) }
+        let byDomain = evictIdle(clocks: Dictionary(uniqueKeysWithValues: domains.map { ($0, clock) }))
+        // In the children's order, as one list.
+        return byDomain.order.map(\.id)
+    }
+
+    /// Drops the idle children of each domain of `clocks`, idle as of that domain's clock, in one pass over the
+    /// children that copies none of them (a checkpoint of many partitions asks once, not once a partition).
+    /// Returns the ids by domain, and all of them in the children's order.
+    public mutating func evictIdle(clocks: [Int: Instant]) -> (byDomain: [Int: [String]], order: [(id: String, domain: Int)]) {
+        var order: [(id: String, domain: Int)] = []
+        for i in children.indices {
+            let d = Int(children[i].domain)
+            guard let clock = clocks[d], isIdle(children[i], at: clock) else { continue }
+            order.append((children[i].id, d))
         }
-        guard !gone.isEmpty else { return [] }
-        children = keep
+        guard !order.isEmpty else { return ([:], []) }
+        let horizon = self.horizon
+        children.removeAll { c in clocks[Int(c.domain)].map { Engine.isIdle(c, at: $0, horizon: horizon) } ?? false }
         rebuildIndexAndQueues()
-        stats.evicted += gone.count
-        return gone
+        stats.evicted += order.count
+        return (Dictionary(grouping: order, by: \.domain).mapValues { $0.map(\.id) }, order)
     }
 
     /// Makes a child's state smaller, one step at a time, for when its checkpoint record is over its byte

@@ -126,19 +126,24 @@ final class Shard: PipelineStage, @unchecked Sendable {
                         let d = engine.deadlineSummary()
                         metrics.deadlines(shard: index, pending: d.pending, earliest: d.earliest)
                     }
+                    // One pass over the children for every partition of the checkpoint (not one a partition):
+                    // the changed children first, those about to be evicted too: the ledger writes the
+                    // tombstones only after the marker, and until they are durable a restore must find each
+                    // child's state as of this checkpoint, not an older record.
+                    var changed = engine.takeChangedByDomain(Set(parts.map { Int($0.partition) }))
+                    var clocks: [Int: Instant] = [:]
+                    for part in parts where clocks[Int(part.partition)] == nil { clocks[Int(part.partition)] = part.clock }
+                    var evicted = engine.evictIdle(clocks: clocks).byDomain
                     for part in parts {
                         if !packWritten.contains(part.partition) {
                             packWritten.insert(part.partition)
                             changes.append((part.partition, Checkpoint.packRecord(pack)))
                         }
-                        let domain: Set<Int> = [Int(part.partition)]
-                        // The changed children first, those about to be evicted too: the ledger writes the
-                        // tombstones only after the marker, and until they are durable a restore must find
-                        // each child's state as of this checkpoint, not an older record.
-                        for child in engine.takeChanged(inDomains: domain) {
+                        let domain = Int(part.partition)
+                        for child in changed.removeValue(forKey: domain) ?? [] {
                             changes.append((part.partition, record(child, part)))
                         }
-                        for id in engine.evictIdle(inDomains: domain, at: part.clock) {
+                        for id in evicted.removeValue(forKey: domain) ?? [] {
                             changes.append((part.partition, Checkpoint.tombstone(child: id)))
                         }
                     }

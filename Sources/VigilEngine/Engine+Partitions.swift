@@ -10,13 +10,13 @@ extension Engine {
         children.filter { domains.contains(Int($0.domain)) }
     }
 
-    /// The children of `domains` changed since the last call (or since they were adopted), marked clean again:
-    /// what an incremental checkpoint writes.
     /// `takeChanged(inDomains:)` grouped by domain (each in the children's order).
     public mutating func takeChangedByDomain(_ domains: Set<Int>) -> [Int: [ChildState]] {
         Dictionary(grouping: takeChanged(inDomains: domains), by: { Int($0.domain) })
     }
 
+    /// The children of `domains` changed since the last call (or since they were adopted), marked clean again:
+    /// what an incremental checkpoint writes.
     public mutating func takeChanged(inDomains domains: Set<Int>) -> [ChildState] {
         var out: [ChildState] = []
         for i in children.indices where children[i].dirty && domains.contains(Int(children[i].domain)) {

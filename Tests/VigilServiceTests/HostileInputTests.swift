@@ -239,6 +239,26 @@ import VigilTesting
         guard case .success = RuleDuration.parse("2610 working days") else { Issue.record("ten years refused"); return }
     }
 
+    /// A checkpoint of several partitions evicts in one pass, each partition's children idle as of its own clock:
+    /// the same as asking partition by partition, in the children's order.
+    @Test func evictionOfSeveralPartitionsAtOnceUsesEachPartitionsClock() throws {
+        var engine = Engine(rules: pack)
+        let decoder = EventDecoder(contract: pack.contract, slots: pack.capturedSlots)
+        var r = decoder.makeRecord()
+        var alerts: [Alert] = []
+        for (id, child, domain) in [("e1", "C-A", 0), ("e2", "C-B", 1), ("e3", "C-C", 0), ("e4", "C-D", 2)] {
+            #expect(decoder.decode(event(id, child: child), into: &r) == nil)
+            engine.process(r, domain: domain, into: &alerts)
+        }
+        let early = RFC3339.parseDateTime("2007-02-01T00:00:00Z")!, late = RFC3339.parseDateTime("2009-01-01T00:00:00Z")!
+        let gone = engine.evictIdle(clocks: [0: late, 1: early])
+        #expect(gone.order.map(\.id) == ["C-A", "C-C"], "partition 1's clock is within the horizon; partition 2 was not asked")
+        #expect(gone.byDomain == [0: ["C-A", "C-C"]])
+        #expect(engine.child("C-A") == nil && engine.child("C-C") == nil && engine.child("C-B") != nil && engine.child("C-D") != nil)
+        #expect(engine.stats.evicted == 2)
+        #expect(engine.evictIdle(clocks: [0: late, 1: late, 2: late]).order.map(\.id) == ["C-B", "C-D"])
+    }
+
     // 8g. Children were never evicted: memory grew with every id ever seen.
     @Test func childrenThatCanMatterNoMoreAreEvictedAndTombstoned() throws {
         var engine = Engine(rules: pack)

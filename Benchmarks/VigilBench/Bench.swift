@@ -96,6 +96,7 @@ struct AllCommand: ParsableCommand {
         print("vigil-bench \(Date()) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB\n")
         for n in [100_000, 1_000_000] { try EngineCommand.measure(set: set, children: n, events: 2_000_000, shards: 2, seed: 42) }
         try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
+        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128, dense: true)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20, fetchWait: 10)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 1_000, seconds: 15, fetchWait: 2)
         try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 200, partitions: 64)

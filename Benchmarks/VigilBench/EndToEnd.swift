@@ -95,14 +95,17 @@ struct EndToEndCommand: ParsableCommand {
     var baseline: String?
     @Flag(help: "Run --vigil alternately with --http 127.0.0.1:0 (metrics recorded and served) and without (the baseline).")
     var metrics = false
+    @Flag(help: "The alert-dense stream (vigil generate --alert-dense: about one event in twelve raises an alert) instead of the usual one.")
+    var dense = false
     func run() throws {
         try EndToEndCommand.measure(vigil: vigil, rules: rules, events: events, partitions: partitions, baseline: metrics ? vigil : baseline,
-                                    arguments: metrics ? ["--http", "127.0.0.1:0"] : [])
+                                    arguments: metrics ? ["--http", "127.0.0.1:0"] : [], dense: dense)
     }
 
     /// `arguments` go to --vigil's runs only (not the baseline's).
-    static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil, arguments: [String] = []) throws {
-        print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions; `vigil broker` in a separate process")
+    static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil, arguments: [String] = [],
+                        dense: Bool = false) throws {
+        print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions\(dense ? ", alert-dense stream" : ""); `vigil broker` in a separate process")
         // Each run gets a changelog of its own: a run restoring the state another run checkpointed would start
         // at the end of the input.
         let changelogs = (0..<6).map { "changelog-\($0)" }
@@ -111,7 +114,9 @@ struct EndToEndCommand: ParsableCommand {
         defer { broker.stop() }
         guard let address = broker.firstLine(timeout: 20) else { throw ValidationError("vigil broker printed no address") }
         var lines: [String] = []
-        var g = StreamGenerator(.init(children: max(1000, events / 20), days: 400, seed: 7))
+        // The dense stream has fewer events a child (routine contacts at a fifth of the rate).
+        var g = StreamGenerator(dense ? .alertDense(children: max(1000, events / 8), days: 400, seed: 7)
+                                      : .init(children: max(1000, events / 20), days: 400, seed: 7))
         g.generate { if lines.count < events { lines.append($0) } }
         let bytes = lines.reduce(0) { $0 + $1.utf8.count }
         let produced = try preload(lines, topic: "agency-events", brokers: address)

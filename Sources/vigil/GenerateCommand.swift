@@ -22,6 +22,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Multiplier of the routine contact rate.") var rate: Double = 1
     @Option(help: ArgumentHelp("Make PCT percent of records arrive (and be recorded) MIN to MAX days after they occurred, e.g. 10:1-20: the output is then in arrival order, not event-time order.", valueName: "PCT:MIN-MAX"))
     var late: String?
+    @Flag(help: "An alert-dense stream (every child on a plan with a planted risk pattern, routine contacts at a fifth of the rate: about one event in twelve raises an alert); replaces --risk-rate, --plan-rate and --rate.")
+    var alertDense = false
 
     func validate() throws {
         guard children > 0 else { throw ValidationError("--children must be positive") }
@@ -36,7 +38,12 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         guard let first = RFC3339.parseDate(start) else { throw ValidationError("--start must be a date") }
-        var g = StreamGenerator(.init(children: children, days: days, seed: seed, start: first, riskRate: riskRate, planRate: planRate, rate: rate))
+        var options = StreamGenerator.Options(children: children, days: days, seed: seed, start: first, riskRate: riskRate, planRate: planRate, rate: rate)
+        if alertDense {
+            options = .alertDense(children: children, days: days, seed: seed)
+            options.start = first
+        }
+        var g = StreamGenerator(options)
         var perturb = late.flatMap { LateArrivals(spec: $0, seed: seed) }
         if perturb != nil {
             g.generate { perturb?.add($0) { Output.shared.line($0) } }

@@ -49,4 +49,18 @@ import VigilTesting
         // Routine contacts dominate: alerts are a small fraction of events.
         #expect(Double(alerts.count) < Double(lines.count) * 0.05)
     }
+
+    /// The alert-dense stream (for the alert path's benchmarks): every child carries a planted pattern, and
+    /// alerts are a large fraction of the events, not a small one.
+    @Test func theAlertDenseStreamPlantsAPatternInEveryChild() throws {
+        var g = StreamGenerator(.alertDense(children: 300, days: 120, seed: 3))
+        var lines: [String] = []
+        g.generate { lines.append($0) }
+        #expect(g.planted.values.reduce(0, +) == 300)
+        let path = tempFile(lines)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (alerts, invalid, _) = try replay([path])
+        #expect(invalid.isEmpty)
+        #expect(Double(alerts.count) > Double(lines.count) * 0.05, "\(alerts.count) alerts of \(lines.count) events")
+    }
 }

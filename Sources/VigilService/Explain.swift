@@ -63,13 +63,7 @@ public enum ExplainInput {
 
     /// The alert with this id from the alerts topic, read from the beginning to its end (never committing).
     public static func alert(_ id: String, brokers: String, topic: String, properties: [String], logger: Logger) throws -> TailedAlert {
-        var c = KafkaConfig(bootstrapServers: brokers)
-        try c.apply(passThrough: properties)
-        c.set("group.id", "vigil-explain-\(getpid())")
-        c.set("enable.auto.commit", "false")
-        c.set("enable.auto.offset.store", "false")
-        c.set("fetch.wait.max.ms", "50")
-        let consumer = try KafkaConsumer(config: c, logger: logger)
+        let consumer = try TopicFollower.reader(brokers: brokers, properties: properties, group: "vigil-explain-\(getpid())", logger: logger)
         defer { consumer.close() }
         let needle = Array(("\"" + id + "\"").utf8)
         var found: TailedAlert?

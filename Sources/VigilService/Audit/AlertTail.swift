@@ -241,15 +241,21 @@ public final class TopicFollower {
     let consumer: KafkaConsumer
 
     public init(brokers: String, topic: String, fromEnd: Bool, properties: [String], logger: Logger) throws {
+        consumer = try Self.reader(brokers: brokers, properties: properties, group: "vigil-tail-\(getpid())-\(Int(Date().timeIntervalSince1970))", logger: logger)
+        let partitions = try consumer.partitions(of: topic)
+        try consumer.assign(partitions.map { (TopicPartition(topic, $0), fromEnd ? KafkaOffset.end : .beginning) })
+    }
+
+    /// A consumer that only reads the alerts topic: its own group, never committing or storing an offset.
+    /// `properties` are librdkafka settings passed through (`-X`, e.g. TLS).
+    static func reader(brokers: String, properties: [String], group: String, logger: Logger) throws -> KafkaConsumer {
         var c = KafkaConfig(bootstrapServers: brokers)
         try c.apply(passThrough: properties)
-        c.set("group.id", "vigil-tail-\(getpid())-\(Int(Date().timeIntervalSince1970))")
+        c.set("group.id", group)
         c.set("enable.auto.commit", "false")
         c.set("enable.auto.offset.store", "false")
         c.set("fetch.wait.max.ms", "50")
-        consumer = try KafkaConsumer(config: c, logger: logger)
-        let partitions = try consumer.partitions(of: topic)
-        try consumer.assign(partitions.map { (TopicPartition(topic, $0), fromEnd ? KafkaOffset.end : .beginning) })
+        return try KafkaConsumer(config: c, logger: logger)
     }
 
     /// Alerts received within `timeoutMs`.

@@ -186,14 +186,15 @@ public struct Explainer: Sendable {
             zoneFor = cal.zone
             let from = cal.zone.localDay(at)
             lines.append("\(n) working day\(n == 1 ? "" : "s") after \(from.weekdayName) \(from), counted in calendar \(cal.name) (\(cal.zone.identifier)):")
-            for step in cal.countWorkingDays(n, after: at) {
+            let steps = cal.countWorkingDays(n, after: at)
+            for step in steps {
                 if let k = step.counted {
                     lines.append("  \(k < 10 ? " " : "")\(k)       \(step.day.weekdayName) \(step.day)")
                 } else {
                     lines.append("  skip     \(step.day.weekdayName) \(step.day)  \(step.skipped ?? "")")
                 }
             }
-            let last = cal.workingDay(n, after: from)
+            let last = steps.last?.day ?? from
             lines.append("due at the end of working day \(n) (\(last.weekdayName) \(last)): local midnight, \(when(due))")
         case .months(let n, let ci):
             let cal = rules.calendars[ci]

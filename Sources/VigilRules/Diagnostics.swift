@@ -19,7 +19,8 @@ public struct RuleSources: Sendable {
 
     /// The file at `path`, however the directory was named (`./x.csv` and `x.csv` are one file).
     public func file(_ path: String) -> File? {
-        files.first { $0.path == path } ?? files.first { PackCompiler.normalize($0.path) == PackCompiler.normalize(path) }
+        let wanted = PackCompiler.normalize(path)
+        return files.first { PackCompiler.normalize($0.path) == wanted }
     }
 }
 

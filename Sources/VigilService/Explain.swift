@@ -69,22 +69,12 @@ public enum ExplainInput {
         var found: TailedAlert?
         try consumer.readToEnd(topic) { m in
             let bytes = Array(m.value)
-            guard contains(bytes, needle), let json = try? JSONValue.parse(bytes), json["alert_id"]?.stringValue == id else { return true }
+            guard bytes.firstRange(of: needle) != nil, let json = try? JSONValue.parse(bytes), json["alert_id"]?.stringValue == id else { return true }
             found = TailedAlert(json: json, text: json.jsonText)
             return false
         }
         guard let found else { throw AlertLookup.notFound(id, in: "topic \(topic)") }
         return found
-    }
-
-    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard needle.count <= haystack.count, let first = needle.first else { return needle.isEmpty }
-        var i = 0
-        while i + needle.count <= haystack.count {
-            if haystack[i] == first && haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
-            i += 1
-        }
-        return false
     }
 
     /// The alert with this id from a file of alerts, one JSON object per line.

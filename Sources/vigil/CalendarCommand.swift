@@ -75,12 +75,8 @@ struct CalendarAddCommand: ParsableCommand {
     func run() throws {
         let cal = try calendarOptions.load()
         let zone = tz.flatMap(ZoneTable.named) ?? cal.zone
-        // RFC 3339 with the seconds left out (2007-03-12T15:00Z) reads as with them.
-        var withSeconds = from
-        if from.count >= 17, ["Z", "+", "-"].contains(from[from.index(from.startIndex, offsetBy: 16)]) {
-            withSeconds.insert(contentsOf: ":00", at: from.index(from.startIndex, offsetBy: 16))
-        }
-        guard let start = zone.instant(localDateTime: from) ?? RFC3339.parseDateTime(withSeconds) ?? RFC3339.parseDate(from).map(zone.startOfDay) else {
+        // Local time, or RFC 3339 read as in rule tests (seconds may be left out: 2007-03-12T15:00Z), or a date.
+        guard let start = zone.instant(localDateTime: from) ?? RuleTestReader.instant(from) ?? RFC3339.parseDate(from).map(zone.startOfDay) else {
             throw ValidationError("--from must be local time (2008-03-20T10:00), RFC 3339 (2008-03-20T10:00:00Z) or a date (2008-03-20)")
         }
         let out = Output.shared

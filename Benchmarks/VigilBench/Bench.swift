@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-bench",
         abstract: "Vigil's benchmark harness: engine only, end to end against the transport limit, and latency.",
-        subcommands: [EngineCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, ReloadCommand.self, AllCommand.self, DecodeProbe.self]
+        subcommands: [EngineCommand.self, ReplayBenchCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, ReloadCommand.self, AllCommand.self, DecodeProbe.self]
     )
 }
 
@@ -50,7 +50,11 @@ struct EngineCommand: ParsableCommand {
         }
     }
 
-    static func measure(set: CompiledRuleSet, children n: Int, events: Int, shards: Int, seed: UInt64) throws {
+    /// The figures the targets are stated for.
+    struct Figures { var oneThread = 0.0, shards = 0.0, statePerChild = 0.0 }
+
+    @discardableResult
+    static func measure(set: CompiledRuleSet, children n: Int, events: Int, shards: Int, seed: UInt64) throws -> Figures {
         print("== engine only: \(grouped(Double(n))) children, generating \(grouped(Double(events))) events (seed \(seed))")
         let input = EventBuffer.generate(children: n, events: events, seed: seed)
         print("input: \(grouped(Double(input.count))) events, \(input.bytes.count / 1_048_576) MiB")
@@ -83,6 +87,7 @@ struct EngineCommand: ParsableCommand {
         print("alerts: \(full.alerts) (1 thread), \(parallel.alerts) (\(shards) shards)")
         print("children: \(grouped(Double(children))); state (engine's estimate) \(grouped(Double(stateBytes / max(children, 1)))) B/child; RSS grew \(grouped(Double((after - baseline) / max(children, 1)))) B/child (\((after - baseline) / 1_048_576) MiB); process peak RSS \(peakRSS() / 1_048_576) MiB (input buffer included)")
         print("")
+        return Figures(oneThread: full.eventsPerSecond, shards: parallel.eventsPerSecond, statePerChild: Double(stateBytes) / Double(max(children, 1)))
     }
 }
 
@@ -94,12 +99,26 @@ struct AllCommand: ParsableCommand {
     func run() throws {
         let set = try compilePack(rules)
         print("vigil-bench \(Date()) on \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB\n")
-        for n in [100_000, 1_000_000] { try EngineCommand.measure(set: set, children: n, events: 2_000_000, shards: 2, seed: 42) }
-        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
-        try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128, dense: true)
+        var card = Scorecard()
+        let dense = try EngineCommand.measure(set: set, children: 100_000, events: 2_000_000, shards: 2, seed: 42)
+        let wide = try EngineCommand.measure(set: set, children: 1_000_000, events: 2_000_000, shards: 2, seed: 42)
+        card.add("engine, full pack, 100k children, 1 thread", dense.oneThread, atLeast: 1_000_000, unit: "events/s")
+        card.add("engine, full pack, 100k children, 2 shards", dense.shards, atLeast: 1_800_000, unit: "events/s")
+        card.add("state per child, 1M-children stream", wide.statePerChild, atMost: 512, unit: "B")
+        card.add("state per child, dense 100k-children stream", dense.statePerChild, atMost: 2048, unit: "B")
+        card.add("vigil replay, 100k children (170 days)", try ReplayBenchCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 170, seed: 42),
+                 atLeast: 700_000, unit: "events/s")
+        let e2e = try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128)
+        card.add("end to end, share of kcat", 100 * e2e, atLeast: 50, unit: "%")
+        let e2eDense = try EndToEndCommand.measure(vigil: vigil, rules: rules, events: 1_000_000, partitions: 128, dense: true)
+        card.add("end to end, alert-dense stream, share of kcat", 100 * e2eDense, atLeast: 35, unit: "%")
+        let late = try LateCommand.measure(rules: set, children: 2000, lengths: [50])
+        if let l = late[50] { card.add("a late record's re-derivation, 50-event timeline", l, atMost: 20, unit: "µs") }
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 20_000, seconds: 20, fetchWait: 10)
         try LatencyCommand.measure(vigil: vigil, rules: rules, rate: 1_000, seconds: 15, fetchWait: 2)
-        try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 200, partitions: 64)
+        let restore = try RestoreCommand.measure(vigil: vigil, rules: rules, children: 100_000, days: 200, partitions: 64)
+        card.add("restore, children decoded per second", restore.childrenPerDecodeSecond, atLeast: 200_000, unit: "children/s")
+        card.print()
     }
 }
 
@@ -114,5 +133,34 @@ struct DecodeProbe: ParsableCommand {
         var best = Double.infinity
         for _ in 0..<rounds { best = min(best, runDecode(input, rules: set).nsPerEvent) }
         print("decode: \(fmt(best)) ns/event (best of \(rounds))")
+    }
+}
+
+/// The targets beside what this run measured. The ratio is the share of the target reached: measured/target
+/// where more is better, target/measured where less is; 1.00 or more meets it.
+struct Scorecard {
+    struct Row { let name: String; let measured: Double; let target: Double; let higherIsBetter: Bool; let unit: String }
+    var rows: [Row] = []
+
+    mutating func add(_ name: String, _ measured: Double, atLeast target: Double, unit: String) {
+        rows.append(Row(name: name, measured: measured, target: target, higherIsBetter: true, unit: unit))
+    }
+    mutating func add(_ name: String, _ measured: Double, atMost target: Double, unit: String) {
+        rows.append(Row(name: name, measured: measured, target: target, higherIsBetter: false, unit: unit))
+    }
+
+    func print() {
+        Swift.print("== against the targets (ratio: share of the target reached; 1.00 or more meets it)")
+        Swift.print("| figure | measured | target | ratio | verdict |")
+        Swift.print("|---|---:|---:|---:|---|")
+        for r in rows {
+            let ratio = r.higherIsBetter ? r.measured / r.target : r.target / r.measured
+            let digits = r.measured < 100 ? 1 : 0
+            let measured = digits == 0 ? grouped(r.measured) : fmt(r.measured, digits)
+            let target = (r.higherIsBetter ? "≥ " : "≤ ") + (r.target < 100 ? fmt(r.target, 0) : grouped(r.target))
+            let verdict = ratio.isNaN ? "not measured" : ratio >= 1 ? "met" : "missed by \(fmt(1 / ratio, 1))×"
+            Swift.print("| \(r.name) | \(measured) \(r.unit) | \(target) \(r.unit) | \(fmt(ratio, 2)) | \(verdict) |")
+        }
+        Swift.print("")
     }
 }

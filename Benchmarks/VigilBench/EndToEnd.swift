@@ -102,9 +102,10 @@ struct EndToEndCommand: ParsableCommand {
                                     arguments: metrics ? ["--http", "127.0.0.1:0"] : [], dense: dense)
     }
 
-    /// `arguments` go to --vigil's runs only (not the baseline's).
+    /// `arguments` go to --vigil's runs only (not the baseline's). Returns vigil run's rate as a share of kcat's.
+    @discardableResult
     static func measure(vigil: String, rules: String, events: Int, partitions: Int, baseline: String? = nil, arguments: [String] = [],
-                        dense: Bool = false) throws {
+                        dense: Bool = false) throws -> Double {
         print("== end to end: \(grouped(Double(events))) events over \(partitions) partitions\(dense ? ", alert-dense stream" : ""); `vigil broker` in a separate process")
         // Each run gets a changelog of its own: a run restoring the state another run checkpointed would start
         // at the end of the input.
@@ -201,6 +202,7 @@ struct EndToEndCommand: ParsableCommand {
         }
         print("no-op consumer read \(grouped(Double(counted))) of \(grouped(Double(produced))) (nothing dropped by retention: \(counted == produced)); vigil raised \(alerts) alerts")
         print("")
+        return vr / kr
     }
 }
 

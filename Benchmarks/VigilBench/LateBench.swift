@@ -16,7 +16,10 @@ struct LateCommand: ParsableCommand {
 
     func run() throws { try LateCommand.measure(rules: try compilePack(rules), children: children, lengths: lengths) }
 
-    static func measure(rules: CompiledRuleSet, children: Int, lengths: [Int]) throws {
+    /// Returns µs per late record by timeline length.
+    @discardableResult
+    static func measure(rules: CompiledRuleSet, children: Int, lengths: [Int]) throws -> [Int: Double] {
+        var result: [Int: Double] = [:]
         print("== a late record: re-deriving its child, by timeline length (\(children) children, one late record each, median of 3)")
         // One child's history: the generator's busiest child over 400 days, at 8 times the routine rate.
         var g = StreamGenerator(.init(children: 40, days: 400, seed: 3, riskRate: 0.5, planRate: 1, rate: 8))
@@ -27,7 +30,7 @@ struct LateCommand: ParsableCommand {
             _ = decoder.decode(line, into: &r)
             byChild[r[decoder.contract.childIdSlot].string ?? "", default: []].append(line)
         }
-        guard let history = byChild.values.max(by: { $0.count < $1.count }) else { return }
+        guard let history = byChild.values.max(by: { $0.count < $1.count }) else { return result }
         print("| timeline length | µs per late record | in-order events/s of the same histories |")
         print("|---:|---:|---:|")
         for n in lengths where n <= history.count {
@@ -58,7 +61,9 @@ struct LateCommand: ParsableCommand {
             lateTimes.sort()
             inOrder.sort()
             print("| \(n) | \(fmt(lateTimes[1] * 1e6, 1)) | \(grouped(inOrder[1])) |")
+            result[n] = lateTimes[1] * 1e6
         }
         print("")
+        return result
     }
 }

@@ -17,7 +17,12 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "Partitions: enough that ~5 MiB per partition holds the stream and the changelog.") var partitions = 64
     func run() throws { try RestoreCommand.measure(vigil: vigil, rules: rules, children: children, days: days, partitions: partitions) }
 
-    static func measure(vigil: String, rules: String, children: Int, days: Int, partitions: Int) throws {
+    struct Figures { var restored = 0; var seconds = 0.0; var decodeSeconds = Double.nan
+        var childrenPerDecodeSecond: Double { Double(restored) / decodeSeconds }
+    }
+
+    @discardableResult
+    static func measure(vigil: String, rules: String, children: Int, days: Int, partitions: Int) throws -> Figures {
         print("== restore after SIGKILL: \(grouped(Double(children))) children over \(days) days, \(partitions) partitions; `vigil broker` in a separate process")
         let broker = try Subprocess(vigil, ["broker", "--partitions", String(partitions)])
         defer { broker.signal(SIGTERM); _ = broker.wait(timeout: 10) }
@@ -84,6 +89,10 @@ struct RestoreCommand: ParsableCommand {
         print("| restore after SIGKILL | children restored | seconds (vigil's log) | from restart to that log line |")
         print("|---|---:|---:|---:|")
         print("| \(partitions) changelog partitions read back, one instance | \(grouped(Double(restored))) | **\(fmt(seconds, 2))** | \(fmt(seen, 1)) s (the killed member's 6 s session expiring, the rebalance, the restore) |")
+        // "(R changelog records: read A s, decoded B s)"
+        let decoded = line.components(separatedBy: "decoded ").dropFirst().first?.split(separator: " ").first.flatMap { Double($0) } ?? .nan
+        print("children decoded per second: \(decoded.isNaN ? "not logged" : grouped(Double(restored) / decoded))")
         print("")
+        return Figures(restored: restored, seconds: seconds, decodeSeconds: decoded)
     }
 }

@@ -234,6 +234,10 @@ public enum Chaos {
             expected.insert(a.alertId)
             if a.deadline != nil && a.status == .fired { expectedDeadline.insert(a.alertId) }
             if a.status == .withdrawn { report.expectedWithdrawn += 1 }
+        }, onRewind: {
+            expected = []
+            expectedDeadline = []
+            report.expectedWithdrawn = 0
         })
         report.expected = expected.count
         report.expectedDeadline = expectedDeadline.count

@@ -47,8 +47,11 @@ public final class Replay {
         public var description: String { "\(file):\(line): \(failure.kind.rawValue): \(failure)" }
     }
 
+    let limits: EngineLimits
+
     public init(rules: CompiledRuleSet, limits: EngineLimits = EngineLimits(), maxEventBytes: Int = EventDecoder.defaultMaxBytes) {
         self.rules = rules
+        self.limits = limits
         self.decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules), maxBytes: maxEventBytes)
         self.engine = Engine(rules: rules, limits: limits)
     }
@@ -60,6 +63,10 @@ public final class Replay {
         var record: EventRecord
         var at = Instant.distantPast
         var line = 0
+        /// The latest `occurred_at` read from this file, and whether every event so far came at or after the
+        /// ones before it.
+        var latest = Instant.distantPast
+        var sorted = true
         /// For a file out of order: its valid lines sorted by (time, line), and the next to read.
         var index: [(at: Int64, line: Int32, offset: Int64)]?
         var next = 0
@@ -73,57 +80,77 @@ public final class Replay {
 
     /// Runs the replay. `onInvalid` sees each invalid line once; `onAlert` sees alerts in order.
     ///
+    /// With `onRewind`, the input is read once when every file is in event-time order: the files are validated
+    /// and evaluated in the same pass. When a file turns out not to be (an event earlier than one before it in
+    /// the same file), evaluation stops, the rest is validated, `onRewind` is called once (every alert passed to
+    /// `onAlert` until then is void: the caller discards them; an error it throws ends the run), and the events are evaluated again from the
+    /// start in event-time order. Without `onRewind`, the files are always validated first and evaluated in a
+    /// second pass, so that no alert is ever taken back.
+    ///
     /// With `arrivalOrder`, events are evaluated in file order instead (files one after the other), as a
     /// live pipeline meets them: the clock is the largest `occurred_at` read so far, and an event behind its
     /// child's history is reconciled, withdrawing and raising alerts. Net of withdrawals, the alerts equal
     /// those of the sorted replay.
     public func run(files: [String], until: Instant? = nil, arrivalOrder: Bool = false, onInvalid: (InvalidLine) -> Void,
-                    onAlert: (Alert) -> Void) throws -> Summary {
+                    onAlert: (Alert) -> Void, onRewind: (() throws -> Void)? = nil) throws -> Summary {
         if arrivalOrder {
             precondition(switchTo == nil, "a rule switch is replayed in event-time order")
             return try runInArrivalOrder(files: files, until: until, onInvalid: onInvalid, onAlert: onAlert)
         }
         var summary = Summary()
         summary.files = files.count
-        var sources: [Source] = []
-        // Pass 1: validate every line, report the invalid ones, and find out which files are in time order.
-        let slot = rules.contract.occurredAtSlot
-        for (k, path) in files.enumerated() {
-            let reader = try LineReader(path: path, maxLine: decoder.maxBytes)
-            var record = decoder.makeRecord()
-            var last = Instant.distantPast
-            var sorted = true
-            var failure: ValidationFailure?
-            while let outcome = reader.next({ line -> Bool? in
-                if line.length == 0 || (!line.oversized && line.bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 }) { return nil }
-                if line.oversized {
-                    failure = ValidationFailure(kind: .tooLarge, path: "$", reason: "the line is \(line.length) bytes, over the \(decoder.maxBytes)-byte limit")
-                } else {
-                    failure = decoder.decode(line.bytes, into: &record)
-                }
-                return failure == nil
-            }) {
-                guard let valid = outcome else { continue }  // blank line
-                summary.lines += 1
-                if valid, let at = record[slot].instant {
-                    summary.valid += 1
-                    if at < last { sorted = false }
-                    last = max(last, at)
-                } else if let f = failure {
-                    summary.invalid += 1
-                    summary.invalidByKind[f.kind.rawValue, default: 0] += 1
-                    onInvalid(InvalidLine(file: path, line: reader.lineNumber, failure: f))
-                }
-            }
-            let source = Source(reader: try LineReader(path: path, maxLine: decoder.maxBytes), fileIndex: k, record: decoder.makeRecord())
-            if !sorted {
-                summary.unsortedFiles += 1
-                source.index = try buildIndex(path)
-            }
-            sources.append(source)
+        let sources = try files.enumerated().map { k, path in
+            Source(reader: try LineReader(path: path, maxLine: decoder.maxBytes), fileIndex: k, record: decoder.makeRecord())
         }
-        // Pass 2: merge by (time, file, line) and evaluate.
-        var live = sources.filter { advance($0) }
+        var sorted = true
+        if let onRewind {
+            // One pass: validate and evaluate together while every file is in time order.
+            let initial = (rules, switchTo)
+            var live = sources.filter { validateNext($0, &summary, onInvalid) }
+            sorted = merge(&live, &summary, onAlert) { self.validateNext($0, &$1, onInvalid) }
+            if !sorted {
+                // A file is out of order: validate what is left, then start again in event-time order.
+                for s in live { while validateNext(s, &summary, onInvalid) {} }
+                try onRewind()
+                (rules, switchTo) = initial
+                engine = Engine(rules: rules, limits: limits)
+                summary.alertsByRule = [:]
+            }
+        } else {
+            // Pass 1: validate every line, report the invalid ones, and find out which files are in time order.
+            for s in sources {
+                while validateNext(s, &summary, onInvalid) {}
+                sorted = sorted && s.sorted
+            }
+        }
+        if !sorted || onRewind == nil {
+            // Pass 2: merge by (time, file, line) and evaluate; the files out of order through an index.
+            var live: [Source] = []
+            for s in sources {
+                let again = Source(reader: try LineReader(path: files[s.fileIndex], maxLine: decoder.maxBytes), fileIndex: s.fileIndex,
+                                   record: decoder.makeRecord())
+                if !s.sorted {
+                    again.index = try buildIndex(files[s.fileIndex])
+                }
+                if advance(again) { live.append(again) }
+            }
+            _ = merge(&live, &summary, onAlert) { s, _ in self.advance(s) }
+        }
+        summary.unsortedFiles = sources.count(where: { !$0.sorted })
+        var alerts: [Alert] = []
+        if switchTo != nil { switchRules(&summary, onAlert) }
+        if let until {
+            engine.advance(to: until, into: &alerts)
+            for a in alerts { emit(a, &summary, onAlert) }
+        }
+        summary.engine = engine.stats
+        return summary
+    }
+
+    /// Evaluates the sources' events merged by (time, file, line), `next` moving a source to its next event.
+    /// Stops early, returning false, when a source's next event is earlier than one it gave before (only
+    /// while validating: an indexed source never is).
+    func merge(_ live: inout [Source], _ summary: inout Summary, _ onAlert: (Alert) -> Void, next: (Source, inout Summary) -> Bool) -> Bool {
         var alerts: [Alert] = []
         while !live.isEmpty {
             var m = 0
@@ -132,21 +159,51 @@ public final class Replay {
                 if a.at < b.at || (a.at == b.at && (a.fileIndex, a.line) < (b.fileIndex, b.line)) { m = i }
             }
             let s = live[m]
-            summary.saw(s.at)
             if let sw = switchTo, s.at >= sw.at { switchRules(&summary, onAlert) }
             engine.advance(to: s.at, into: &alerts)
             engine.process(s.record, into: &alerts)
             for a in alerts { emit(a, &summary, onAlert) }
             alerts.removeAll(keepingCapacity: true)
-            if !advance(s) { live.remove(at: m) }
+            if !next(s, &summary) {
+                live.remove(at: m)
+            } else if !s.sorted {
+                return false
+            }
         }
-        if switchTo != nil { switchRules(&summary, onAlert) }
-        if let until {
-            engine.advance(to: until, into: &alerts)
-            for a in alerts { emit(a, &summary, onAlert) }
+        return true
+    }
+
+    /// Moves a source to its next valid event, validating and counting every line on the way and reporting the
+    /// invalid ones; false at the end of the file.
+    func validateNext(_ s: Source, _ summary: inout Summary, _ onInvalid: (InvalidLine) -> Void) -> Bool {
+        let slot = rules.contract.occurredAtSlot
+        var failure: ValidationFailure?
+        while let outcome = s.reader.next({ line -> Bool? in
+            if line.length == 0 || (!line.oversized && line.bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 }) { return nil }
+            if line.oversized {
+                failure = ValidationFailure(kind: .tooLarge, path: "$", reason: "the line is \(line.length) bytes, over the \(decoder.maxBytes)-byte limit")
+            } else {
+                failure = decoder.decode(line.bytes, into: &s.record)
+            }
+            return failure == nil
+        }) {
+            guard let valid = outcome else { continue }  // blank line
+            summary.lines += 1
+            if valid, let at = s.record[slot].instant {
+                summary.valid += 1
+                summary.saw(at)
+                if at < s.latest { s.sorted = false }
+                s.latest = max(s.latest, at)
+                s.at = at
+                s.line = s.reader.lineNumber
+                return true
+            } else if let f = failure {
+                summary.invalid += 1
+                summary.invalidByKind[f.kind.rawValue, default: 0] += 1
+                onInvalid(InvalidLine(file: s.reader.path, line: s.reader.lineNumber, failure: f))
+            }
         }
-        summary.engine = engine.stats
-        return summary
+        return false
     }
 
     /// Makes the switch `switchTo` asks for: the engine's children carried to the new pack, its backfill

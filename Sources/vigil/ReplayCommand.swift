@@ -12,6 +12,10 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
         Input is JSON Lines, one event per line ('-' reads standard input). Alerts go to standard output \
         (JSON Lines by default); each invalid line is reported on standard error as file:line: reason.
+        Files in event-time order are read once, alerts written as they are found. If a file turns out to be \
+        out of order, what was written is taken back (a regular file on standard output is truncated back) and \
+        the events are evaluated again, sorted. To a pipe or a terminal, alerts are therefore held back until \
+        the whole input has been read (past 64 MiB in an unlinked temporary file).
         Exit status: 0 success; 1 the rules or an input file could not be read; 65 some input lines were invalid \
         (their alerts are still printed).
         """
@@ -94,17 +98,21 @@ struct ReplayCommand: ParsableCommand {
         }
         let replay = Replay(rules: set, maxEventBytes: maxEventBytes)
         var formatter = AlertFormatter(rules: set)
+        var switched = false
         if let switchTo, let at = at.flatMap(RFC3339.parseDateTime) {
             let next = try RulesOptions.compile(switchTo)
             replay.switchTo = (next, at)
             replay.onSwitch = { change in
                 formatter = AlertFormatter(rules: next)
-                if !quiet { Output.error(RulesDiff.table(change, title: "switch at \(at)")) }
+                if !quiet && !switched { Output.error(RulesDiff.table(change, title: "switch at \(at)")) }
+                switched = true
             }
         }
         let color = Output.stdoutIsTerminal
         var tally = RuleTally()
         let summary: Replay.Summary
+        // The input is read once when it is in event-time order; if it is not, what was written is taken back.
+        Output.shared.beginRewindable()
         do {
             summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), arrivalOrder: arrivalOrder, onInvalid: { bad in
                 let shown = bad.file == spooled ? "-" : bad.file
@@ -117,13 +125,17 @@ struct ReplayCommand: ParsableCommand {
                     let sev = formatter.rules.rules[alert.ruleIndex].severity
                     Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line(in: formatter.rules.calendars.first?.zone), ANSI.severity(sev), enabled: color))
                 }
+            }, onRewind: {
+                try Output.shared.rewind()
+                tally = RuleTally()
+                formatter = AlertFormatter(rules: set)
             })
+            try Output.shared.commit()
         } catch {
-            Output.shared.flush()
+            try? Output.shared.commit()
             Output.error("vigil: \(error)")
             throw ExitCode(1)
         }
-        Output.shared.flush()
         if !quiet {
             let e = summary.engine
             var text = "replay: \(summary.valid + summary.invalid) events in \(summary.files) file\(summary.files == 1 ? "" : "s"): "

@@ -48,7 +48,7 @@ struct RulesDiffCommand: ParsableCommand {
             let replay = Replay(rules: a)
             var invalid = 0
             do {
-                _ = try replay.run(files: events, onInvalid: { _ in invalid += 1 }, onAlert: { _ in })
+                _ = try replay.run(files: events, onInvalid: { _ in invalid += 1 }, onAlert: { _ in }, onRewind: {})
             } catch {
                 Output.error("vigil: \(error)")
                 throw ExitCode(1)

@@ -54,11 +54,13 @@ let haringeyExpected: [(String, String)] = [
 
 func sortedPairs(_ pairs: [(String, String)]) -> [String] { pairs.map { "\($0.0) \($0.1)" }.sorted() }
 
-/// Replays files through the library (as `vigil replay` does) and collects alerts and invalid lines.
+/// Replays files through the library (as `vigil replay` does: reading them once when they are in time order) and
+/// collects alerts and invalid lines.
 func replay(_ files: [String], until: Instant? = nil, rules: CompiledRuleSet = pack) throws -> (alerts: [Alert], invalid: [Replay.InvalidLine], summary: Replay.Summary) {
     var alerts: [Alert] = []
     var invalid: [Replay.InvalidLine] = []
-    let summary = try Replay(rules: rules).run(files: files, until: until, onInvalid: { invalid.append($0) }, onAlert: { alerts.append($0) })
+    let summary = try Replay(rules: rules).run(files: files, until: until, onInvalid: { invalid.append($0) }, onAlert: { alerts.append($0) },
+                                              onRewind: { alerts.removeAll() })
     return (alerts, invalid, summary)
 }
 

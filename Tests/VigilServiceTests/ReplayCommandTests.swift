@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VigilChaos
 import VigilContract
+import VigilEngine
 import VigilRules
 import VigilService
 import VigilTesting
@@ -117,5 +118,54 @@ import VigilTesting
         #expect(warned.stderr.contains { $0.contains("warning[unused]: macro 'never_used' is used by no rule") }, "\(warned.stderr)")
         let strict = try Subprocess(vigilBinary, ["check", "--lint", "--strict", dir + "/warned"])
         #expect(strict.wait(timeout: 60) == 1)
+    }
+}
+
+/// `vigil replay` reads its input once when it is in event-time order and takes back what it wrote when a file
+/// turns out not to be: the output is the two-pass replay's, byte for byte, to a file (truncated back), appended
+/// to one, to a pipe (held back), and to a pipe with the held output spilled to a temporary file.
+@Suite struct ReplayOncePassTests {
+    @Test func aFileOutOfOrderIsTakenBackAndReplayedSortedWhereverTheOutputGoes() throws {
+        var g = StreamGenerator(.init(children: 1000, days: 200, seed: 5))
+        var lines: [String] = []
+        g.generate { lines.append($0) }
+        // In order but for one event from the middle moved to the end: nearly all the alerts (well over the
+        // 64 KiB output buffer) are written before the disorder is met.
+        var moved = lines
+        moved.append(moved.remove(at: lines.count / 2))
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inOrder = dir + "/in-order.jsonl", disordered = dir + "/disordered.jsonl"
+        try (lines.joined(separator: "\n") + "\n").write(toFile: inOrder, atomically: true, encoding: .utf8)
+        try (moved.joined(separator: "\n") + "\n").write(toFile: disordered, atomically: true, encoding: .utf8)
+        let until = "2024-09-01T00:00:00Z"
+
+        for input in [inOrder, disordered] {
+            // The two-pass replay, through the library.
+            let formatter = AlertFormatter(rules: pack)
+            var expected: [String] = []
+            var rewinds = 0
+            let summary = try Replay(rules: pack).run(files: [input], until: RFC3339.parseDateTime(until), onInvalid: { _ in },
+                                                      onAlert: { expected.append(formatter.json($0)) })
+            _ = try Replay(rules: pack).run(files: [input], onInvalid: { _ in }, onAlert: { _ in }, onRewind: { rewinds += 1 })
+            #expect(rewinds == (input == disordered ? 1 : 0))
+            #expect(summary.unsortedFiles == (input == disordered ? 1 : 0))
+            #expect(expected.count > 200, "enough alerts to fill several output buffers before the disorder")
+            let shell = "'\(vigilBinary)' replay --quiet --rules '\(rulesDir)' --until \(until) '\(input)'"
+            // To a regular file, and appended to one.
+            let file = dir + "/alerts.jsonl"
+            try "an earlier line\n".write(toFile: file + ".appended", atomically: true, encoding: .utf8)
+            let toFile = try Subprocess("/bin/sh", ["-c", "\(shell) > '\(file)' && \(shell) >> '\(file).appended'"])
+            #expect(toFile.wait(timeout: 120) == 0)
+            #expect(try String(contentsOfFile: file, encoding: .utf8) == expected.joined(separator: "\n") + "\n")
+            #expect(try String(contentsOfFile: file + ".appended", encoding: .utf8) == "an earlier line\n" + expected.joined(separator: "\n") + "\n")
+            // To a pipe: held in memory, then spilled past a small limit.
+            let piped = try Subprocess("/bin/sh", ["-c", "\(shell) | cat"])
+            #expect(piped.wait(timeout: 120) == 0)
+            #expect(piped.stdout == expected)
+            let spilled = try Subprocess("/bin/sh", ["-c", "\(shell) | cat"], environment: ["VIGIL_HELD_OUTPUT_BYTES": "4096"])
+            #expect(spilled.wait(timeout: 120) == 0)
+            #expect(spilled.stdout == expected)
+        }
     }
 }

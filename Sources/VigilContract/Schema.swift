@@ -86,6 +86,19 @@ public final class SchemaNode: Sendable {
     let propertyNodes: [SchemaNode]
     /// Bit k set when a discriminator variant refines property k.
     let overriddenMask: UInt64
+    /// The validator's tables without reference counting: property nodes by index (kept alive by
+    /// `propertyNodes`), and per discriminator variant the node for each property (its override or the base
+    /// node; kept alive by `discriminator`).
+    let propertyRefs: [Unmanaged<SchemaNode>]
+    /// Variant v's node for property k at `v * properties.count + k`.
+    let variantRefs: [Unmanaged<SchemaNode>]
+    /// The discriminator's property index, or -1; its variants' values, contiguous, as for property names.
+    let discriminatorIndex: Int
+    let variantBytes: [UInt8]
+    let variantOffsets: [Int]
+    let variantLengths: [Int]
+    /// The additional-properties schema, if any, without reference counting.
+    let additionalRef: Unmanaged<SchemaNode>?
 
     init(path: String, types: JSONTypes, constValue: JSONValue?, enumValues: [String], enumSymbols: [Symbol],
          minLength: Int?, maxLength: Int?, format: StringFormat?, minimum: Double?, properties: [Property],
@@ -135,6 +148,22 @@ public final class SchemaNode: Sendable {
         var over: UInt64 = 0
         for k in discriminator?.overridden ?? [] { over |= UInt64(1) << UInt64(k) }
         overriddenMask = over
+        propertyRefs = propertyNodes.map { Unmanaged.passUnretained($0) }
+        let base = propertyRefs
+        variantRefs = (discriminator?.variants ?? []).flatMap { v in
+            base.indices.map { k in v.overrideList[k].map { Unmanaged.passUnretained($0) } ?? base[k] }
+        }
+        discriminatorIndex = discriminator?.propertyIndex ?? -1
+        var vb: [UInt8] = [], vo: [Int] = [], vl: [Int] = []
+        for v in discriminator?.variants ?? [] {
+            vo.append(vb.count)
+            vl.append(v.bytes.count)
+            vb += v.bytes
+        }
+        variantBytes = vb
+        variantOffsets = vo
+        variantLengths = vl
+        additionalRef = additionalSchema.map { Unmanaged.passUnretained($0) }
     }
 
     public func propertyIndex(_ name: String) -> Int? { properties.firstIndex { $0.name == name } }

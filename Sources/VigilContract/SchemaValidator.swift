@@ -263,12 +263,37 @@ public struct SchemaValidator: Sendable {
             return true
         }
 
+        /// Validates a value against a node held without reference counting (the node tables keep it alive).
+        @inline(__always) mutating func value(_ node: Unmanaged<SchemaNode>, depth: Int, record: inout EventRecord) -> Bool {
+            node._withUnsafeGuaranteedRef { value($0, depth: depth, record: &record) }
+        }
+
+        /// The discriminator variant a string selects, or -1.
+        func variantIndex(_ node: SchemaNode, _ tok: JSONScanner.StringToken) -> Int {
+            if !tok.hasEscapes {
+                let n = tok.end - tok.start
+                return node.variantBytes.withUnsafeBufferPointer { vb in
+                    guard let base = vb.baseAddress else { return -1 }
+                    for k in 0..<node.variantLengths.count where node.variantLengths[k] == n {
+                        if memcmpBytes(scanner.base + tok.start, base + node.variantOffsets[k], n) { return k }
+                    }
+                    return -1
+                }
+            }
+            guard let disc = node.discriminator else { return -1 }
+            for k in disc.variants.indices {
+                if disc.variants[k].bytes.withUnsafeBufferPointer({ scanner.equals(tok, $0) }) { return k }
+            }
+            return -1
+        }
+
         mutating func object(_ node: SchemaNode, depth: Int, record: inout EventRecord) -> Bool {
             scanner.pos += 1
             var seen: UInt64 = 0
-            var variant: SchemaNode.Discriminator.Variant?
+            var variant = -1
             var deferred: [(index: Int, start: Int)] = []
-            let disc = node.discriminator
+            let discIndex = node.discriminatorIndex
+            let count = node.propertyRefs.count
             if !scanner.consume(0x7D) {
                 while true {
                     scanner.skipWhitespace()
@@ -297,7 +322,7 @@ public struct SchemaValidator: Sendable {
                             let declared = node.properties.map(\.name).joined(separator: ", ")
                             return contract("a property the contract does not declare here (declared: \(declared))")
                         }
-                        if let extra = node.additionalSchema {
+                        if let extra = node.additionalRef {
                             // Names are content (a label's name): the path says only that it was one of them.
                             push(.key("<additional>"))
                             guard value(extra, depth: depth + 1, record: &record) else { return false }
@@ -310,12 +335,12 @@ public struct SchemaValidator: Sendable {
                         if tracking { push(.key(node.properties[index].name)) }
                         if seen & bit != 0 { return contract("property '\(node.properties[index].name)' appears twice") }
                         seen |= bit
-                        if let disc, node.overriddenMask & bit != 0 {
-                            if let variant {
-                                guard value(variant.overrideList[index] ?? node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
-                            } else if seen & (UInt64(1) << UInt64(disc.propertyIndex)) != 0 {
+                        if discIndex >= 0, node.overriddenMask & bit != 0 {
+                            if variant >= 0 {
+                                guard value(node.variantRefs[variant * count + index], depth: depth + 1, record: &record) else { return false }
+                            } else if seen & (UInt64(1) << UInt64(discIndex)) != 0 {
                                 // The selector was present but selected no variant: base schema only.
-                                guard value(node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
+                                guard value(node.propertyRefs[index], depth: depth + 1, record: &record) else { return false }
                             } else {
                                 scanner.skipWhitespace()
                                 deferred.append((index, scanner.pos))
@@ -323,13 +348,8 @@ public struct SchemaValidator: Sendable {
                             }
                         } else {
                             lastStringToken = nil
-                            guard value(node.propertyNodes[index], depth: depth + 1, record: &record) else { return false }
-                            if let disc, index == disc.propertyIndex, let tok = lastStringToken {
-                                for v in disc.variants {
-                                    let eq = v.bytes.withUnsafeBufferPointer { scanner.equals(tok, $0) }
-                                    if eq { variant = v; break }
-                                }
-                            }
+                            guard value(node.propertyRefs[index], depth: depth + 1, record: &record) else { return false }
+                            if index == discIndex, let tok = lastStringToken { variant = variantIndex(node, tok) }
                         }
                         pop()
                     }
@@ -344,7 +364,8 @@ public struct SchemaValidator: Sendable {
                 for d in deferred {
                     scanner.pos = d.start
                     push(.key(node.properties[d.index].name))
-                    guard value(variant?.overrideList[d.index] ?? node.propertyNodes[d.index], depth: depth + 1, record: &record) else { return false }
+                    let ref = variant >= 0 ? node.variantRefs[variant * count + d.index] : node.propertyRefs[d.index]
+                    guard value(ref, depth: depth + 1, record: &record) else { return false }
                     pop()
                 }
                 scanner.pos = resume

@@ -51,7 +51,7 @@ struct EngineCommand: ParsableCommand {
     }
 
     /// The figures the targets are stated for.
-    struct Figures { var oneThread = 0.0, shards = 0.0, statePerChild = 0.0 }
+    struct Figures { var oneThread = 0.0, shards = 0.0, statePerChild = 0.0, decodedPerSecond = 0.0 }
 
     @discardableResult
     static func measure(set: CompiledRuleSet, children n: Int, events: Int, shards: Int, seed: UInt64) throws -> Figures {
@@ -65,7 +65,16 @@ struct EngineCommand: ParsableCommand {
         let after = currentRSS()
         let children = engine?.childCount ?? 0
         let stateBytes = engine?.approximateStateBytes ?? 0
+        // What a checkpoint and a restore do per child: the changelog's binary record, written and read back.
+        let states = engine?.allChildren ?? []
         engine = nil
+        let keys = PackKeys(set)
+        var records: [[UInt8]] = []
+        records.reserveCapacity(states.count)
+        let encodeSeconds = seconds { for c in states { records.append(c.binary(keys: keys)) } }
+        var decoded = 0
+        let decodeSeconds = seconds { for r in records { if (try? ChildState(binary: r, keys: keys)) != nil { decoded += 1 } } }
+        let recordBytes = records.reduce(0) { $0 + $1.count }
         let kinds: [(String, (CompiledRule) -> Bool)] = [
             ("no rules (decode, state, windows)", { _ in false }),
             ("immediate rules only", { $0.kind == "immediate" }),
@@ -85,9 +94,11 @@ struct EngineCommand: ParsableCommand {
         print("| **full pack, 1 thread** | **\(grouped(full.eventsPerSecond))** | \(fmt(full.nsPerEvent)) |")
         print("| **full pack, \(shards) shards** | **\(grouped(parallel.eventsPerSecond))** | \(fmt(parallel.nsPerEvent)) |")
         print("alerts: \(full.alerts) (1 thread), \(parallel.alerts) (\(shards) shards)")
+        print("changelog records (binary, one thread): \(grouped(Double(states.count))) children encoded in \(fmt(encodeSeconds, 3)) s (\(grouped(Double(states.count) / encodeSeconds))/s), \(grouped(Double(decoded))) decoded in \(fmt(decodeSeconds, 3)) s (\(grouped(Double(decoded) / decodeSeconds))/s); \(grouped(Double(recordBytes / max(states.count, 1)))) B a record")
         print("children: \(grouped(Double(children))); state (engine's estimate) \(grouped(Double(stateBytes / max(children, 1)))) B/child; RSS grew \(grouped(Double((after - baseline) / max(children, 1)))) B/child (\((after - baseline) / 1_048_576) MiB); process peak RSS \(peakRSS() / 1_048_576) MiB (input buffer included)")
         print("")
-        return Figures(oneThread: full.eventsPerSecond, shards: parallel.eventsPerSecond, statePerChild: Double(stateBytes) / Double(max(children, 1)))
+        return Figures(oneThread: full.eventsPerSecond, shards: parallel.eventsPerSecond, statePerChild: Double(stateBytes) / Double(max(children, 1)),
+                       decodedPerSecond: Double(decoded) / decodeSeconds)
     }
 }
 

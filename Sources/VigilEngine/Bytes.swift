@@ -4,12 +4,20 @@ import VigilContract
 struct ByteWriter {
     var bytes: [UInt8] = []
 
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
     mutating func u8(_ x: UInt8) { bytes.append(x) }
-    mutating func u16(_ x: UInt16) { bytes += [UInt8(x & 255), UInt8(x >> 8)] }
-    mutating func u64(_ x: UInt64) { for k in 0..<8 { bytes.append(UInt8(x >> (8 * UInt64(k)) & 255)) } }
+    mutating func u16(_ x: UInt16) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u64(_ x: UInt64) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func i64(_ x: Int64) { u64(UInt64(bitPattern: x)) }
     /// A string of at most 65,535 bytes (longer ones are cut).
     mutating func text(_ s: String) {
+        if let done = s.utf8.withContiguousStorageIfAvailable({ b -> Bool in
+            let n = min(b.count, Int(UInt16.max))
+            u16(UInt16(n))
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[..<n]))
+            return true
+        }), done { return }
         let b = Array(s.utf8.prefix(Int(UInt16.max)))
         u16(UInt16(b.count))
         bytes += b
@@ -31,11 +39,19 @@ struct ByteReader {
         defer { at += 1 }
         return bytes[at]
     }
-    mutating func u16() -> UInt16 { UInt16(u8()) | UInt16(u8()) << 8 }
+    mutating func u16() -> UInt16 {
+        guard at + 2 <= bytes.count else { return UInt16(u8()) | UInt16(u8()) << 8 }
+        defer { at += 2 }
+        return UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8
+    }
     mutating func u64() -> UInt64 {
-        var x: UInt64 = 0
-        for k in 0..<8 { x |= UInt64(u8()) << (8 * UInt64(k)) }
-        return x
+        guard at + 8 <= bytes.count else {
+            var x: UInt64 = 0
+            for k in 0..<8 { x |= UInt64(u8()) << (8 * UInt64(k)) }
+            return x
+        }
+        defer { at += 8 }
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
     }
     mutating func i64() -> Int64 { Int64(bitPattern: u64()) }
     mutating func text() -> String {

@@ -41,7 +41,7 @@ extension ChildState {
     func legacyBinary() -> [UInt8] { encoded(nil) }
 
     private func encoded(_ keys: PackKeys?) -> [UInt8] {
-        var w = ByteWriter()
+        var w = ByteWriter(capacity: 256 + timeline.count * 96 + emitted.count * 160)
         w.u8(keys == nil ? 1 : Self.binaryVersion)
         w.text(id)
         w.i64(Int64(domain))

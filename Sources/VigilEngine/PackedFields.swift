@@ -20,8 +20,10 @@ struct PackedFields: Sendable, Codable {
     }
 
     mutating func append(_ slot: UInt16, _ v: FieldValue) {
-        var w = ByteWriter(bytes: bytes)
-        defer { bytes = w.bytes }
+        // The bytes move into the writer and back (a copy would be copied again on its first append).
+        var w = ByteWriter()
+        swap(&w.bytes, &bytes)
+        defer { swap(&w.bytes, &bytes) }
         switch v {
         case .missing: return
         case .bool(let b): w.u16(slot); w.u8(Tag.bool.rawValue); w.u8(b ? 1 : 0)

@@ -86,10 +86,10 @@ extension Engine {
     /// folded into the base) within the duplicate horizon.
     func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent) -> Bool {
         let horizon = limits.duplicateHorizon
-        let timeline = children[ci].timeline
-        for j in 0..<k where !timeline[j].ignored && timeline[j].idHash == e.idHash
-            && e.at.micros - timeline[j].at.micros <= horizon && timeline[j].ref.eventId == e.ref.eventId {
-            return true
+        // The ids' hashes first (one small array), the events themselves only where a hash matches.
+        for j in 0..<k where children[ci].idHashes[j] == e.idHash {
+            let t = children[ci].timeline[j]
+            if !t.ignored && e.at.micros - t.at.micros <= horizon && t.ref.eventId == e.ref.eventId { return true }
         }
         return children[ci].folded.contains { $0.idHash == e.idHash && abs($0.at.micros - e.at.micros) <= horizon }
     }
@@ -108,9 +108,10 @@ extension Engine {
     mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
         let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
-        while let first = children[ci].timeline.first, first.at.micros < oldest || children[ci].timeline.count > cap {
-            if first.at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
-            _ = children[ci].removeOldest()
+        // The oldest event's time is looked at in place (copying the event would retain its strings on every event).
+        while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
+            if children[ci].timeline[0].at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
+            let first = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())

@@ -120,7 +120,7 @@ struct ReplayCommand: ParsableCommand {
             }, onAlert: { alert in
                 if stats { tally.add(alert, rule: formatter.rules.rules[alert.ruleIndex].id) }
                 switch format {
-                case .json: Output.shared.line(formatter.json(alert))
+                case .json: Output.shared.line(bytes: formatter.jsonBytes(alert))
                 case .text:
                     let sev = formatter.rules.rules[alert.ruleIndex].severity
                     Output.shared.line(ANSI.color(TailedAlert(alert, formatter).line(in: formatter.rules.calendars.first?.zone), ANSI.severity(sev), enabled: color))

@@ -20,6 +20,13 @@ final class Output {
         if buffer.count >= 1 << 16 { flush() }
     }
 
+    /// A line already in UTF-8 (an alert's JSON), without going through a `String`.
+    func line(bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+        buffer.append(0x0A)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
     func flush() {
         guard !buffer.isEmpty else { return }
         switch held {

@@ -171,7 +171,7 @@ public struct Engine: Sendable {
             let ci = Int(top.child)
             // Stale entries (met, cancelled, re-derived) no longer match a pending expectation.
             guard children[ci].now.pending.contains(where: { $0.id == top.pending && $0.deadline == top.deadline }) else { continue }
-            var x = Deriver.Context(child: children[ci].id, seq: seq, stats: stats)
+            var x = context(child: children[ci].id)
             let armedFrom = children[ci].now.nextPendingId
             deriver.popDue(&children[ci].now, through: top.deadline, &x)
             finish(ci, &x, armedFrom: armedFrom, into: &alerts)
@@ -210,7 +210,7 @@ public struct Engine: Sendable {
         children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
-            var x = Deriver.Context(child: childId, seq: seq, stats: stats)
+            var x = context(child: childId)
             let armedFrom = children[ci].now.nextPendingId
             deriver.popDue(&children[ci].now, through: at, &x)
             deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &x)
@@ -223,11 +223,19 @@ public struct Engine: Sendable {
         return .processed
     }
 
+    /// A derivation step's context for a child. The engine's counters move into it (copying them twice per
+    /// event cost more than the step); `finish` moves them back, and nothing in between reads `stats`.
+    mutating func context(child: String) -> Deriver.Context {
+        var x = Deriver.Context(child: child, seq: seq, stats: EngineStats())
+        swap(&x.stats, &stats)
+        return x
+    }
+
     /// Takes a derivation step's arming counter, counters and alerts back, queues the deadlines it armed
     /// (pending ids from `armedFrom` on), and remembers the alerts fired.
     mutating func finish(_ ci: Int, _ x: inout Deriver.Context, armedFrom: UInt32, into alerts: inout [Alert]) {
         seq = x.seq
-        stats = x.stats
+        swap(&stats, &x.stats)
         children[ci].dirty = true
         let domain = Int(max(children[ci].domain, 0))
         for p in children[ci].now.pending where p.id >= armedFrom {

@@ -140,12 +140,26 @@ public struct WorkingCalendar: Sendable {
         holidayNames = holidays
         if let lo = holidays.keys.min(), let hi = holidays.keys.max() { coverage = lo...hi } else { coverage = nil }
         fingerprint = "zone=\(zone.identifier);weekend=\(weekend.sorted());holidays=" + holidays.keys.sorted().map(\.description).joined(separator: ",")
+        // The days the holidays cover and five years either side, counted once.
+        let days = Set(holidays.keys), off = weekend
+        index = coverage.map { c in
+            WorkingDayIndex(first: c.lowerBound.number - 1830, last: c.upperBound.number + 1830) { !off.contains($0.isoWeekday) && !days.contains($0) }
+        }
     }
+
+    /// Working days counted over the calendar's span (nil without holidays: then the loop below is all there is).
+    let index: WorkingDayIndex?
 
     public func isWorkingDay(_ d: Day) -> Bool { !weekend.contains(d.isoWeekday) && !holidays.contains(d) }
 
     /// The N-th working day strictly after `d` (N >= 1).
     public func workingDay(_ n: Int, after d: Day) -> Day {
+        if n >= 1, let found = index?.workingDay(n, after: d) { return found }
+        return walkToWorkingDay(n, after: d)
+    }
+
+    /// `workingDay(_:after:)` by walking the days (outside the index's span, and to check it).
+    func walkToWorkingDay(_ n: Int, after d: Day) -> Day {
         var day = d
         var left = n
         var guardSteps = 0
@@ -235,4 +249,40 @@ public struct WorkingCalendar: Sendable {
 public struct HolidayFileError: Error, Sendable {
     public var line: Int
     public var reason: String
+}
+
+/// Working days counted over a span of days, so that "the N-th working day strictly after D" is two array
+/// lookups instead of a walk over the days between (a set lookup for each).
+final class WorkingDayIndex: Sendable {
+    /// The day number of the span's first day.
+    let first: Int32
+    /// rank[i]: working days in the span up to and including its day i.
+    let rank: [Int32]
+    /// nth[k]: the day number of the span's k-th working day (nth[0] is the day before the span).
+    let nth: [Int32]
+
+    init(first: Int32, last: Int32, isWorking: (Day) -> Bool) {
+        self.first = first
+        var rank: [Int32] = [], nth: [Int32] = [first - 1]
+        rank.reserveCapacity(Int(last - first) + 1)
+        var count: Int32 = 0
+        for number in first...max(first, last) {
+            if isWorking(Day(number: number)) {
+                count += 1
+                nth.append(number)
+            }
+            rank.append(count)
+        }
+        self.rank = rank
+        self.nth = nth
+    }
+
+    /// The N-th working day strictly after `d` (N >= 1), or nil when `d` or the answer is outside the span.
+    func workingDay(_ n: Int, after d: Day) -> Day? {
+        let i = Int(d.number) - Int(first)
+        guard n >= 1, i >= 0, i < rank.count else { return nil }
+        let k = Int(rank[i]) + n
+        guard k < nth.count else { return nil }
+        return Day(number: nth[k])
+    }
 }

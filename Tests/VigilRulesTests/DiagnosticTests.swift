@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VigilRules
 import VigilContract
@@ -320,5 +321,29 @@ func expectDiagnostic(_ yaml: String, _ code: DiagnosticCode, at token: String, 
         #expect(warnings.sorted() == ["list 'unused_list' is used by no rule", "macro 'unused_macro' is used by no rule",
                                       "state 'unused_state' is read by no rule (it is still kept per child)"])
         #expect(RuleCompiler.compile(sources).diagnostics.isEmpty, "no warnings without lint")
+    }
+}
+
+/// The working-day index answers exactly what walking the days answers, inside its span, at its edges and
+/// outside it, for the shipped calendar.
+@Suite struct WorkingDayIndexTests {
+    @Test func theIndexAgreesWithWalkingTheDays() throws {
+        let dir = repoRoot.appendingPathComponent("Rules/calendars")
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasSuffix(".csv") })
+        let csv = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+        let listed = try WorkingCalendar.parseHolidays(csv: csv).get()
+        let calendar = WorkingCalendar(name: "ew", zone: try #require(ZoneTable.named("Europe/London")), weekend: [6, 7], holidays: listed)
+        let span = try #require(calendar.coverage)
+        #expect(calendar.index != nil)
+        let from = span.lowerBound.number - 2500, to = span.upperBound.number + 2500
+        var rng = SplitMix64(state: 5)
+        var days = Array(stride(from: from, through: to, by: 3))
+        days += (0..<2000).map { _ in Int32.random(in: from...to, using: &rng) }
+        for number in days {
+            let d = Day(number: number)
+            for n in [1, 2, 3, 5, 10, 15, 20, 45, 60] {
+                #expect(calendar.workingDay(n, after: d) == calendar.walkToWorkingDay(n, after: d), "\(n) working days after \(d)")
+            }
+        }
     }
 }

@@ -82,10 +82,11 @@ public final class Replay {
     ///
     /// With `onRewind`, the input is read once when every file is in event-time order: the files are validated
     /// and evaluated in the same pass. When a file turns out not to be (an event earlier than one before it in
-    /// the same file), evaluation stops, the rest is validated, `onRewind` is called once (every alert passed to
-    /// `onAlert` until then is void: the caller discards them; an error it throws ends the run), and the events are evaluated again from the
-    /// start in event-time order. Without `onRewind`, the files are always validated first and evaluated in a
-    /// second pass, so that no alert is ever taken back.
+    /// the same file), evaluation stops, the rest is validated, `onRewind` is called once (every alert passed
+    /// to `onAlert` until then is void: the caller discards them; an error it throws ends the run), and the
+    /// events are evaluated again from the start in event-time order. Without `onRewind`, the files are always
+    /// validated first and evaluated in a second pass, so that no alert is ever taken back. (Invalid lines are
+    /// reported as they are read: with several files in one pass, in the order the merge reads them.)
     ///
     /// With `arrivalOrder`, events are evaluated in file order instead (files one after the other), as a
     /// live pipeline meets them: the clock is the largest `occurred_at` read so far, and an event behind its

@@ -112,7 +112,8 @@ struct ReplayCommand: ParsableCommand {
         var tally = RuleTally()
         let summary: Replay.Summary
         // The input is read once when it is in event-time order; if it is not, what was written is taken back.
-        Output.shared.beginRewindable()
+        // (In arrival order nothing is ever taken back.)
+        if !arrivalOrder { Output.shared.beginRewindable() }
         do {
             summary = try replay.run(files: paths, until: until.flatMap(RFC3339.parseDateTime), arrivalOrder: arrivalOrder, onInvalid: { bad in
                 let shown = bad.file == spooled ? "-" : bad.file

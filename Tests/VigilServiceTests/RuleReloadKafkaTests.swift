@@ -99,7 +99,9 @@ import VigilTesting
             c.signal(SIGTERM)
             #expect(c.wait(timeout: 60) == 0, "\(c.stderr.suffix(5))")
         }
-        #expect(try topicIds() == expected, "the union of the alerts is the replay's")
+        let onTopic = try TopicIO.readToEnd("vigil-alerts", brokers: brokers, logger: quietLogger)
+        let topicSet = Set(alertIds(onTopic))
+        #expect(topicSet == expected, "the union of the alerts is the replay's; \(describeDifference(onTopic, expected: expected, oracle: oracle.stdout))")
         let newDigest = PackManifest(try new.compile()).digest
         var audited = Set<String>()
         for i in 0..<2 {
@@ -121,4 +123,28 @@ import VigilTesting
         }
         #expect(audited == expected)
     }
+}
+
+/// What differs between the alerts on a topic and the replay's ids, grouped so that a failure says what kind of
+/// alerts they are (rule, status, backfill or late, and the range of their fired times), not only their ids.
+func describeDifference(_ records: [[UInt8]], expected: Set<String>, oracle: [String]) -> String {
+    func kind(_ v: JSONValue) -> String {
+        var k = "\(v["rule_id"]?.stringValue ?? "?") \(v["status"]?.stringValue ?? "?")"
+        if v["backfill"] != nil { k += " backfill" }
+        if v["late"] != nil { k += " late" }
+        return k
+    }
+    func summary(_ values: [JSONValue]) -> String {
+        let groups = Dictionary(grouping: values, by: kind)
+        return groups.keys.sorted().map { k in
+            let fired = groups[k, default: []].compactMap { $0["fired_at"]?.stringValue }.sorted()
+            return "\(k): \(groups[k, default: []].count) (fired \(fired.first ?? "?") to \(fired.last ?? "?"))"
+        }.joined(separator: "; ")
+    }
+    let parsed = records.compactMap { try? JSONValue.parse($0) }
+    var seen = Set<String>()
+    let extra = parsed.filter { v in v["alert_id"]?.stringValue.map { !expected.contains($0) && seen.insert($0).inserted } ?? false }
+    let onTopic = Set(parsed.compactMap { $0["alert_id"]?.stringValue })
+    let missing = oracle.compactMap { try? JSONValue.parse(Array($0.utf8)) }.filter { v in v["alert_id"]?.stringValue.map { !onTopic.contains($0) } ?? false }
+    return "\(extra.count) not in the replay [\(summary(extra))], \(missing.count) of the replay's missing [\(summary(missing))]"
 }

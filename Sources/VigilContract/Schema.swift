@@ -37,8 +37,6 @@ public final class SchemaNode: Sendable {
             public let bytes: [UInt8]
             /// Replacement nodes by property index, used instead of the base node for that property.
             public let overrides: [Int: SchemaNode]
-            /// The same, as an array indexed by property (nil where the base node applies).
-            let overrideList: [SchemaNode?]
         }
         public let propertyIndex: Int
         public let variants: [Variant]
@@ -82,13 +80,11 @@ public final class SchemaNode: Sendable {
     let nameLengths: [Int]
     /// Enum value indexes by byte length.
     let enumByLength: [[Int]]
-    /// Property nodes by index.
-    let propertyNodes: [SchemaNode]
     /// Bit k set when a discriminator variant refines property k.
     let overriddenMask: UInt64
     /// The validator's tables without reference counting: property nodes by index (kept alive by
-    /// `propertyNodes`), and per discriminator variant the node for each property (its override or the base
-    /// node; kept alive by `discriminator`).
+    /// `properties`), and per discriminator variant the node for each property (its override or the base
+    /// node; kept alive by `properties` and `discriminator`).
     let propertyRefs: [Unmanaged<SchemaNode>]
     /// Variant v's node for property k at `v * properties.count + k`.
     let variantRefs: [Unmanaged<SchemaNode>]
@@ -139,7 +135,6 @@ public final class SchemaNode: Sendable {
             bytes += p.bytes
         }
         nameBytes = bytes
-        propertyNodes = properties.map(\.node)
         nameOffsets = offsets
         nameLengths = lengths
         var byLength = [[Int]](repeating: [], count: (enumValues.map(\.utf8.count).max() ?? 0) + 1)
@@ -148,10 +143,10 @@ public final class SchemaNode: Sendable {
         var over: UInt64 = 0
         for k in discriminator?.overridden ?? [] { over |= UInt64(1) << UInt64(k) }
         overriddenMask = over
-        propertyRefs = propertyNodes.map { Unmanaged.passUnretained($0) }
+        propertyRefs = properties.map { Unmanaged.passUnretained($0.node) }
         let base = propertyRefs
         variantRefs = (discriminator?.variants ?? []).flatMap { v in
-            base.indices.map { k in v.overrideList[k].map { Unmanaged.passUnretained($0) } ?? base[k] }
+            base.indices.map { k in v.overrides[k].map { Unmanaged.passUnretained($0) } ?? base[k] }
         }
         discriminatorIndex = discriminator?.propertyIndex ?? -1
         var vb: [UInt8] = [], vo: [Int] = [], vl: [Int] = []
@@ -367,8 +362,7 @@ public struct SchemaCompiler {
                 overrides[idx] = try node(sub, path: childPath, pointer: here + "/then/properties/" + pname)
                 overridden.insert(idx)
             }
-            variants.append(.init(value: constant, bytes: Array(constant.utf8), overrides: overrides,
-                                  overrideList: properties.indices.map { overrides[$0] }))
+            variants.append(.init(value: constant, bytes: Array(constant.utf8), overrides: overrides))
         }
         guard let name = discriminatorName, let idx = properties.firstIndex(where: { $0.name == name }) else {
             throw SchemaError(pointer: pointer, reason: "the selecting property must be declared in properties")

@@ -5,9 +5,7 @@ extension Engine {
     /// Whether a child can matter no more: nothing pending, no declared state, no suppression mark, and
     /// nothing of it within the horizon of `clock`. Such a child behaves as one never seen, so it can be
     /// dropped (only a record arriving more than the horizon late could tell the difference).
-    func isIdle(_ c: ChildState, at clock: Instant) -> Bool { Engine.isIdle(c, at: clock, horizon: horizon) }
-
-    static func isIdle(_ c: ChildState, at clock: Instant, horizon: Int64) -> Bool {
+    func isIdle(_ c: ChildState, at clock: Instant) -> Bool {
         c.now.pending.isEmpty && c.now.states.isEmpty && c.now.fired.isEmpty
             && c.now.frontier.micros < clock.micros - horizon
     }
@@ -25,14 +23,19 @@ extension Engine {
     /// Returns the ids by domain, and all of them in the children's order.
     public mutating func evictIdle(clocks: [Int: Instant]) -> (byDomain: [Int: [String]], order: [(id: String, domain: Int)]) {
         var order: [(id: String, domain: Int)] = []
+        // The children kept move down over those evicted, in order: each child is judged once.
+        var kept = 0
         for i in children.indices {
             let d = Int(children[i].domain)
-            guard let clock = clocks[d], isIdle(children[i], at: clock) else { continue }
-            order.append((children[i].id, d))
+            if let clock = clocks[d], isIdle(children[i], at: clock) {
+                order.append((children[i].id, d))
+            } else {
+                if kept != i { children.swapAt(kept, i) }
+                kept += 1
+            }
         }
         guard !order.isEmpty else { return ([:], []) }
-        let horizon = self.horizon
-        children.removeAll { c in clocks[Int(c.domain)].map { Engine.isIdle(c, at: $0, horizon: horizon) } ?? false }
+        children.removeLast(children.count - kept)
         rebuildIndexAndQueues()
         stats.evicted += order.count
         return (Dictionary(grouping: order, by: \.domain).mapValues { $0.map(\.id) }, order)

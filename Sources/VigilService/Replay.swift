@@ -223,39 +223,16 @@ public final class Replay {
     func runInArrivalOrder(files: [String], until: Instant?, onInvalid: (InvalidLine) -> Void, onAlert: (Alert) -> Void) throws -> Summary {
         var summary = Summary()
         summary.files = files.count
-        let slot = rules.contract.occurredAtSlot
         var alerts: [Alert] = []
-        for path in files {
-            let reader = try LineReader(path: path, maxLine: decoder.maxBytes)
-            var record = decoder.makeRecord()
-            var failure: ValidationFailure?
-            var last = Instant.distantPast
-            while let outcome = reader.next({ line -> Bool? in
-                if line.length == 0 || (!line.oversized && line.bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 }) { return nil }
-                failure = line.oversized
-                    ? ValidationFailure(kind: .tooLarge, path: "$", reason: "the line is \(line.length) bytes, over the \(decoder.maxBytes)-byte limit")
-                    : decoder.decode(line.bytes, into: &record)
-                return failure == nil
-            }) {
-                guard let valid = outcome else { continue }
-                summary.lines += 1
-                guard valid, let at = record[slot].instant else {
-                    if let f = failure {
-                        summary.invalid += 1
-                        summary.invalidByKind[f.kind.rawValue, default: 0] += 1
-                        onInvalid(InvalidLine(file: path, line: reader.lineNumber, failure: f))
-                    }
-                    continue
-                }
-                summary.valid += 1
-                summary.saw(at)
-                if at < last { summary.unsortedFiles = 1 }
-                last = max(last, at)
-                engine.advance(to: max(engine.clock, at), into: &alerts)
-                engine.process(record, into: &alerts)
+        for (k, path) in files.enumerated() {
+            let s = Source(reader: try LineReader(path: path, maxLine: decoder.maxBytes), fileIndex: k, record: decoder.makeRecord())
+            while validateNext(s, &summary, onInvalid) {
+                engine.advance(to: max(engine.clock, s.at), into: &alerts)
+                engine.process(s.record, into: &alerts)
                 for a in alerts { emit(a, &summary, onAlert) }
                 alerts.removeAll(keepingCapacity: true)
             }
+            if !s.sorted { summary.unsortedFiles = 1 }
         }
         if let until {
             engine.advance(to: until, into: &alerts)

@@ -141,16 +141,22 @@ public struct WorkingCalendar: Sendable {
         if let lo = holidays.keys.min(), let hi = holidays.keys.max() { coverage = lo...hi } else { coverage = nil }
         fingerprint = "zone=\(zone.identifier);weekend=\(weekend.sorted());holidays=" + holidays.keys.sorted().map(\.description).joined(separator: ",")
         // The days the holidays cover and five years either side, counted once.
-        let days = Set(holidays.keys), off = weekend
+        let days = self.holidays, off = weekend
         index = coverage.map { c in
-            WorkingDayIndex(first: c.lowerBound.number - 1830, last: c.upperBound.number + 1830) { !off.contains($0.isoWeekday) && !days.contains($0) }
+            WorkingDayIndex(first: c.lowerBound.number - 1830, last: c.upperBound.number + 1830) {
+                WorkingCalendar.isWorkingDay($0, weekend: off, holidays: days)
+            }
         }
     }
 
     /// Working days counted over the calendar's span (nil without holidays: then the loop below is all there is).
     let index: WorkingDayIndex?
 
-    public func isWorkingDay(_ d: Day) -> Bool { !weekend.contains(d.isoWeekday) && !holidays.contains(d) }
+    public func isWorkingDay(_ d: Day) -> Bool { Self.isWorkingDay(d, weekend: weekend, holidays: holidays) }
+
+    static func isWorkingDay(_ d: Day, weekend: Set<Int>, holidays: Set<Day>) -> Bool {
+        !weekend.contains(d.isoWeekday) && !holidays.contains(d)
+    }
 
     /// The N-th working day strictly after `d` (N >= 1).
     public func workingDay(_ n: Int, after d: Day) -> Day {

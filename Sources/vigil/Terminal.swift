@@ -42,12 +42,16 @@ final class Output {
                 return
             }
             held = .spilled(fd)
-            fallthrough
-        case .spilled:
-            guard case .spilled(let fd) = held else { return }
-            do { try FileDescriptor.writeAll(fd, buffer) } catch { spillError = "cannot write the held output: \(error)" }
+            spill(to: fd)
+        case .spilled(let fd):
+            spill(to: fd)
         }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// The buffer appended to the held output's temporary file (a failure is kept for `commit` to report).
+    private func spill(to fd: Int32) {
+        do { try FileDescriptor.writeAll(fd, buffer) } catch { spillError = "cannot write the held output: \(error)" }
     }
 
     // MARK: output that may be taken back

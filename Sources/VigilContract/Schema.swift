@@ -75,9 +75,7 @@ public final class SchemaNode: Sendable {
     /// Required names that are not declared properties (such a document can never be valid).
     let requiredUndeclared: [String]
     /// Property names, contiguous, with their offsets and lengths.
-    let nameBytes: [UInt8]
-    let nameOffsets: [Int]
-    let nameLengths: [Int]
+    let names: PackedStrings
     /// Enum value indexes by byte length.
     let enumByLength: [[Int]]
     /// Bit k set when a discriminator variant refines property k.
@@ -88,11 +86,9 @@ public final class SchemaNode: Sendable {
     let propertyRefs: [Unmanaged<SchemaNode>]
     /// Variant v's node for property k at `v * properties.count + k`.
     let variantRefs: [Unmanaged<SchemaNode>]
-    /// The discriminator's property index, or -1; its variants' values, contiguous, as for property names.
+    /// The discriminator's property index, or -1; its variants' values, as for property names.
     let discriminatorIndex: Int
-    let variantBytes: [UInt8]
-    let variantOffsets: [Int]
-    let variantLengths: [Int]
+    let variantValues: PackedStrings
     /// The additional-properties schema, if any, without reference counting.
     let additionalRef: Unmanaged<SchemaNode>?
 
@@ -128,15 +124,7 @@ public final class SchemaNode: Sendable {
         }
         requiredMask = mask
         requiredUndeclared = undeclared
-        var bytes: [UInt8] = [], offsets: [Int] = [], lengths: [Int] = []
-        for p in properties {
-            offsets.append(bytes.count)
-            lengths.append(p.bytes.count)
-            bytes += p.bytes
-        }
-        nameBytes = bytes
-        nameOffsets = offsets
-        nameLengths = lengths
+        names = PackedStrings(properties.map(\.bytes))
         var byLength = [[Int]](repeating: [], count: (enumValues.map(\.utf8.count).max() ?? 0) + 1)
         for (k, v) in enumValues.enumerated() { byLength[v.utf8.count].append(k) }
         enumByLength = byLength
@@ -149,19 +137,42 @@ public final class SchemaNode: Sendable {
             base.indices.map { k in v.overrides[k].map { Unmanaged.passUnretained($0) } ?? base[k] }
         }
         discriminatorIndex = discriminator?.propertyIndex ?? -1
-        var vb: [UInt8] = [], vo: [Int] = [], vl: [Int] = []
-        for v in discriminator?.variants ?? [] {
-            vo.append(vb.count)
-            vl.append(v.bytes.count)
-            vb += v.bytes
-        }
-        variantBytes = vb
-        variantOffsets = vo
-        variantLengths = vl
+        variantValues = PackedStrings((discriminator?.variants ?? []).map(\.bytes))
         additionalRef = additionalSchema.map { Unmanaged.passUnretained($0) }
     }
 
     public func propertyIndex(_ name: String) -> Int? { properties.firstIndex { $0.name == name } }
+}
+
+/// Byte strings laid end to end (one allocation), found by length and then by their bytes: property names and
+/// discriminator values, which the validator looks up once per property of every message.
+struct PackedStrings: Sendable {
+    let bytes: [UInt8]
+    let offsets: [Int]
+    let lengths: [Int]
+
+    init(_ strings: [[UInt8]]) {
+        var bytes: [UInt8] = [], offsets: [Int] = [], lengths: [Int] = []
+        for b in strings {
+            offsets.append(bytes.count)
+            lengths.append(b.count)
+            bytes += b
+        }
+        self.bytes = bytes
+        self.offsets = offsets
+        self.lengths = lengths
+    }
+
+    /// The index of the string equal to the `n` bytes at `p`, or -1.
+    @inline(__always) func index(of p: UnsafePointer<UInt8>, count n: Int) -> Int {
+        bytes.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return -1 }
+            for k in 0..<lengths.count where lengths[k] == n {
+                if memcmpBytes(p, base + offsets[k], n) { return k }
+            }
+            return -1
+        }
+    }
 }
 
 /// A schema the compiler cannot accept.

@@ -270,16 +270,7 @@ public struct SchemaValidator: Sendable {
 
         /// The discriminator variant a string selects, or -1.
         func variantIndex(_ node: SchemaNode, _ tok: JSONScanner.StringToken) -> Int {
-            if !tok.hasEscapes {
-                let n = tok.end - tok.start
-                return node.variantBytes.withUnsafeBufferPointer { vb in
-                    guard let base = vb.baseAddress else { return -1 }
-                    for k in 0..<node.variantLengths.count where node.variantLengths[k] == n {
-                        if memcmpBytes(scanner.base + tok.start, base + node.variantOffsets[k], n) { return k }
-                    }
-                    return -1
-                }
-            }
+            if !tok.hasEscapes { return node.variantValues.index(of: scanner.base + tok.start, count: tok.end - tok.start) }
             guard let disc = node.discriminator else { return -1 }
             for k in disc.variants.indices {
                 if disc.variants[k].bytes.withUnsafeBufferPointer({ scanner.equals(tok, $0) }) { return k }
@@ -301,14 +292,8 @@ public struct SchemaValidator: Sendable {
                     guard let key = scanner.scanString() else { return false }
                     guard scanner.consume(0x3A) else { scanner.expectedFailure("':' after a property name"); return false }
                     var index = -1
-                    let keyLength = key.end - key.start
                     if !key.hasEscapes {
-                        node.nameBytes.withUnsafeBufferPointer { names in
-                            guard let nb = names.baseAddress else { return }
-                            for k in 0..<node.nameLengths.count where node.nameLengths[k] == keyLength {
-                                if memcmpBytes(scanner.base + key.start, nb + node.nameOffsets[k], keyLength) { index = k; break }
-                            }
-                        }
+                        index = node.names.index(of: scanner.base + key.start, count: key.end - key.start)
                     } else {
                         for (k, p) in node.properties.enumerated() {
                             let eq = p.bytes.withUnsafeBufferPointer { scanner.equals(key, $0) }

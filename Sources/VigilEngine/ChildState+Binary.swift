@@ -130,9 +130,7 @@ extension ByteWriter {
     }
 
     mutating func value(_ v: FieldValue) {
-        var f = PackedFields()
-        f.append(0, v)
-        blob(f.bytes)
+        blob(PackedFields(slot: 0, v).bytes)
     }
 
     /// A rule by stable key, or (`keys` nil, version 1) by index.

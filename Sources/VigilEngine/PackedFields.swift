@@ -10,34 +10,79 @@ struct PackedFields: Sendable, Codable {
 
     init(bytes: [UInt8] = []) { self.bytes = bytes }
 
-    /// The fields of `r` in slots that `keep` marks and that have a value.
+    /// The fields of `r` in slots that `keep` marks and that have a value, in one allocation of their exact
+    /// size (a pass to size them, one to write them: growing the array field by field cost more than both).
     init(_ r: EventRecord, keep: [Bool]) {
-        for s in r.writtenSlots where keep[Int(s)] {
-            let v = r[Int(s)]
-            guard !v.isMissing else { continue }
-            append(UInt16(s), v)
+        var size = 0
+        for s in r.writtenSlots where keep[Int(s)] { size += Self.size(r[Int(s)]) }
+        guard size > 0 else { return }
+        bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            guard let base = buffer.baseAddress else { return }
+            var at = UnsafeMutableRawPointer(base)
+            for s in r.writtenSlots where keep[Int(s)] { at = Self.write(UInt16(s), r[Int(s)], to: at) }
+            count = size
         }
     }
 
-    mutating func append(_ slot: UInt16, _ v: FieldValue) {
-        // The bytes move into the writer and back (a copy would be copied again on its first append).
-        var w = ByteWriter()
-        swap(&w.bytes, &bytes)
-        defer { swap(&w.bytes, &bytes) }
-        switch v {
-        case .missing: return
-        case .bool(let b): w.u16(slot); w.u8(Tag.bool.rawValue); w.u8(b ? 1 : 0)
-        case .int(let i): w.u16(slot); w.u8(Tag.int.rawValue); w.i64(i)
-        case .symbol(let s): w.u16(slot); w.u8(Tag.symbol.rawValue); w.u16(s.id)
-        case .string(let s): w.u16(slot); w.u8(Tag.string.rawValue); w.text(s)
-        case .date(let d): w.u16(slot); w.u8(Tag.date.rawValue); w.i64(Int64(d.number))
-        case .instant(let t): w.u16(slot); w.u8(Tag.instant.rawValue); w.i64(t.micros)
-        case .symbols(let set): w.u16(slot); w.u8(Tag.symbols.rawValue); w.u64(set.w0); w.u64(set.w1); w.u64(set.w2); w.u64(set.w3)
-        case .strings(let a):
-            w.u16(slot); w.u8(Tag.strings.rawValue)
-            w.u16(UInt16(min(a.count, Int(UInt16.max))))
-            for s in a.prefix(Int(UInt16.max)) { w.text(s) }
+    /// One field.
+    init(slot: UInt16, _ v: FieldValue) {
+        let size = Self.size(v)
+        guard size > 0 else { return }
+        bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            guard let base = buffer.baseAddress else { return }
+            _ = Self.write(slot, v, to: UnsafeMutableRawPointer(base))
+            count = size
         }
+    }
+
+    /// The bytes `write` takes for a field with value `v` (none for a missing value).
+    static func size(_ v: FieldValue) -> Int {
+        switch v {
+        case .missing: return 0
+        case .bool: return 4
+        case .symbol: return 5
+        case .int, .date, .instant: return 11
+        case .string(let s): return 5 + min(s.utf8.count, Int(UInt16.max))
+        case .symbols: return 35
+        case .strings(let a):
+            var n = 5
+            for s in a.prefix(Int(UInt16.max)) { n += 2 + min(s.utf8.count, Int(UInt16.max)) }
+            return n
+        }
+    }
+
+    /// Writes a field (its slot, a tag, the value; little-endian, a string as a 2-byte length and its UTF-8 cut
+    /// at 65,535 bytes, at most 65,535 strings) at `p`, which has `size(v)` bytes; returns the byte after it.
+    static func write(_ slot: UInt16, _ v: FieldValue, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        var p = p
+        func u8(_ x: UInt8) { p.storeBytes(of: x, as: UInt8.self); p += 1 }
+        func u16(_ x: UInt16) { p.storeBytes(of: x.littleEndian, as: UInt16.self); p += 2 }
+        func u64(_ x: UInt64) { p.storeBytes(of: x.littleEndian, as: UInt64.self); p += 8 }
+        func text(_ s: String) {
+            var s = s
+            s.withUTF8 { b in
+                let n = min(b.count, Int(UInt16.max))
+                u16(UInt16(n))
+                if n > 0, let from = b.baseAddress { p.copyMemory(from: from, byteCount: n) }
+                p += n
+            }
+        }
+        func head(_ tag: Tag) { u16(slot); u8(tag.rawValue) }
+        switch v {
+        case .missing: break
+        case .bool(let b): head(.bool); u8(b ? 1 : 0)
+        case .int(let i): head(.int); u64(UInt64(bitPattern: i))
+        case .symbol(let s): head(.symbol); u16(s.id)
+        case .string(let s): head(.string); text(s)
+        case .date(let d): head(.date); u64(UInt64(bitPattern: Int64(d.number)))
+        case .instant(let t): head(.instant); u64(UInt64(bitPattern: t.micros))
+        case .symbols(let set): head(.symbols); u64(set.w0); u64(set.w1); u64(set.w2); u64(set.w3)
+        case .strings(let a):
+            head(.strings)
+            u16(UInt16(min(a.count, Int(UInt16.max))))
+            for s in a.prefix(Int(UInt16.max)) { text(s) }
+        }
+        return p
     }
 
     /// Calls `body` with each slot and value, in the order written.

@@ -1,27 +1,92 @@
 import Crypto
+import Synchronization
 import VigilContract
 import VigilRules
 
-/// Where an event was read from, when it came from Kafka.
+/// Where an event was read from, when it came from Kafka. The topic is held as its number in the process's
+/// table of topic names (`TopicNames`: the input topics, a handful), so that a reference to an event, kept
+/// for every event of every timeline and window, is of fixed size.
 public struct SourcePosition: Hashable, Sendable, Codable {
-    public var topic: String
+    /// The topic's number in `TopicNames` (from 1).
+    let topicId: UInt32
     public var partition: Int32
     public var offset: Int64
 
+    public var topic: String { TopicNames.name(topicId) }
+
     public init(topic: String, partition: Int32, offset: Int64) {
-        self.topic = topic
+        self.init(topicId: TopicNames.id(topic), partition: partition, offset: offset)
+    }
+
+    /// A position on the topic of `p` (its name not looked up again: for every message of a batch).
+    public init(topicOf p: SourcePosition, partition: Int32, offset: Int64) {
+        self.init(topicId: p.topicId, partition: partition, offset: offset)
+    }
+
+    init(topicId: UInt32, partition: Int32, offset: Int64) {
+        self.topicId = topicId
         self.partition = partition
         self.offset = offset
     }
+
+    enum CodingKeys: String, CodingKey { case topic, partition, offset }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(topic: try c.decode(String.self, forKey: .topic), partition: try c.decode(Int32.self, forKey: .partition),
+                  offset: try c.decode(Int64.self, forKey: .offset))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(topic, forKey: .topic)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(offset, forKey: .offset)
+    }
 }
 
-/// A reference to an event, as cited in an alert's evidence. Carries no payload.
+/// The topic names positions refer to, numbered from 1 in the order first seen; for the life of the process.
+/// Names come from configuration and from the changelog (what this process or an earlier one read from).
+public enum TopicNames {
+    private static let table = Mutex<(names: [String], ids: [String: UInt32])>(([], [:]))
+
+    /// The number of `topic`, given one if it has none yet.
+    static func id(_ topic: String) -> UInt32 {
+        table.withLock { t in
+            if let i = t.ids[topic] { return i }
+            t.names.append(topic)
+            let i = UInt32(t.names.count)
+            t.ids[topic] = i
+            return i
+        }
+    }
+
+    /// The name numbered `id` (empty for a number never given, which no position holds).
+    static func name(_ id: UInt32) -> String {
+        table.withLock { t in id >= 1 && Int(id) <= t.names.count ? t.names[Int(id) - 1] : "" }
+    }
+}
+
+/// A reference to an event, as cited in an alert's evidence. Carries no payload. Fixed-size but for its id:
+/// the position is held flat (a topic number of 0 for none) rather than as an optional with a name in it.
 public struct EventRef: Hashable, Sendable, Codable {
     public var eventId: String
+    public var occurredAt: Instant
+    private var offset: Int64 = 0
+    private var partition: Int32 = 0
+    /// `SourcePosition.topicId`, or 0 without a position.
+    private var topicId: UInt32 = 0
     public var type: Symbol
     public var agency: Symbol
-    public var occurredAt: Instant
-    public var position: SourcePosition?
+
+    public var position: SourcePosition? {
+        get { topicId == 0 ? nil : SourcePosition(topicId: topicId, partition: partition, offset: offset) }
+        set {
+            topicId = newValue?.topicId ?? 0
+            partition = newValue?.partition ?? 0
+            offset = newValue?.offset ?? 0
+        }
+    }
 
     public init(eventId: String, type: Symbol, agency: Symbol, occurredAt: Instant, position: SourcePosition? = nil) {
         self.eventId = eventId
@@ -29,6 +94,24 @@ public struct EventRef: Hashable, Sendable, Codable {
         self.agency = agency
         self.occurredAt = occurredAt
         self.position = position
+    }
+
+    enum CodingKeys: String, CodingKey { case eventId, type, agency, occurredAt, position }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(eventId: try c.decode(String.self, forKey: .eventId), type: try c.decode(Symbol.self, forKey: .type),
+                  agency: try c.decode(Symbol.self, forKey: .agency), occurredAt: try c.decode(Instant.self, forKey: .occurredAt),
+                  position: try c.decodeIfPresent(SourcePosition.self, forKey: .position))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(eventId, forKey: .eventId)
+        try c.encode(type, forKey: .type)
+        try c.encode(agency, forKey: .agency)
+        try c.encode(occurredAt, forKey: .occurredAt)
+        try c.encodeIfPresent(position, forKey: .position)
     }
 }
 

@@ -3,6 +3,8 @@ import VigilContract
 /// Little-endian bytes written and read back, for compact state (timeline events, packed fields).
 struct ByteWriter {
     var bytes: [UInt8] = []
+    /// The last topic written by number and name (a state's positions are nearly all on one topic).
+    var lastTopic: (id: UInt32, name: String)?
 
     init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
@@ -29,6 +31,8 @@ struct ByteReader {
     let bytes: [UInt8]
     var at = 0
     private(set) var failed = false
+    /// The last topic read, by name and number (a state's positions are nearly all on one topic).
+    var lastTopic: (name: String, id: UInt32)?
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 

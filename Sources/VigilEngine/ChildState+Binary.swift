@@ -126,7 +126,15 @@ extension ByteWriter {
         u16(e.type.id)
         u16(e.agency.id)
         i64(e.occurredAt.micros)
-        if let p = e.position { u8(1); text(p.topic); i64(Int64(p.partition)); i64(p.offset) } else { u8(0) }
+        if let p = e.position { u8(1); topic(p); i64(Int64(p.partition)); i64(p.offset) } else { u8(0) }
+    }
+
+    /// A position's topic name.
+    mutating func topic(_ p: SourcePosition) {
+        if let last = lastTopic, last.id == p.topicId { return text(last.name) }
+        let name = p.topic
+        lastTopic = (p.topicId, name)
+        text(name)
     }
 
     mutating func value(_ v: FieldValue) {
@@ -185,11 +193,20 @@ extension ByteReader {
         let at = Instant(micros: i64())
         var position: SourcePosition?
         if u8() == 1 {
-            let topic = text()
+            let topic = topic()
             let partition = Int32(truncatingIfNeeded: i64())
-            position = SourcePosition(topic: topic, partition: partition, offset: i64())
+            position = SourcePosition(topicId: topic, partition: partition, offset: i64())
         }
         return EventRef(eventId: id, type: type, agency: agency, occurredAt: at, position: position)
+    }
+
+    /// A position's topic, by its number in `TopicNames`.
+    mutating func topic() -> UInt32 {
+        let name = text()
+        if let last = lastTopic, last.name == name { return last.id }
+        let id = TopicNames.id(name)
+        lastTopic = (name, id)
+        return id
     }
 
     mutating func value() -> FieldValue {

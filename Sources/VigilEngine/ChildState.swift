@@ -79,40 +79,20 @@ public struct TimelineEvent: Sendable, Codable {
         }
         var r = ByteReader(bytes)
         let version = r.u8()
-        let id = r.text()
-        let type = Symbol(r.u16()), agency = Symbol(r.u16())
-        let at = Instant(micros: r.i64())
-        var position: SourcePosition?
-        if r.u8() == 1 {
-            let topic = r.text()
-            let partition = Int32(truncatingIfNeeded: r.i64())
-            position = SourcePosition(topic: topic, partition: partition, offset: r.i64())
-        }
+        ref = r.ref()
         arrival = r.u64()
         ignored = r.u8() != 0
         fields = PackedFields(bytes: r.rest())
         guard version == 1, !r.failed else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
         }
-        ref = EventRef(eventId: id, type: type, agency: agency, occurredAt: at, position: position)
-        idHash = stableHash(id)
+        idHash = stableHash(ref.eventId)
     }
 
     public func encode(to encoder: Encoder) throws {
         var w = ByteWriter()
         w.u8(1)
-        w.text(ref.eventId)
-        w.u16(ref.type.id)
-        w.u16(ref.agency.id)
-        w.i64(ref.occurredAt.micros)
-        if let p = ref.position {
-            w.u8(1)
-            w.text(p.topic)
-            w.i64(Int64(p.partition))
-            w.i64(p.offset)
-        } else {
-            w.u8(0)
-        }
+        w.ref(ref)
         w.u64(arrival)
         w.u8(ignored ? 1 : 0)
         w.bytes += fields.bytes

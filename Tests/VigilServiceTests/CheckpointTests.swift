@@ -167,6 +167,8 @@ import VigilTesting
             json.outputFormatting = .sortedKeys
             let a = try json.encode(child), b = try json.encode(back.state)
             #expect(a == b, "\(child.id)")
+            // And the JSON (snapshots, the layout before the binary one) reads back to the same state.
+            #expect(try json.encode(JSONDecoder().decode(ChildState.self, from: a)) == a, "\(child.id)")
         }
         #expect(throws: (any Error).self) {
             try Checkpoint.decodeChild(Array(Checkpoint.childRecord(engine.children(inDomains: [0])[0], checkpoint: 0, next: 0, pack: state).value.dropLast(3)), keys: state.keys)

@@ -13,7 +13,8 @@ final class Shard: PipelineStage, @unchecked Sendable {
     private(set) var engine: Engine
     private var decoder: EventDecoder
     private var record: EventRecord
-    private let topic: String
+    /// A position on the input topic (the topic's name looked up once, not per message).
+    private let input: SourcePosition
     private var formatter: AlertFormatter
     private var pack: StatePack
     /// Partitions whose changelog has this pack's manifest (written before the first state under it).
@@ -39,7 +40,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
         stateMaxBytes = config.stateMaxBytes
         self.logger = logger
         record = decoder.makeRecord()
-        self.topic = topic
+        input = SourcePosition(topic: topic, partition: 0, offset: 0)
         formatter = AlertFormatter(rules: rules)
         pack = StatePack(rules)
         self.sink = sink
@@ -114,7 +115,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     let m = work.batch.messages[Int(i)]
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
                     if decoder.decode(m.value, into: &record) == nil {
-                        engine.process(record, position: SourcePosition(topic: topic, partition: partition, offset: m.offset),
+                        engine.process(record, position: SourcePosition(topicOf: input, partition: partition, offset: m.offset),
                                        domain: Int(partition), into: &alerts)
                     }
                 case .tick(let partition, let clock):

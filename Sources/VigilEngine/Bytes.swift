@@ -34,22 +34,35 @@ struct ByteReader {
     /// The last topic read, by name and number (a state's positions are nearly all on one topic).
     var lastTopic: (name: String, id: UInt32)?
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    /// Where reading stops: the end of `bytes`, or of the range given.
+    let end: Int
 
-    var atEnd: Bool { at >= bytes.count }
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        end = bytes.count
+    }
+
+    /// Reads `range` of `bytes` (which must lie within them) as if it were all there is.
+    init(_ bytes: [UInt8], _ range: Range<Int>) {
+        self.bytes = bytes
+        at = range.lowerBound
+        end = range.upperBound
+    }
+
+    var atEnd: Bool { at >= end }
 
     mutating func u8() -> UInt8 {
-        guard at < bytes.count else { failed = true; return 0 }
+        guard at < end else { failed = true; return 0 }
         defer { at += 1 }
         return bytes[at]
     }
     mutating func u16() -> UInt16 {
-        guard at + 2 <= bytes.count else { return UInt16(u8()) | UInt16(u8()) << 8 }
+        guard at + 2 <= end else { return UInt16(u8()) | UInt16(u8()) << 8 }
         defer { at += 2 }
         return UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8
     }
     mutating func u64() -> UInt64 {
-        guard at + 8 <= bytes.count else {
+        guard at + 8 <= end else {
             var x: UInt64 = 0
             for k in 0..<8 { x |= UInt64(u8()) << (8 * UInt64(k)) }
             return x
@@ -60,14 +73,14 @@ struct ByteReader {
     mutating func i64() -> Int64 { Int64(bitPattern: u64()) }
     mutating func text() -> String {
         let n = Int(u16())
-        guard at + n <= bytes.count else { failed = true; return "" }
+        guard at + n <= end else { failed = true; return "" }
         defer { at += n }
         return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
     }
     mutating func failed_() { failed = true }
 
     mutating func rest() -> [UInt8] {
-        defer { at = bytes.count }
-        return at < bytes.count ? Array(bytes[at...]) : []
+        defer { at = end }
+        return at < end ? Array(bytes[at..<end]) : []
     }
 }

@@ -53,7 +53,7 @@ extension ChildState {
             w.ref(e.ref)
             w.u64(e.arrival)
             w.u8(e.ignored ? 1 : 0)
-            w.blob(e.fields.bytes)
+            w.blob(fieldBytes[e.fields])
         }
         w.u64(UInt64(emitted.count))
         for a in emitted {
@@ -92,7 +92,8 @@ extension ChildState {
             let ref = r.ref()
             let arrival = r.u64()
             let ignored = r.u8() != 0
-            append(TimelineEvent(ref: ref, idHash: stableHash(ref.eventId), arrival: arrival, fields: PackedFields(bytes: r.blob()), ignored: ignored))
+            let fields = keepFields(r.bytes[r.blobRange()])
+            append(TimelineEvent(ref: ref, idHash: stableHash(ref.eventId), arrival: arrival, fields: fields, ignored: ignored))
         }
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
@@ -112,7 +113,7 @@ extension ChildState {
 }
 
 extension ByteWriter {
-    mutating func blob(_ b: [UInt8]) {
+    mutating func blob(_ b: ArraySlice<UInt8>) {
         u64(UInt64(b.count))
         bytes += b
     }
@@ -138,7 +139,7 @@ extension ByteWriter {
     }
 
     mutating func value(_ v: FieldValue) {
-        blob(PackedFields(slot: 0, v).bytes)
+        blob(PackedFields.bytes(slot: 0, v)[...])
     }
 
     /// A rule by stable key, or (`keys` nil, version 1) by index.
@@ -174,15 +175,16 @@ extension ByteReader {
     /// A count, bounded by what the bytes left could hold (a corrupt count cannot allocate without end).
     mutating func count() -> Int {
         let n = u64()
-        guard n <= UInt64(bytes.count - min(at, bytes.count)) else { failed_(); return 0 }
+        guard n <= UInt64(end - min(at, end)) else { failed_(); return 0 }
         return Int(n)
     }
 
-    mutating func blob() -> [UInt8] {
+    /// Where the next blob's bytes are in `bytes` (skipped over).
+    mutating func blobRange() -> Range<Int> {
         let n = count()
-        guard at + n <= bytes.count else { failed_(); return [] }
+        guard at + n <= end else { failed_(); return at..<at }
         defer { at += n }
-        return Array(bytes[at..<(at + n)])
+        return at..<(at + n)
     }
 
     mutating func optionalInstant() -> Instant? { u8() == 1 ? Instant(micros: i64()) : nil }
@@ -211,7 +213,8 @@ extension ByteReader {
 
     mutating func value() -> FieldValue {
         var v = FieldValue.missing
-        PackedFields(bytes: blob()).forEach { _, x in v = x }
+        let range = blobRange()
+        PackedFields.forEach(bytes, range) { _, x in v = x }
         return v
     }
 

@@ -50,52 +50,71 @@ struct FiredMark: Sendable, Codable, Hashable {
 }
 
 /// One event of a child's timeline: what the rules read of it, and when it arrived. No free text: the
-/// envelope, and the fields the compiled pack captures. In JSON, one base64 string of a compact binary
-/// layout (a checkpoint writes every event of the timeline).
-public struct TimelineEvent: Sendable, Codable {
+/// envelope, and the fields the compiled pack captures (packed, in its child's `fieldBytes`).
+public struct TimelineEvent: Sendable {
     public var ref: EventRef
     var idHash: UInt64
     /// Arrival order within the child: events with the same `occurred_at` are taken in this order.
     public var arrival: UInt64
-    /// The captured fields it has (the envelope apart), packed.
-    var fields: PackedFields
+    /// Where its captured fields (the envelope apart) are in its child's `fieldBytes`.
+    private var fieldsAt: Int
+    private var fieldsCount: UInt32
     /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
     var ignored = false
 
     public var at: Instant { ref.occurredAt }
+    var fields: Range<Int> { fieldsAt..<(fieldsAt + Int(fieldsCount)) }
 
-    init(ref: EventRef, idHash: UInt64, arrival: UInt64, fields: PackedFields, ignored: Bool = false) {
+    init(ref: EventRef, idHash: UInt64, arrival: UInt64, fields: Range<Int>, ignored: Bool = false) {
         self.ref = ref
         self.idHash = idHash
         self.arrival = arrival
-        self.fields = fields
+        fieldsAt = fields.lowerBound
+        fieldsCount = UInt32(fields.count)
         self.ignored = ignored
     }
 
-    public init(from decoder: Decoder) throws {
+    /// The same event, its fields moved to `fields`.
+    func moved(to fields: Range<Int>) -> TimelineEvent {
+        TimelineEvent(ref: ref, idHash: idHash, arrival: arrival, fields: fields, ignored: ignored)
+    }
+}
+
+/// A timeline event in JSON (snapshots, tools): one base64 string of a compact binary layout holding its
+/// fields too (a checkpoint writes every event of the timeline).
+struct TimelineEventJSON: Codable {
+    var event: TimelineEvent
+    var fields: [UInt8]
+
+    init(_ event: TimelineEvent, fields: [UInt8]) {
+        self.event = event
+        self.fields = fields
+    }
+
+    init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let bytes = Base64.decode(text) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is not base64"))
         }
         var r = ByteReader(bytes)
         let version = r.u8()
-        ref = r.ref()
-        arrival = r.u64()
-        ignored = r.u8() != 0
-        fields = PackedFields(bytes: r.rest())
+        let ref = r.ref()
+        let arrival = r.u64()
+        let ignored = r.u8() != 0
+        fields = r.rest()
         guard version == 1, !r.failed else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
         }
-        idHash = stableHash(ref.eventId)
+        event = TimelineEvent(ref: ref, idHash: stableHash(ref.eventId), arrival: arrival, fields: 0..<0, ignored: ignored)
     }
 
-    public func encode(to encoder: Encoder) throws {
+    func encode(to encoder: Encoder) throws {
         var w = ByteWriter()
         w.u8(1)
-        w.ref(ref)
-        w.u64(arrival)
-        w.u8(ignored ? 1 : 0)
-        w.bytes += fields.bytes
+        w.ref(event.ref)
+        w.u64(event.arrival)
+        w.u8(event.ignored ? 1 : 0)
+        w.bytes += fields
         var c = encoder.singleValueContainer()
         try c.encode(Base64.encode(w.bytes))
     }
@@ -145,6 +164,11 @@ public struct ChildState: Sendable, Codable {
     /// The derivation of the events folded out of the timeline.
     var base = Derivation()
     public private(set) var timeline: [TimelineEvent] = []
+    /// The timeline events' captured fields, end to end (each event holds its range): one allocation per
+    /// child, not one per event. The ranges of events folded out are reclaimed once they are most of it.
+    private(set) var fieldBytes: [UInt8] = []
+    /// Bytes of `fieldBytes` no event of the timeline refers to any more (not persisted).
+    private var freedFieldBytes = 0
     /// The timeline's id hashes, contiguous, for the duplicate check every event makes (not persisted).
     private(set) var idHashes: [UInt64] = []
     var emitted: [EmittedAlert] = []
@@ -202,9 +226,40 @@ public struct ChildState: Sendable, Codable {
         idHashes.insert(e.idHash, at: i)
     }
 
+    /// Removes the timeline's first event. Its fields stay readable (`fieldBytes[e.fields]`) until the next
+    /// `reclaimFields()`.
     mutating func removeOldest() -> TimelineEvent {
         idHashes.removeFirst()
-        return timeline.removeFirst()
+        let e = timeline.removeFirst()
+        freedFieldBytes += e.fields.count
+        return e
+    }
+
+    /// Keeps the fields `keep` marks of `r` for an event about to join the timeline; returns where they are.
+    mutating func keepFields(_ r: EventRecord, keep: [Bool]) -> Range<Int> {
+        let start = fieldBytes.count
+        return start..<(start + PackedFields.append(r, keep: keep, to: &fieldBytes))
+    }
+
+    /// Keeps packed fields read back (from the changelog, or JSON) for an event about to join the timeline.
+    mutating func keepFields(_ bytes: ArraySlice<UInt8>) -> Range<Int> {
+        let start = fieldBytes.count
+        fieldBytes += bytes
+        return start..<fieldBytes.count
+    }
+
+    /// Moves the fields of the timeline's events together once those of events gone are most of the bytes.
+    mutating func reclaimFields() {
+        guard freedFieldBytes > 0, freedFieldBytes * 2 >= fieldBytes.count else { return }
+        var kept: [UInt8] = []
+        kept.reserveCapacity(fieldBytes.count - freedFieldBytes)
+        for k in timeline.indices {
+            let start = kept.count
+            kept += fieldBytes[timeline[k].fields]
+            timeline[k] = timeline[k].moved(to: start..<kept.count)
+        }
+        fieldBytes = kept
+        freedFieldBytes = 0
     }
 
     mutating func setIgnored(_ k: Int, _ ignored: Bool) { timeline[k].ignored = ignored }
@@ -217,8 +272,9 @@ public struct ChildState: Sendable, Codable {
             now = try c.decode(Derivation.self, forKey: .now)
             // Absent when it was the same as `now` (written once).
             base = try c.decodeIfPresent(Derivation.self, forKey: .base) ?? now
-            timeline = try c.decode([TimelineEvent].self, forKey: .timeline)
-            idHashes = timeline.map(\.idHash)
+            for j in try c.decode([TimelineEventJSON].self, forKey: .timeline) {
+                append(j.event.moved(to: keepFields(j.fields[...])))
+            }
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             folded = try c.decode([SeenEvent].self, forKey: .folded)
             arrivals = try c.decode(UInt64.self, forKey: .arrivals)
@@ -246,7 +302,7 @@ public struct ChildState: Sendable, Codable {
         try c.encode(domain, forKey: .domain)
         try c.encode(now, forKey: .now)
         if base != now { try c.encode(base, forKey: .base) }
-        try c.encode(timeline, forKey: .timeline)
+        try c.encode(timeline.map { TimelineEventJSON($0, fields: Array(fieldBytes[$0.fields])) }, forKey: .timeline)
         try c.encode(emitted, forKey: .emitted)
         try c.encode(folded, forKey: .folded)
         try c.encode(arrivals, forKey: .arrivals)
@@ -263,7 +319,8 @@ public struct ChildState: Sendable, Codable {
         var b = MemoryLayout<ChildState>.stride + (id.utf8.count > 15 ? 32 + id.utf8.count : 0)
         b += derivation(now) + derivation(base)
         b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride) + arr(idHashes.capacity, 8)
-        for e in timeline { b += arr(e.fields.bytes.capacity, 1) + (e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0) }
+        b += arr(fieldBytes.capacity, 1)
+        for e in timeline { b += e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0 }
         b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride) + arr(folded.capacity, MemoryLayout<SeenEvent>.stride)
         return b
     }

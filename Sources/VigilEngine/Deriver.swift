@@ -100,18 +100,15 @@ struct Deriver: Sendable {
     }
 
     /// The record a timeline event stands for (envelope and captured fields), written into `r`.
-    func record(of e: TimelineEvent, child: String, into r: inout EventRecord) {
+    func record(of e: TimelineEvent, fields: [UInt8], child: String, into r: inout EventRecord) {
         r.reset()
         r.set(c.eventIdSlot, .string(e.ref.eventId))
         r.set(c.typeSlot, .symbol(e.ref.type))
         r.set(c.occurredAtSlot, .instant(e.ref.occurredAt))
         r.set(c.agencySlot, .symbol(e.ref.agency))
         r.set(c.childIdSlot, .string(child))
-        e.fields.forEach { r.set($0, $1) }
+        PackedFields.forEach(fields, e.fields) { r.set($0, $1) }
     }
-
-    /// What a timeline keeps of a record: its captured fields that have a value.
-    func fields(of r: EventRecord) -> PackedFields { PackedFields(r, keep: timelineSlot) }
 
     // MARK: state and windows
 

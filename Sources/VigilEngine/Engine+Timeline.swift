@@ -52,7 +52,7 @@ extension Engine {
             let ignored = appliedBefore(ci, k, e)
             children[ci].setIgnored(k, ignored)
             if ignored { continue }
-            deriver.record(of: e, child: id, into: &scratch)
+            deriver.record(of: e, fields: children[ci].fieldBytes, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: e.ref, type: c.eventTypeIndex(e.ref.type), to: &d, &x)
         }
@@ -115,7 +115,7 @@ extension Engine {
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
-            deriver.record(of: first, child: id, into: &scratch)
+            deriver.record(of: first, fields: children[ci].fieldBytes, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: first.ref, type: c.eventTypeIndex(first.ref.type), to: &children[ci].base, &x)
             seq = x.seq
@@ -125,5 +125,6 @@ extension Engine {
             if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }
             children[ci].emitted.removeAll { $0.firedAt <= through }
         }
+        children[ci].reclaimFields()
     }
 }

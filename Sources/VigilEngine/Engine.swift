@@ -206,7 +206,8 @@ public struct Engine: Sendable {
             return .duplicate
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
-        let event = TimelineEvent(ref: ref, idHash: h, arrival: children[ci].arrivals, fields: deriver.fields(of: r))
+        let fields = children[ci].keepFields(r, keep: deriver.timelineSlot)
+        let event = TimelineEvent(ref: ref, idHash: h, arrival: children[ci].arrivals, fields: fields)
         children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.

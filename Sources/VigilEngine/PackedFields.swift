@@ -1,34 +1,32 @@
 import VigilContract
 
-/// The captured fields of a timeline event, packed in one allocation: per field its slot (2 bytes), a tag
-/// (1 byte) and the value (fixed size, or a length and bytes). Decoded only when the child is re-derived.
-/// In JSON, base64.
-struct PackedFields: Sendable, Codable {
-    var bytes: [UInt8] = []
-
+/// The captured fields of a timeline event, packed: per field its slot (2 bytes), a tag (1 byte) and the
+/// value (fixed size, or a length and bytes). A child keeps its events' fields end to end in one array
+/// (`ChildState.fieldBytes`), each event its range; decoded only when the child is re-derived.
+enum PackedFields {
     enum Tag: UInt8 { case bool = 1, int, symbol, string, date, instant, symbols, strings }
 
-    init(bytes: [UInt8] = []) { self.bytes = bytes }
-
-    /// The fields of `r` in slots that `keep` marks and that have a value, in one allocation of their exact
-    /// size (a pass to size them, one to write them: growing the array field by field cost more than both).
-    init(_ r: EventRecord, keep: [Bool]) {
+    /// Appends the fields of `r` in slots that `keep` marks and that have a value to `bytes` (a pass to size
+    /// them, one to write them in place); returns how many bytes that took.
+    static func append(_ r: EventRecord, keep: [Bool], to bytes: inout [UInt8]) -> Int {
         var size = 0
         for s in r.writtenSlots where keep[Int(s)] { size += Self.size(r[Int(s)]) }
-        guard size > 0 else { return }
-        bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            guard let base = buffer.baseAddress else { return }
-            var at = UnsafeMutableRawPointer(base)
+        guard size > 0 else { return 0 }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.withUnsafeMutableBytes { b in
+            guard let base = b.baseAddress else { return }
+            var at = base + start
             for s in r.writtenSlots where keep[Int(s)] { at = Self.write(UInt16(s), r[Int(s)], to: at) }
-            count = size
         }
+        return size
     }
 
-    /// One field.
-    init(slot: UInt16, _ v: FieldValue) {
+    /// The bytes of one field.
+    static func bytes(slot: UInt16, _ v: FieldValue) -> [UInt8] {
         let size = Self.size(v)
-        guard size > 0 else { return }
-        bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+        guard size > 0 else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             guard let base = buffer.baseAddress else { return }
             _ = Self.write(slot, v, to: UnsafeMutableRawPointer(base))
             count = size
@@ -85,9 +83,9 @@ struct PackedFields: Sendable, Codable {
         return p
     }
 
-    /// Calls `body` with each slot and value, in the order written.
-    func forEach(_ body: (Int, FieldValue) -> Void) {
-        var r = ByteReader(bytes)
+    /// Calls `body` with each slot and value of the fields in `range` of `bytes`, in the order written.
+    static func forEach(_ bytes: [UInt8], _ range: Range<Int>, _ body: (Int, FieldValue) -> Void) {
+        var r = ByteReader(bytes, range)
         while !r.atEnd {
             let slot = Int(r.u16())
             guard let tag = Tag(rawValue: r.u8()), !r.failed else { return }
@@ -110,18 +108,5 @@ struct PackedFields: Sendable, Codable {
             guard !r.failed else { return }
             body(slot, v)
         }
-    }
-
-    init(from decoder: Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let b = Base64.decode(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "timeline fields are not base64"))
-        }
-        bytes = b
-    }
-
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(Base64.encode(bytes))
     }
 }

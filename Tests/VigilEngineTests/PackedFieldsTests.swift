@@ -21,7 +21,11 @@ import VigilContract
         r.set(11, .string("not kept"))
         var keep = [Bool](repeating: true, count: 12)
         keep[11] = false
-        let packed = PackedFields(r, keep: keep)
+        // Appended after what is there already, as a child's fields are.
+        var bytes: [UInt8] = [9, 9]
+        let n = PackedFields.append(r, keep: keep, to: &bytes)
+        #expect(bytes.prefix(2) == [9, 9] && n == bytes.count - 2)
+        let packed = Array(bytes.dropFirst(2))
 
         var expected: [UInt8] = []
         expected += le(7, 2) + [1, 1]
@@ -32,10 +36,10 @@ import VigilContract
         expected += le(5, 2) + [6] + le(1_700_000_000_000_000, 8)
         expected += le(6, 2) + [7] + le(set.w0, 8) + le(set.w1, 8) + le(set.w2, 8) + le(set.w3, 8)
         expected += le(3, 2) + [8] + le(3, 2) + text("a") + text("") + text("bc")
-        #expect(packed.bytes == expected)
+        #expect(packed == expected)
 
         var read: [(Int, FieldValue)] = []
-        packed.forEach { read.append(($0, $1)) }
+        PackedFields.forEach(bytes, 2..<bytes.count) { read.append(($0, $1)) }
         #expect(read.map(\.0) == values.map(\.0))
         #expect(read.map(\.1) == values.map(\.1))
     }
@@ -44,13 +48,37 @@ import VigilContract
         let long = String(repeating: "x", count: 70_000)
         var r = EventRecord(slotCount: 2)
         r.set(1, .string(long))
-        let packed = PackedFields(r, keep: [true, true])
-        #expect(packed.bytes.count == 3 + 2 + 65_535)
+        var packed: [UInt8] = []
+        #expect(PackedFields.append(r, keep: [true, true], to: &packed) == 3 + 2 + 65_535)
         var got: FieldValue = .missing
-        packed.forEach { _, v in got = v }
+        PackedFields.forEach(packed, 0..<packed.count) { _, v in got = v }
         #expect(got == .string(String(repeating: "x", count: 65_535)))
-        #expect(PackedFields(EventRecord(slotCount: 2), keep: [true, true]).bytes.isEmpty)
-        #expect(PackedFields(slot: 0, .missing).bytes.isEmpty)
-        #expect(PackedFields(slot: 4, .bool(false)).bytes == [4, 0, 1, 0])
+        var none: [UInt8] = []
+        #expect(PackedFields.append(EventRecord(slotCount: 2), keep: [true, true], to: &none) == 0 && none.isEmpty)
+        #expect(PackedFields.bytes(slot: 0, .missing).isEmpty)
+        #expect(PackedFields.bytes(slot: 4, .bool(false)) == [4, 0, 1, 0])
+    }
+
+    @Test func aChildsFieldsStayTheirEventsWhenTheOldestGoAndTheirBytesAreReclaimed() {
+        var child = ChildState(id: "C1")
+        var r = EventRecord(slotCount: 3)
+        for i in 0..<10 {
+            r.reset()
+            r.set(1, .int(Int64(i)))
+            if i % 2 == 0 { r.set(2, .string(String(repeating: "s", count: i * 10))) }
+            let fields = child.keepFields(r, keep: [false, true, true])
+            let ref = EventRef(eventId: "E\(i)", type: Symbol(1), agency: Symbol(1), occurredAt: Instant(micros: Int64(i)))
+            child.append(TimelineEvent(ref: ref, idHash: UInt64(i), arrival: UInt64(i), fields: fields))
+        }
+        let before = child.fieldBytes.count
+        for _ in 0..<7 { _ = child.removeOldest() }
+        child.reclaimFields()
+        #expect(child.fieldBytes.count < before / 2, "the bytes of the events gone are given back")
+        for (k, e) in child.timeline.enumerated() {
+            let i = 7 + k
+            var got: [Int: FieldValue] = [:]
+            PackedFields.forEach(child.fieldBytes, e.fields) { got[$0] = $1 }
+            #expect(got[1] == .int(Int64(i)) && got[2] == (i % 2 == 0 ? .string(String(repeating: "s", count: i * 10)) : nil), "event \(i)")
+        }
     }
 }

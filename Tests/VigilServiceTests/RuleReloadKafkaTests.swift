@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VigilChaos
 import VigilContract
+import VigilEngine
 import VigilKafka
 import VigilRules
 import VigilTesting
@@ -12,8 +13,15 @@ import VigilTesting
 /// still on the old pack, takes its partition over, carrying whatever state it finds to the old pack, and is
 /// reloaded in turn; the first comes back on the new pack. The change (a new rule, a cosmetic one) is one whose
 /// union of alerts does not depend on where in the stream each partition switched (the replay says so for two
-/// switch points), so under load the alerts must equal `vigil replay --switch-to` on the same stream; each
-/// audit log verifies with no id twice, and shows both packs.
+/// switch points), so under load the alerts that stand must equal `vigil replay --switch-to` on the same stream;
+/// each audit log verifies with no id twice, and shows both packs.
+///
+/// The alerts that stand, not every record: while Y owns both partitions, records are being produced to both,
+/// and when it has read to the end of both its `clock: event` jump moves each partition's clock to the largest
+/// event time read (README, "How the clock works"). A partition whose newest records were produced but not
+/// yet fetched then has its children's deadlines fired early, and those records, fetched next, arrive late
+/// for their children: the alerts they make unjustified are withdrawn. Comparing every record id with the
+/// replay's failed on such runs (an earlier version of this test, intermittently).
 @Suite(.serialized) struct RuleReloadKafkaTests {
     @Test func aReloadThroughSigkillAndAnInstanceStillOnTheOldPackGivesTheReplaySwitchingThere() throws {
         let broker = try EmbeddedBroker(logger: quietLogger)
@@ -65,7 +73,7 @@ import VigilTesting
             for c in [x, y] where c.isRunning { c.signal(SIGKILL); _ = c.wait(timeout: 10) }
         }
         let brokers = broker.bootstrapServers
-        let topicIds = { () throws -> Set<String> in Set(alertIds(try TopicIO.readToEnd("vigil-alerts", brokers: brokers, logger: quietLogger))) }
+        let topicIds = { () throws -> Set<String> in standing(try TopicIO.readToEnd("vigil-alerts", brokers: brokers, logger: quietLogger)) }
         waitFor("both instances consuming") { count(x, containing: "restored") > 0 && count(y, containing: "restored") > 0 && !((try? topicIds())?.isEmpty ?? true) }
         // The second phase arrives in slices all through the reloads, the kill and the restart.
         let slices = stride(from: 0, to: after.count, by: max(1, after.count / 40)).map { Array(after[$0..<min(after.count, $0 + max(1, after.count / 40))]) }
@@ -100,14 +108,19 @@ import VigilTesting
             #expect(c.wait(timeout: 60) == 0, "\(c.stderr.suffix(5))")
         }
         let onTopic = try TopicIO.readToEnd("vigil-alerts", brokers: brokers, logger: quietLogger)
-        let topicSet = Set(alertIds(onTopic))
-        #expect(topicSet == expected, "the union of the alerts is the replay's; \(describeDifference(onTopic, expected: expected, oracle: oracle.stdout))")
+        let withdrawn = withdrawals(onTopic)
+        print("reload through SIGKILL: \(withdrawn) withdrawals on the topic (records fetched after a caught-up jump)\(withdrawn == 0 ? "" : ": " + describeDifference(onTopic, expected: expected, oracle: oracle.stdout))")
+        #expect(standing(onTopic) == expected, "the alerts that stand are the replay's; \(describeDifference(onTopic, expected: expected, oracle: oracle.stdout))")
         let newDigest = PackManifest(try new.compile()).digest
-        var audited = Set<String>()
+        var audited: [[UInt8]] = []
         for i in 0..<2 {
-            let ids = try auditIds(dir + "/audit-\(i).jsonl")
+            var ids: [String] = []
+            _ = try AuditLog.verify(path: dir + "/audit-\(i).jsonl") { r in
+                guard r.isAlert else { return }
+                ids.append(r.alertId)
+                audited.append(Array(r.alert.jsonText.utf8))
+            }
             #expect(ids.count == Set(ids).count, "no alert twice in audit log \(i)")
-            audited.formUnion(ids)
             let verify = try Child(vigilBinary, ["audit", "verify", dir + "/audit-\(i).jsonl"])
             #expect(verify.wait(timeout: 60) == 0, "\(verify.stdout) \(verify.stderr)")
             let out = verify.stdout.joined(separator: "\n")
@@ -121,8 +134,23 @@ import VigilTesting
             #expect(i == 0 || notes.contains { $0.contains(switchLine) }, "vigil tail shows the switch: \(notes)")
             #expect(notes.first?.contains("\(PackManifest(pack).digest) accepted (startup)") == true && notes.contains { $0.contains(newDigest) }, "\(notes)")
         }
-        #expect(audited == expected)
+        #expect(standing(audited) == expected, "the alerts that stand in the two audit logs are the replay's; \(describeDifference(audited, expected: expected, oracle: oracle.stdout))")
     }
+}
+
+/// How many withdrawals the records hold.
+func withdrawals(_ records: [[UInt8]]) -> Int {
+    records.filter { (try? JSONValue.parse($0))?["status"]?.stringValue == "withdrawn" }.count
+}
+
+/// The ids of the alerts that stand once withdrawals (and re-raised revisions) are taken into account.
+func standing(_ records: [[UInt8]]) -> Set<String> {
+    var net = NetAlerts()
+    for r in records {
+        guard let v = try? JSONValue.parse(r), let id = v["alert_id"]?.stringValue, let status = v["status"]?.stringValue else { continue }
+        net.apply(id: id, status: status, withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
+    }
+    return net.ids
 }
 
 /// What differs between the alerts on a topic and the replay's ids, grouped so that a failure says what kind of
@@ -144,7 +172,8 @@ func describeDifference(_ records: [[UInt8]], expected: Set<String>, oracle: [St
     let parsed = records.compactMap { try? JSONValue.parse($0) }
     var seen = Set<String>()
     let extra = parsed.filter { v in v["alert_id"]?.stringValue.map { !expected.contains($0) && seen.insert($0).inserted } ?? false }
-    let onTopic = Set(parsed.compactMap { $0["alert_id"]?.stringValue })
-    let missing = oracle.compactMap { try? JSONValue.parse(Array($0.utf8)) }.filter { v in v["alert_id"]?.stringValue.map { !onTopic.contains($0) } ?? false }
-    return "\(extra.count) not in the replay [\(summary(extra))], \(missing.count) of the replay's missing [\(summary(missing))]"
+    let stand = standing(records)
+    let missing = oracle.compactMap { try? JSONValue.parse(Array($0.utf8)) }.filter { v in v["alert_id"]?.stringValue.map { !stand.contains($0) } ?? false }
+    let extraStanding = stand.subtracting(expected).count
+    return "\(extra.count) records not in the replay [\(summary(extra))] (\(extraStanding) standing), \(missing.count) of the replay's not standing [\(summary(missing))]"
 }

@@ -93,7 +93,7 @@ extension ChildState {
             let arrival = r.u64()
             let ignored = r.u8() != 0
             let fields = keepFields(r.bytes[r.blobRange()])
-            append(TimelineEvent(ref: ref, idHash: stableHash(ref.eventId), arrival: arrival, fields: fields, ignored: ignored))
+            append(TimelineEvent(ref: ref, arrival: arrival, fields: fields, ignored: ignored), idHash: stableHash(ref.eventId))
         }
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()

@@ -52,31 +52,37 @@ struct FiredMark: Sendable, Codable, Hashable {
 /// One event of a child's timeline: what the rules read of it, and when it arrived. No free text: the
 /// envelope, and the fields the compiled pack captures (packed, in its child's `fieldBytes`).
 public struct TimelineEvent: Sendable {
+    // 64 bytes: the reference, where the fields are, their length with the ignored flag in its top bit, and
+    // the arrival number. (The id's hash is kept apart, in the child's `idHashes`.)
     public var ref: EventRef
-    var idHash: UInt64
-    /// Arrival order within the child: events with the same `occurred_at` are taken in this order.
-    public var arrival: UInt64
     /// Where its captured fields (the envelope apart) are in its child's `fieldBytes`.
     private var fieldsAt: Int
-    private var fieldsCount: UInt32
-    /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
-    var ignored = false
+    /// The fields' length (an event's are at most `max-event-bytes`, 64 MiB), and in the top bit `ignored`.
+    private var lengthAndIgnored: UInt32
+    private var arrivalNumber: UInt32
 
     public var at: Instant { ref.occurredAt }
-    var fields: Range<Int> { fieldsAt..<(fieldsAt + Int(fieldsCount)) }
+    /// Arrival order within the child: events with the same `occurred_at` are taken in this order (the low
+    /// 32 bits of the child's count of events accepted: a timeline holds at most 4,096).
+    public var arrival: UInt64 { UInt64(arrivalNumber) }
+    var fields: Range<Int> { fieldsAt..<(fieldsAt + Int(lengthAndIgnored & 0x7FFF_FFFF)) }
+    /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
+    var ignored: Bool {
+        get { lengthAndIgnored & 0x8000_0000 != 0 }
+        set { lengthAndIgnored = newValue ? lengthAndIgnored | 0x8000_0000 : lengthAndIgnored & 0x7FFF_FFFF }
+    }
 
-    init(ref: EventRef, idHash: UInt64, arrival: UInt64, fields: Range<Int>, ignored: Bool = false) {
+    init(ref: EventRef, arrival: UInt64, fields: Range<Int>, ignored: Bool = false) {
         self.ref = ref
-        self.idHash = idHash
-        self.arrival = arrival
+        arrivalNumber = UInt32(truncatingIfNeeded: arrival)
         fieldsAt = fields.lowerBound
-        fieldsCount = UInt32(fields.count)
+        lengthAndIgnored = UInt32(truncatingIfNeeded: min(fields.count, 0x7FFF_FFFF))
         self.ignored = ignored
     }
 
     /// The same event, its fields moved to `fields`.
     func moved(to fields: Range<Int>) -> TimelineEvent {
-        TimelineEvent(ref: ref, idHash: idHash, arrival: arrival, fields: fields, ignored: ignored)
+        TimelineEvent(ref: ref, arrival: arrival, fields: fields, ignored: ignored)
     }
 }
 
@@ -105,7 +111,7 @@ struct TimelineEventJSON: Codable {
         guard version == 1, !r.failed else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
         }
-        event = TimelineEvent(ref: ref, idHash: stableHash(ref.eventId), arrival: arrival, fields: 0..<0, ignored: ignored)
+        event = TimelineEvent(ref: ref, arrival: arrival, fields: 0..<0, ignored: ignored)
     }
 
     func encode(to encoder: Encoder) throws {
@@ -216,23 +222,24 @@ public struct ChildState: Sendable, Codable {
     /// Changed since last written (or read from an older layout: to be written again).
     public var isChanged: Bool { dirty }
 
-    mutating func append(_ e: TimelineEvent) {
+    /// Appends `e`, whose id hashes to `idHash`.
+    mutating func append(_ e: TimelineEvent, idHash: UInt64) {
         timeline.append(e)
-        idHashes.append(e.idHash)
+        idHashes.append(idHash)
     }
 
-    mutating func insert(_ e: TimelineEvent, at i: Int) {
+    mutating func insert(_ e: TimelineEvent, idHash: UInt64, at i: Int) {
         timeline.insert(e, at: i)
-        idHashes.insert(e.idHash, at: i)
+        idHashes.insert(idHash, at: i)
     }
 
     /// Removes the timeline's first event. Its fields stay readable (`fieldBytes[e.fields]`) until the next
     /// `reclaimFields()`.
-    mutating func removeOldest() -> TimelineEvent {
-        idHashes.removeFirst()
+    mutating func removeOldest() -> (event: TimelineEvent, idHash: UInt64) {
+        let h = idHashes.removeFirst()
         let e = timeline.removeFirst()
         freedFieldBytes += e.fields.count
-        return e
+        return (e, h)
     }
 
     /// Keeps the fields `keep` marks of `r` for an event about to join the timeline; returns where they are.
@@ -273,7 +280,7 @@ public struct ChildState: Sendable, Codable {
             // Absent when it was the same as `now` (written once).
             base = try c.decodeIfPresent(Derivation.self, forKey: .base) ?? now
             for j in try c.decode([TimelineEventJSON].self, forKey: .timeline) {
-                append(j.event.moved(to: keepFields(j.fields[...])))
+                append(j.event.moved(to: keepFields(j.fields[...])), idHash: stableHash(j.event.ref.eventId))
             }
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             folded = try c.decode([SeenEvent].self, forKey: .folded)

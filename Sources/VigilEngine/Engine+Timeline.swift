@@ -6,17 +6,17 @@ extension Engine {
     /// base, and emit the difference from what was emitted: a withdrawal for each alert no longer justified,
     /// each newly justified alert marked as raised late (re-raised under a revised id if it had been
     /// withdrawn). Pending deadlines are whatever the derivation leaves.
-    mutating func reconcile(_ ci: Int, late event: TimelineEvent, recordedAt: Instant?, into alerts: inout [Alert]) {
+    mutating func reconcile(_ ci: Int, late event: TimelineEvent, idHash: UInt64, recordedAt: Instant?, into alerts: inout [Alert]) {
         stats.lateEvents += 1
         let id = children[ci].id
         let target = children[ci].now.frontier
         if event.at < children[ci].base.frontier {
             // Older than everything the timeline holds: taken as its first event (stated in README, counted).
             stats.lateBeyondHorizon += 1
-            children[ci].insert(event, at: 0)
+            children[ci].insert(event, idHash: idHash, at: 0)
         } else {
             let i = children[ci].timeline.firstIndex { $0.at > event.at } ?? children[ci].timeline.count
-            children[ci].insert(event, at: i)
+            children[ci].insert(event, idHash: idHash, at: i)
         }
         let (d, derived) = rederive(ci, through: target)
         let late = LateRecord(eventId: event.ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
@@ -87,11 +87,12 @@ extension Engine {
     func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent) -> Bool {
         let horizon = limits.duplicateHorizon
         // The ids' hashes first (one small array), the events themselves only where a hash matches.
-        for j in 0..<k where children[ci].idHashes[j] == e.idHash {
+        let h = children[ci].idHashes[k]
+        for j in 0..<k where children[ci].idHashes[j] == h {
             let t = children[ci].timeline[j]
             if !t.ignored && e.at.micros - t.at.micros <= horizon && t.ref.eventId == e.ref.eventId { return true }
         }
-        return children[ci].folded.contains { $0.idHash == e.idHash && abs($0.at.micros - e.at.micros) <= horizon }
+        return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - e.at.micros) <= horizon }
     }
 
     func withdrawal(of a: EmittedAlert, child: String, late: EventRef, record: LateRecord) -> Alert {
@@ -111,7 +112,7 @@ extension Engine {
         // The oldest event's time is looked at in place (copying the event would retain its strings on every event).
         while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
             if children[ci].timeline[0].at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
-            let first = children[ci].removeOldest()
+            let (first, firstHash) = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
@@ -119,7 +120,7 @@ extension Engine {
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: first.ref, type: c.eventTypeIndex(first.ref.type), to: &children[ci].base, &x)
             seq = x.seq
-            children[ci].folded.append(SeenEvent(idHash: first.idHash, at: first.at))
+            children[ci].folded.append(SeenEvent(idHash: firstHash, at: first.at))
             let through = children[ci].base.frontier
             let keep = through.micros - limits.duplicateHorizon
             if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }

@@ -207,7 +207,7 @@ public struct Engine: Sendable {
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
         let fields = children[ci].keepFields(r, keep: deriver.timelineSlot)
-        let event = TimelineEvent(ref: ref, idHash: h, arrival: children[ci].arrivals, fields: fields)
+        let event = TimelineEvent(ref: ref, arrival: children[ci].arrivals, fields: fields)
         children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
@@ -215,10 +215,10 @@ public struct Engine: Sendable {
             let armedFrom = children[ci].now.nextPendingId
             deriver.popDue(&children[ci].now, through: at, &x)
             deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &x)
-            children[ci].append(event)
+            children[ci].append(event, idHash: h)
             finish(ci, &x, armedFrom: armedFrom, into: &alerts)
         } else {
-            reconcile(ci, late: event, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
+            reconcile(ci, late: event, idHash: h, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
         }
         fold(ci)
         return .processed

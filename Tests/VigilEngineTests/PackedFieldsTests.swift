@@ -68,17 +68,25 @@ import VigilContract
             if i % 2 == 0 { r.set(2, .string(String(repeating: "s", count: i * 10))) }
             let fields = child.keepFields(r, keep: [false, true, true])
             let ref = EventRef(eventId: "E\(i)", type: Symbol(1), agency: Symbol(1), occurredAt: Instant(micros: Int64(i)))
-            child.append(TimelineEvent(ref: ref, idHash: UInt64(i), arrival: UInt64(i), fields: fields))
+            child.append(TimelineEvent(ref: ref, arrival: UInt64(i), fields: fields), idHash: UInt64(i))
         }
         let before = child.fieldBytes.count
         for _ in 0..<7 { _ = child.removeOldest() }
         child.reclaimFields()
         #expect(child.fieldBytes.count < before / 2, "the bytes of the events gone are given back")
+        child.setIgnored(1, true)
+        #expect(child.timeline.map(\.ignored) == [false, true, false] && child.timeline.map(\.arrival) == [7, 8, 9])
         for (k, e) in child.timeline.enumerated() {
             let i = 7 + k
             var got: [Int: FieldValue] = [:]
             PackedFields.forEach(child.fieldBytes, e.fields) { got[$0] = $1 }
             #expect(got[1] == .int(Int64(i)) && got[2] == (i % 2 == 0 ? .string(String(repeating: "s", count: i * 10)) : nil), "event \(i)")
         }
+    }
+
+    @Test func aTimelineEventIsOneCacheLineAndAReferenceToAnEventIsFixedSize() {
+        // Every event of every timeline is one; every window entry, state and expectation holds a reference.
+        #expect(MemoryLayout<TimelineEvent>.stride == 64)
+        #expect(MemoryLayout<EventRef>.stride == 48)
     }
 }

@@ -132,10 +132,13 @@ extension ByteWriter {
 
     /// A position's topic name.
     mutating func topic(_ p: SourcePosition) {
-        if let last = lastTopic, last.id == p.topicId { return text(last.name) }
-        let name = p.topic
-        lastTopic = (p.topicId, name)
-        text(name)
+        if let last = lastTopic, last.id == p.topicId {
+            text(last.name)
+        } else {
+            let name = p.topic
+            lastTopic = (p.topicId, name)
+            text(name)
+        }
     }
 
     mutating func value(_ v: FieldValue) {

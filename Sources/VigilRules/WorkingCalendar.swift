@@ -10,6 +10,11 @@ public struct ZoneTable: Sendable, Hashable {
     @usableFromInline let transitions: [Int64]
     @usableFromInline let offsets: [Int32]
     @usableFromInline let initialOffset: Int32
+    /// For each span of 2^22 seconds (about 48 days) from `indexBase`: how many transitions come at or before
+    /// its start. A lookup starts there and steps over the one or two transitions a span can hold.
+    @usableFromInline let transitionsBefore: [UInt16]
+    @usableFromInline let indexBase: Int64
+    @usableFromInline static let spanShift: Int64 = 22
 
     private static let cache = Mutex<[String: ZoneTable]>([:])
 
@@ -37,10 +42,38 @@ public struct ZoneTable: Sendable, Hashable {
         }
         transitions = ts
         offsets = os
+        indexBase = ts.first ?? 0
+        var before: [UInt16] = []
+        if let last = ts.last, ts.count < Int(UInt16.max) {
+            var k = 0
+            var start = indexBase
+            while start <= last {
+                while k < ts.count && ts[k] <= start { k += 1 }
+                before.append(UInt16(k))
+                start += 1 << Self.spanShift
+            }
+        }
+        transitionsBefore = before
     }
+
+    /// The instants (UTC seconds) at which the offset changes, 1900-2200.
+    public var transitionInstants: [Int64] { transitions }
 
     /// Offset from UTC, in seconds, in force at a UTC instant (seconds).
     @inlinable public func offset(atUTCSeconds s: Int64) -> Int64 {
+        if s >= indexBase {
+            let span = Int((s - indexBase) >> Self.spanShift)
+            if span < transitionsBefore.count {
+                var lo = Int(transitionsBefore[span])
+                while lo < transitions.count && transitions[lo] <= s { lo += 1 }
+                return Int64(lo == 0 ? initialOffset : offsets[lo - 1])
+            }
+        }
+        return offsetBySearch(atUTCSeconds: s)
+    }
+
+    /// The same by binary search over every transition (outside the index's range, and for tests).
+    @inlinable public func offsetBySearch(atUTCSeconds s: Int64) -> Int64 {
         var lo = 0, hi = transitions.count
         while lo < hi {
             let mid = (lo + hi) / 2

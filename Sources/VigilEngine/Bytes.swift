@@ -79,6 +79,12 @@ struct ByteReader {
     }
     mutating func failed_() { failed = true }
 
+    /// Moves past `n` bytes (all of them there, or the reader fails).
+    mutating func skip(_ n: Int) {
+        guard at + n <= end else { failed = true; at = end; return }
+        at += n
+    }
+
     mutating func rest() -> [UInt8] {
         defer { at = end }
         return at < end ? Array(bytes[at..<end]) : []

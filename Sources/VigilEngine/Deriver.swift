@@ -15,6 +15,8 @@ struct Deriver: Sendable {
     /// Slots a timeline keeps per event: every one a rule could read (not only those this pack reads, so that a
     /// rule added later can be derived over the history), but the envelope (kept apart).
     let timelineSlot: [Bool]
+    /// Slots this pack reads (`capturedSlots`): all a re-derivation takes of a timeline event's fields.
+    let readSlot: [Bool]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
         self.rules = rules
@@ -27,6 +29,9 @@ struct Deriver: Sendable {
         for s in Engine.decodedSlots(rules) { keep[s] = true }
         for s in [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot] { keep[s] = false }
         timelineSlot = keep
+        var read = [Bool](repeating: false, count: rules.contract.slotCount)
+        for s in rules.capturedSlots where s >= 0 && s < read.count { read[s] = true }
+        readSlot = read
     }
 
     /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
@@ -73,7 +78,7 @@ struct Deriver: Sendable {
         var lastArmed = -1
         for k in stride(from: ranges.arms.lowerBound, to: ranges.arms.upperBound, by: 2) {
             let ri = Int(lists[k]), clause = Int(lists[k + 1])
-            guard ri != lastArmed, let exp = rules.rules[ri].expectation, eval(exp.arms[clause].condition, r, d, at) else { continue }
+            guard ri != lastArmed, let exp = tables.expectations[ri], eval(tables.armClauses[exp.arms.lowerBound + clause].condition, r, d, at) else { continue }
             arm(ri, clause, exp, r, &d, ref, &x)
             lastArmed = ri
         }
@@ -93,13 +98,13 @@ struct Deriver: Sendable {
             guard best >= 0 else { return }
             let p = d.pending.remove(at: best)
             let ri = Int(p.rule)
-            if let fireIf = rules.rules[ri].expectation?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
+            if let fireIf = tables.expectations[ri]?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
             x.stats.deadlinesFired += 1
             fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: nil, &x)
         }
     }
 
-    /// The record a timeline event stands for (envelope and captured fields), written into `r`.
+    /// The record a timeline event stands for (envelope and the fields this pack reads), written into `r`.
     func record(of e: TimelineEvent, fields: [UInt8], child: String, into r: inout EventRecord) {
         r.reset()
         r.set(c.eventIdSlot, .string(e.ref.eventId))
@@ -107,7 +112,7 @@ struct Deriver: Sendable {
         r.set(c.occurredAtSlot, .instant(e.ref.occurredAt))
         r.set(c.agencySlot, .symbol(e.ref.agency))
         r.set(c.childIdSlot, .string(child))
-        PackedFields.forEach(fields, e.fields) { r.set($0, $1) }
+        PackedFields.forEach(fields, e.fields, only: readSlot) { r.set($0, $1) }
     }
 
     // MARK: state and windows
@@ -190,12 +195,12 @@ struct Deriver: Sendable {
 
     func checkExpectation(_ ri: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let rule = Int32(ri)
-        guard let exp = rules.rules[ri].expectation, d.pending.contains(where: { $0.rule == rule }) else { return }
+        guard let exp = tables.expectations[ri], d.pending.contains(where: { $0.rule == rule }) else { return }
         let at = ref.occurredAt
         let met = exp.met.map { eval($0, r, d, at) } ?? false
         let cancel = !met && (exp.cancel.map { eval($0, r, d, at) } ?? false)
         guard met || cancel else { return }
-        let k = key(exp.correlateSlots, r)
+        let k = key(tables.correlate[ri], r)
         let lookback = exp.lookback?.micros
         let before = d.pending.count
         d.pending.removeAll { p in
@@ -222,9 +227,9 @@ struct Deriver: Sendable {
         }
     }
 
-    func arm(_ ri: Int, _ clause: Int, _ exp: ExpectationDefinition, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
-        guard let due = deadline(exp.arms[clause].deadline, r, ref.occurredAt) else { return }
-        let k = key(exp.correlateSlots, r)
+    func arm(_ ri: Int, _ clause: Int, _ exp: EngineTables.Expectation, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+        guard let due = deadline(tables.armClauses[exp.arms.lowerBound + clause].deadline, r, ref.occurredAt) else { return }
+        let k = key(tables.correlate[ri], r)
         if let lb = exp.lookback {
             // An event applied before this one (not this one itself) that occurred in [armed - lookback, deadline) meets it already.
             let from = ref.occurredAt.micros - lb.micros
@@ -245,8 +250,7 @@ struct Deriver: Sendable {
             x.stats.pendingRefused += 1
             return
         }
-        let rule = rules.rules[ri]
-        let args = rule.templateSlots.map { render(r[$0]) ?? "unknown" }
+        let args = rules.rules[ri].templateSlots.map { render(r[$0]) ?? "unknown" }
         let id = d.nextPendingId
         d.nextPendingId &+= 1
         x.seq += 1

@@ -11,6 +11,22 @@ final class EngineTables: @unchecked Sendable {
     let ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)]
     /// The shortest window retention: entries younger than this are never pruned.
     let minimumRetention: Int64
+    /// Per rule, its expectation's parts the per-event path reads, trivially copyable (binding
+    /// `rules.rules[ri].expectation` copied the definition, retaining its arrays, at every check and arming).
+    let expectations: UnsafeMutableBufferPointer<Expectation?>
+    /// The arm clauses of every expectation, rule by rule (`Expectation.arms`).
+    let armClauses: UnsafeMutableBufferPointer<ArmClause>
+    /// Per rule, its expectation's correlation slots (empty without one).
+    let correlate: [[Int]]
+
+    struct Expectation {
+        var arms: Range<Int>
+        var met: ConditionCode?
+        var cancel: ConditionCode?
+        var fireIf: ConditionCode?
+        var single: Bool
+        var lookback: (window: Int, micros: Int64)?
+    }
 
     init(_ rules: CompiledRuleSet) {
         minimumRetention = rules.windows.map(\.retention).min() ?? 0
@@ -34,12 +50,27 @@ final class EngineTables: @unchecked Sendable {
         lists = .allocate(capacity: max(flat.count, 1))
         _ = lists.initialize(from: flat)
         self.ranges = ranges
+        var clauses: [ArmClause] = []
+        var facts: [Expectation?] = []
+        correlate = rules.rules.map { $0.expectation?.correlateSlots ?? [] }
+        for r in rules.rules {
+            guard let e = r.expectation else { facts.append(nil); continue }
+            let start = clauses.count
+            clauses += e.arms
+            facts.append(Expectation(arms: start..<clauses.count, met: e.met, cancel: e.cancel, fireIf: e.fireIf, single: e.single, lookback: e.lookback))
+        }
+        expectations = .allocate(capacity: max(facts.count, 1))
+        _ = expectations.initialize(from: facts)
+        armClauses = .allocate(capacity: max(clauses.count, 1))
+        _ = armClauses.initialize(from: clauses)
     }
 
     deinit {
         program.baseAddress?.deinitialize(count: program.count)
         program.deallocate()
         lists.deallocate()
+        expectations.deallocate()
+        armClauses.deallocate()
     }
 }
 

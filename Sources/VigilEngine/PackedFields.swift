@@ -83,12 +83,25 @@ enum PackedFields {
         return p
     }
 
-    /// Calls `body` with each slot and value of the fields in `range` of `bytes`, in the order written.
-    static func forEach(_ bytes: [UInt8], _ range: Range<Int>, _ body: (Int, FieldValue) -> Void) {
+    /// Calls `body` with each slot and value of the fields in `range` of `bytes`, in the order written; with
+    /// `only`, just for the slots it marks (the others are skipped over, their strings never made).
+    static func forEach(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool]? = nil, _ body: (Int, FieldValue) -> Void) {
         var r = ByteReader(bytes, range)
         while !r.atEnd {
             let slot = Int(r.u16())
             guard let tag = Tag(rawValue: r.u8()), !r.failed else { return }
+            if let only, slot >= only.count || !only[slot] {
+                switch tag {
+                case .bool: r.skip(1)
+                case .symbol: r.skip(2)
+                case .int, .date, .instant: r.skip(8)
+                case .symbols: r.skip(32)
+                case .string: r.skip(Int(r.u16()))
+                case .strings: for _ in 0..<Int(r.u16()) { r.skip(Int(r.u16())) }
+                }
+                guard !r.failed else { return }
+                continue
+            }
             let v: FieldValue
             switch tag {
             case .bool: v = .bool(r.u8() != 0)

@@ -42,6 +42,12 @@ import VigilContract
         PackedFields.forEach(bytes, 2..<bytes.count) { read.append(($0, $1)) }
         #expect(read.map(\.0) == values.map(\.0))
         #expect(read.map(\.1) == values.map(\.1))
+        // Only some slots: the others (a string and an array of strings among them) are skipped over.
+        var only = [Bool](repeating: false, count: 12)
+        for s in [9, 4, 3] { only[s] = true }
+        var some: [(Int, FieldValue)] = []
+        PackedFields.forEach(bytes, 2..<bytes.count, only: only) { some.append(($0, $1)) }
+        #expect(some.map(\.0) == [9, 4, 3] && some.map(\.1) == [.symbol(Symbol(258)), .date(Day(number: 19_000)), .strings(["a", "", "bc"])])
     }
 
     @Test func aStringPastItsLengthFieldIsCutAndNothingIsKeptOfAnEmptyRecord() {

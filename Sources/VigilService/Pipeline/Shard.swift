@@ -82,6 +82,13 @@ final class Shard: PipelineStage, @unchecked Sendable {
         alerts.removeAll(keepingCapacity: true)
     }
 
+    /// The reusable record, taken out (no copy of its storage) for a batch; given back after it.
+    private func takeRecord() -> EventRecord {
+        var r = EventRecord(slotCount: 0)
+        swap(&r, &record)
+        return r
+    }
+
     /// Switches to another rule pack at this point of the intake order: the engine's children are carried
     /// across (`Engine.switched`), and what follows is evaluated under the new pack only.
     private func switchRules(_ s: RuleSwitch, _ alerts: inout [Alert], _ rendered: inout [RenderedAlert]) {
@@ -109,13 +116,17 @@ final class Shard: PipelineStage, @unchecked Sendable {
             let before = engine.stats
             let started = metrics == nil ? 0 : clock.now().micros
             var changes: [(partition: Int32, record: Checkpoint.Record)] = []
+            // The decoder and the record it fills are locals for the batch: read as properties of this class,
+            // the decoder was copied (its references retained and released) for every event.
+            var decoder = self.decoder
+            var decoded = takeRecord()
             for item in work.items {
                 switch item {
                 case .event(let i, let partition, let clock):
                     let m = work.batch.messages[Int(i)]
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
-                    if decoder.decode(m.value, into: &record) == nil {
-                        engine.process(record, position: SourcePosition(topicOf: input, partition: partition, offset: m.offset),
+                    if decoder.decode(m.value, into: &decoded) == nil {
+                        engine.process(decoded, position: SourcePosition(topicOf: input, partition: partition, offset: m.offset),
                                        domain: Int(partition), into: &alerts)
                     }
                 case .tick(let partition, let clock):
@@ -154,8 +165,11 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     engine.adopt(children, carried: carried, into: &alerts)
                 case .switchRules(let s):
                     switchRules(s, &alerts, &rendered)
+                    decoder = self.decoder
+                    decoded = takeRecord()
                 }
             }
+            record = decoded
             render(&alerts, into: &rendered)
             defer { rendered.removeAll(keepingCapacity: true) }
             counters.count(engine.stats, since: before)

@@ -88,13 +88,20 @@ extension ChildState {
         arrivals = r.u64()
         now = r.derivation(k)
         base = r.u8() == 1 ? r.derivation(k) : now
-        for _ in 0..<r.count() {
+        // The events first, each with its fields' range in the record; then the fields, copied into an array
+        // of their exact size (one allocation, not one growth per event).
+        var fieldsSize = 0
+        let events = r.count()
+        reserveTimeline(events)
+        for _ in 0..<events {
             let ref = r.ref()
             let arrival = r.u64()
             let ignored = r.u8() != 0
-            let fields = keepFields(r.bytes[r.blobRange()])
-            append(TimelineEvent(ref: ref, arrival: arrival, fields: fields, ignored: ignored), idHash: stableHash(ref.eventId))
+            let inRecord = r.blobRange()
+            fieldsSize += inRecord.count
+            append(TimelineEvent(ref: ref, arrival: arrival, fields: inRecord, ignored: ignored), idHash: stableHash(ref.eventId))
         }
+        takeFields(from: r.bytes, size: fieldsSize)
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
             let rule = r.rule(k)

@@ -224,13 +224,25 @@ public struct ChildState: Sendable, Codable {
 
     /// Appends `e`, whose id hashes to `idHash`.
     mutating func append(_ e: TimelineEvent, idHash: UInt64) {
+        Self.makeRoom(&timeline, for: 1)
+        Self.makeRoom(&idHashes, for: 1)
         timeline.append(e)
         idHashes.append(idHash)
     }
 
     mutating func insert(_ e: TimelineEvent, idHash: UInt64, at i: Int) {
+        Self.makeRoom(&timeline, for: 1)
+        Self.makeRoom(&idHashes, for: 1)
         timeline.insert(e, at: i)
         idHashes.insert(idHash, at: i)
+    }
+
+    /// Room for `extra` more elements, growing by half rather than doubling: a child's arrays grow an event at
+    /// a time and live long, and the slack doubling leaves (a quarter on average) is memory held for nothing.
+    static func makeRoom<T>(_ a: inout [T], for extra: Int) {
+        let need = a.count + extra
+        guard need > a.capacity else { return }
+        a.reserveCapacity(max(need, a.count + a.count / 2))
     }
 
     /// Removes the timeline's first event. Its fields stay readable (`fieldBytes[e.fields]`) until the next
@@ -251,8 +263,26 @@ public struct ChildState: Sendable, Codable {
     /// Keeps packed fields read back (from the changelog, or JSON) for an event about to join the timeline.
     mutating func keepFields(_ bytes: ArraySlice<UInt8>) -> Range<Int> {
         let start = fieldBytes.count
+        Self.makeRoom(&fieldBytes, for: bytes.count)
         fieldBytes += bytes
         return start..<fieldBytes.count
+    }
+
+    /// Room for `n` more timeline events, exactly (a state read back knows how many it holds).
+    mutating func reserveTimeline(_ n: Int) {
+        timeline.reserveCapacity(timeline.count + n)
+        idHashes.reserveCapacity(idHashes.count + n)
+    }
+
+    /// The timeline's events hold their fields' ranges in `bytes` (a record being read): their fields are
+    /// copied into `fieldBytes`, `size` bytes in all, and the ranges made theirs.
+    mutating func takeFields(from bytes: [UInt8], size: Int) {
+        fieldBytes.reserveCapacity(fieldBytes.count + size)
+        for k in timeline.indices {
+            let start = fieldBytes.count
+            fieldBytes += bytes[timeline[k].fields]
+            timeline[k] = timeline[k].moved(to: start..<fieldBytes.count)
+        }
     }
 
     /// Moves the fields of the timeline's events together once those of events gone are most of the bytes.

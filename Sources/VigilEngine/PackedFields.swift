@@ -13,6 +13,7 @@ enum PackedFields {
         for s in r.writtenSlots where keep[Int(s)] { size += Self.size(r[Int(s)]) }
         guard size > 0 else { return 0 }
         let start = bytes.count
+        ChildState.makeRoom(&bytes, for: size)
         bytes.append(contentsOf: repeatElement(0, count: size))
         bytes.withUnsafeMutableBytes { b in
             guard let base = b.baseAddress else { return }

@@ -349,11 +349,7 @@ public enum Chaos {
         report.seconds = Date().timeIntervalSince(started)
 
         // The end check.
-        // Alerts that stand, net of withdrawals, whatever order the records are read in.
-        func apply(_ v: JSONValue, to net: inout NetAlerts) {
-            guard let id = v["alert_id"]?.stringValue else { return }
-            net.apply(id: id, status: v["status"]?.stringValue ?? "fired", withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
-        }
+        // Alerts that stand, net of withdrawals, whatever order the records are read in (`NetAlerts`).
         let topic = try TopicIO.read("vigil-alerts", brokers: brokers, logger: logger)
         var topicRecords = Set<String>()
         var topicNet = NetAlerts()
@@ -363,7 +359,7 @@ public enum Chaos {
                 continue
             }
             topicRecords.insert(id)
-            apply(v, to: &topicNet)
+            topicNet.apply(record: v)
         }
         let topicIds = topicNet.ids
         report.topicRecords = topic.count
@@ -382,7 +378,7 @@ public enum Chaos {
                     guard r.isAlert else { return }
                     a.records += 1
                     if !ids.insert(r.alertId).inserted { a.duplicateIds += 1 }
-                    apply(r.alert, to: &auditNet)
+                    auditNet.apply(record: r.alert)
                 }
                 if case .bad(let line, let reason) = verdict { a.problem = "broken at line \(line): \(reason)" }
             }
@@ -513,10 +509,7 @@ final class AlertWatcher: @unchecked Sendable {
                 }
                 if !found.isEmpty {
                     state.withLock {
-                        for v in found {
-                            $0.net.apply(id: v["alert_id"]?.stringValue ?? "", status: v["status"]?.stringValue ?? "fired",
-                                         withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
-                        }
+                        for v in found { $0.net.apply(record: v) }
                     }
                 }
             }

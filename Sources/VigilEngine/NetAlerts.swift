@@ -1,3 +1,5 @@
+import VigilContract
+
 /// The alerts that stand once withdrawals are taken into account: what the emitted records of a run mean,
 /// to compare with `vigil replay` of the same events in event-time order.
 ///
@@ -22,6 +24,14 @@ public struct NetAlerts: Sendable {
         let base = reinstates ?? id
         let revision = Self.revision(of: id)
         if revision >= latest[base]?.revision ?? -1 { latest[base] = (revision, id) }
+    }
+
+    /// Applies one alert record read back as JSON (from the alerts topic, an audit log, `vigil replay`): its
+    /// `alert_id`, `status`, `withdraws` and `reinstates`. A record without an `alert_id` is not an alert and
+    /// is passed over; one without a `status` is taken as fired.
+    public mutating func apply(record v: JSONValue) {
+        guard let id = v["alert_id"]?.stringValue else { return }
+        apply(id: id, status: v["status"]?.stringValue ?? "fired", withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
     }
 
     public mutating func apply(_ a: Alert) {

@@ -145,14 +145,7 @@ import VigilTesting
     }
 
     /// The alerts that stand on the topic once its withdrawals are taken into account.
-    func netOnTopic(_ c: MemoryCluster) -> Set<String> {
-        var net = NetAlerts()
-        for m in c.alerts.allMessages {
-            guard let v = try? JSONValue.parse(m.value), let id = v["alert_id"]?.stringValue, let status = v["status"]?.stringValue else { continue }
-            net.apply(id: id, status: status, withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
-        }
-        return net.ids
-    }
+    func netOnTopic(_ c: MemoryCluster) -> Set<String> { standing(c.alerts.allMessages.map(\.value)) }
 
     /// `vigil replay --until` of the sorted stream: what a pipeline on the wall clock `clock` must end with.
     func replayUntilNow(_ sorted: [String], clock: ManualClock, dir: String) throws -> Set<String> {

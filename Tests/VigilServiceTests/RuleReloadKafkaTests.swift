@@ -2,7 +2,6 @@ import Foundation
 import Testing
 import VigilChaos
 import VigilContract
-import VigilEngine
 import VigilKafka
 import VigilRules
 import VigilTesting
@@ -141,16 +140,6 @@ import VigilTesting
 /// How many withdrawals the records hold.
 func withdrawals(_ records: [[UInt8]]) -> Int {
     records.filter { (try? JSONValue.parse($0))?["status"]?.stringValue == "withdrawn" }.count
-}
-
-/// The ids of the alerts that stand once withdrawals (and re-raised revisions) are taken into account.
-func standing(_ records: [[UInt8]]) -> Set<String> {
-    var net = NetAlerts()
-    for r in records {
-        guard let v = try? JSONValue.parse(r), let id = v["alert_id"]?.stringValue, let status = v["status"]?.stringValue else { continue }
-        net.apply(id: id, status: status, withdraws: v["withdraws"]?.stringValue, reinstates: v["reinstates"]?.stringValue)
-    }
-    return net.ids
 }
 
 /// What differs between the alerts on a topic and the replay's ids, grouped so that a failure says what kind of

@@ -48,6 +48,14 @@ func readTopic(_ topic: String, brokers: String, quietMs: Int = 1500, timeout: T
     try TopicIO.read(topic, brokers: brokers, quietMs: quietMs, timeout: timeout, logger: quietLogger)
 }
 
+/// The ids of the alerts that stand in alert records (JSON) once withdrawals and re-raised revisions are
+/// taken into account.
+func standing(_ records: [[UInt8]]) -> Set<String> {
+    var net = NetAlerts()
+    for r in records { if let v = try? JSONValue.parse(r) { net.apply(record: v) } }
+    return net.ids
+}
+
 func alertIds(_ jsons: [[UInt8]]) -> [String] {
     jsons.compactMap { (try? JSONValue.parse($0))?["alert_id"]?.stringValue }
 }

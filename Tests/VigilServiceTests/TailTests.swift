@@ -62,10 +62,7 @@ import VigilEngine
         let sorted = Set(try alerts([]).compactMap { $0["alert_id"]?.stringValue })
         let arrival = try alerts(["--arrival-order"])
         var net = NetAlerts()
-        for a in arrival {
-            net.apply(id: a["alert_id"]?.stringValue ?? "", status: a["status"]?.stringValue ?? "", withdraws: a["withdraws"]?.stringValue,
-                      reinstates: a["reinstates"]?.stringValue)
-        }
+        for a in arrival { net.apply(record: a) }
         #expect(arrival.contains { $0["status"]?.stringValue == "withdrawn" })
         #expect(net.ids == sorted && sorted.count > 10)
     }

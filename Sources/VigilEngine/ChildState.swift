@@ -274,8 +274,8 @@ public struct ChildState: Sendable, Codable {
         idHashes.reserveCapacity(idHashes.count + n)
     }
 
-    /// The timeline's events hold their fields' ranges in `bytes` (a record being read): their fields are
-    /// copied into `fieldBytes`, `size` bytes in all, and the ranges made theirs.
+    /// The timeline's events hold their fields' ranges in `bytes` (a record being read, or the fields array
+    /// being compacted): their fields are copied into `fieldBytes`, `size` bytes in all, and the ranges made theirs.
     mutating func takeFields(from bytes: [UInt8], size: Int) {
         fieldBytes.reserveCapacity(fieldBytes.count + size)
         for k in timeline.indices {
@@ -288,15 +288,10 @@ public struct ChildState: Sendable, Codable {
     /// Moves the fields of the timeline's events together once those of events gone are most of the bytes.
     mutating func reclaimFields() {
         guard freedFieldBytes > 0, freedFieldBytes * 2 >= fieldBytes.count else { return }
-        var kept: [UInt8] = []
-        kept.reserveCapacity(fieldBytes.count - freedFieldBytes)
-        for k in timeline.indices {
-            let start = kept.count
-            kept += fieldBytes[timeline[k].fields]
-            timeline[k] = timeline[k].moved(to: start..<kept.count)
-        }
-        fieldBytes = kept
+        let old = fieldBytes, live = fieldBytes.count - freedFieldBytes
+        fieldBytes = []
         freedFieldBytes = 0
+        takeFields(from: old, size: live)
     }
 
     mutating func setIgnored(_ k: Int, _ ignored: Bool) { timeline[k].ignored = ignored }

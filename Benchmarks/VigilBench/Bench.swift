@@ -64,7 +64,8 @@ struct EngineCommand: ParsableCommand {
         let full = runEngine(input, rules: set, keep: &engine)
         let after = currentRSS()
         let children = engine?.childCount ?? 0
-        let stateBytes = engine?.approximateStateBytes ?? 0
+        let parts = engine?.stateBytes ?? StateBytes()
+        let stateBytes = parts.total
         // What a checkpoint and a restore do per child: the changelog's binary record, written and read back.
         let states = engine?.allChildren ?? []
         engine = nil
@@ -96,6 +97,8 @@ struct EngineCommand: ParsableCommand {
         print("alerts: \(full.alerts) (1 thread), \(parallel.alerts) (\(shards) shards)")
         print("changelog records (binary, one thread): \(grouped(Double(states.count))) children encoded in \(fmt(encodeSeconds, 3)) s (\(grouped(Double(states.count) / encodeSeconds))/s), \(grouped(Double(decoded))) decoded in \(fmt(decodeSeconds, 3)) s (\(grouped(Double(decoded) / decodeSeconds))/s); \(grouped(Double(recordBytes / max(states.count, 1)))) B a record")
         print("children: \(grouped(Double(children))); state (engine's estimate) \(grouped(Double(stateBytes / max(children, 1)))) B/child; RSS grew \(grouped(Double((after - baseline) / max(children, 1)))) B/child (\((after - baseline) / 1_048_576) MiB); process peak RSS \(peakRSS() / 1_048_576) MiB (input buffer included)")
+        print("state by part, B/child: " + parts.parts.filter { $0.bytes > 0 }.sorted { $0.bytes > $1.bytes }
+            .map { "\($0.name) \(fmt(Double($0.bytes) / Double(max(children, 1))))" }.joined(separator: ", "))
         print("")
         return Figures(oneThread: full.eventsPerSecond, shards: parallel.eventsPerSecond, statePerChild: Double(stateBytes) / Double(max(children, 1)),
                        decodedPerSecond: Double(decoded) / decodeSeconds)

@@ -5,6 +5,8 @@ struct ByteWriter {
     var bytes: [UInt8] = []
     /// The last topic written by number and name (a state's positions are nearly all on one topic).
     var lastTopic: (id: UInt32, name: String)?
+    /// Values are written in `LegacyPackedFields`' layout (a record of an earlier version, for tests).
+    var legacyFields = false
 
     init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
@@ -33,6 +35,8 @@ struct ByteReader {
     private(set) var failed = false
     /// The last topic read, by name and number (a state's positions are nearly all on one topic).
     var lastTopic: (name: String, id: UInt32)?
+    /// Values are in `LegacyPackedFields`' layout (a record of an earlier version).
+    var legacyFields = false
 
     /// Where reading stops: the end of `bytes`, or of the range given.
     let end: Int

@@ -29,20 +29,22 @@ public struct PackKeys: Sendable {
 /// that changed, read at every restore. Versioned; no Foundation. (`Codable` stays for snapshots and tools.)
 ///
 /// Version 2 names rules, states and windows by stable key (`PackKeys`); version 1 (before rule packs could
-/// change) by the pack's indices, which are only meaningful under the very pack that wrote them.
+/// change) by the pack's indices, which are only meaningful under the very pack that wrote them. Version 3 is
+/// version 2 with fields and values packed by `PackedFields` (before it, by `LegacyPackedFields`).
 extension ChildState {
-    static let binaryVersion: UInt8 = 2
+    static let binaryVersion: UInt8 = 3
 
     /// The state as bytes.
-    public func binary(keys: PackKeys) -> [UInt8] { encoded(keys) }
+    public func binary(keys: PackKeys) -> [UInt8] { encoded(keys, version: Self.binaryVersion) }
 
-    /// The state in the layout before rule packs could change (version 1, by index): what an earlier Vigil
-    /// wrote, for tests of reading it.
-    func legacyBinary() -> [UInt8] { encoded(nil) }
+    /// The state as an earlier Vigil wrote it, for tests of reading it: without `keys`, version 1 (by index,
+    /// before rule packs could change); with them, version 2 (fields in the layout before `PackedFields`).
+    func legacyBinary(keys: PackKeys? = nil) -> [UInt8] { encoded(keys, version: keys == nil ? 1 : 2) }
 
-    private func encoded(_ keys: PackKeys?) -> [UInt8] {
+    private func encoded(_ keys: PackKeys?, version: UInt8) -> [UInt8] {
         var w = ByteWriter(capacity: 256 + timeline.count * 96 + emitted.count * 160)
-        w.u8(keys == nil ? 1 : Self.binaryVersion)
+        w.u8(version)
+        w.legacyFields = version < 3
         w.text(id)
         w.i64(Int64(domain))
         w.u64(arrivals)
@@ -53,7 +55,7 @@ extension ChildState {
             w.ref(e.ref)
             w.u64(e.arrival)
             w.u8(e.ignored ? 1 : 0)
-            w.blob(fieldBytes[e.fields])
+            if w.legacyFields { w.blob(PackedFields.legacy(fieldBytes, e.fields)[...]) } else { w.blob(fieldBytes[e.fields]) }
         }
         w.u64(UInt64(emitted.count))
         for a in emitted {
@@ -77,12 +79,14 @@ extension ChildState {
     /// Reads `binary(keys:)`'s bytes under the pack of `keys`: what names a rule, state or window it lacks is
     /// dropped (an alert emitted under such a rule is kept, as history, for its id). A version 1 record is
     /// read as it was written (the caller knows it was written under this very pack) and marked changed, so
-    /// that the next checkpoint rewrites it by stable key.
+    /// that the next checkpoint rewrites it by stable key. A record of version 1 or 2 has its fields repacked
+    /// (and is marked changed, to be written again in the current layout).
     public init(binary bytes: [UInt8], keys: PackKeys) throws(BinaryError) {
         var r = ByteReader(bytes)
         let version = r.u8()
-        guard version == 1 || version == 2 else { throw BinaryError(description: "unknown state version \(version)") }
-        let k: PackKeys? = version == 2 ? keys : nil
+        guard (1...3).contains(version) else { throw BinaryError(description: "unknown state version \(version)") }
+        let k: PackKeys? = version == 1 ? nil : keys
+        r.legacyFields = version < 3
         self.init(id: r.text())
         domain = Int32(truncatingIfNeeded: r.i64())
         arrivals = r.u64()
@@ -101,7 +105,7 @@ extension ChildState {
             fieldsSize += inRecord.count
             append(TimelineEvent(ref: ref, arrival: arrival, fields: inRecord, ignored: ignored), idHash: stableHash(ref.eventId))
         }
-        takeFields(from: r.bytes, size: fieldsSize)
+        takeFields(from: r.bytes, size: fieldsSize, legacy: r.legacyFields)
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
             let rule = r.rule(k)
@@ -115,7 +119,7 @@ extension ChildState {
         }
         for _ in 0..<r.count() { folded.append(SeenEvent(idHash: r.u64(), at: Instant(micros: r.i64()))) }
         guard !r.failed, r.atEnd else { throw BinaryError(description: "the state is cut short or has trailing bytes") }
-        dirty = version == 1
+        dirty = version < Self.binaryVersion
     }
 }
 
@@ -149,7 +153,7 @@ extension ByteWriter {
     }
 
     mutating func value(_ v: FieldValue) {
-        blob(PackedFields.bytes(slot: 0, v)[...])
+        blob((legacyFields ? LegacyPackedFields.bytes(slot: 0, v) : PackedFields.bytes(slot: 0, v))[...])
     }
 
     /// A rule by stable key, or (`keys` nil, version 1) by index.
@@ -224,7 +228,7 @@ extension ByteReader {
     mutating func value() -> FieldValue {
         var v = FieldValue.missing
         let range = blobRange()
-        PackedFields.forEach(bytes, range) { _, x in v = x }
+        if legacyFields { LegacyPackedFields.forEach(bytes, range) { _, x in v = x } } else { PackedFields.forEach(bytes, range) { _, x in v = x } }
         return v
     }
 

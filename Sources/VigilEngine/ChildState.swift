@@ -87,7 +87,8 @@ public struct TimelineEvent: Sendable {
 }
 
 /// A timeline event in JSON (snapshots, tools): one base64 string of a compact binary layout holding its
-/// fields too (a checkpoint writes every event of the timeline).
+/// fields too (a checkpoint writes every event of the timeline). Version 2: its fields packed by
+/// `PackedFields`; version 1, by `LegacyPackedFields` (repacked when read).
 struct TimelineEventJSON: Codable {
     var event: TimelineEvent
     var fields: [UInt8]
@@ -107,8 +108,9 @@ struct TimelineEventJSON: Codable {
         let ref = r.ref()
         let arrival = r.u64()
         let ignored = r.u8() != 0
-        fields = r.rest()
-        guard version == 1, !r.failed else {
+        // Version 1 has its fields in `LegacyPackedFields`' layout.
+        fields = version == 1 ? PackedFields.repack(legacy: r.bytes, r.at..<r.end) : r.rest()
+        guard version == 1 || version == 2, !r.failed else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
         }
         event = TimelineEvent(ref: ref, arrival: arrival, fields: 0..<0, ignored: ignored)
@@ -116,7 +118,7 @@ struct TimelineEventJSON: Codable {
 
     func encode(to encoder: Encoder) throws {
         var w = ByteWriter()
-        w.u8(1)
+        w.u8(2)
         w.ref(event.ref)
         w.u64(event.arrival)
         w.u8(event.ignored ? 1 : 0)
@@ -275,12 +277,14 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// The timeline's events hold their fields' ranges in `bytes` (a record being read, or the fields array
-    /// being compacted): their fields are copied into `fieldBytes`, `size` bytes in all, and the ranges made theirs.
-    mutating func takeFields(from bytes: [UInt8], size: Int) {
+    /// being compacted): their fields are copied into `fieldBytes`, `size` bytes in all, and the ranges made
+    /// theirs. `legacy`: the fields are in `LegacyPackedFields`' layout (a record of an earlier version), and
+    /// are repacked.
+    mutating func takeFields(from bytes: [UInt8], size: Int, legacy: Bool = false) {
         fieldBytes.reserveCapacity(fieldBytes.count + size)
         for k in timeline.indices {
             let start = fieldBytes.count
-            fieldBytes += bytes[timeline[k].fields]
+            if legacy { fieldBytes += PackedFields.repack(legacy: bytes, timeline[k].fields) } else { fieldBytes += bytes[timeline[k].fields] }
             timeline[k] = timeline[k].moved(to: start..<fieldBytes.count)
         }
     }
@@ -341,19 +345,47 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// Approximate heap bytes held (for benchmarks).
-    public var approximateBytes: Int {
+    public var approximateBytes: Int { var b = StateBytes(); count(into: &b); return b.total }
+
+    /// Adds the heap bytes this child holds, by part, to `b` (an array counts its capacity and a 32-byte
+    /// header; a string its bytes past the 15 held inline).
+    public func count(into b: inout StateBytes) {
         func arr(_ count: Int, _ stride: Int) -> Int { count == 0 ? 0 : 32 + count * stride }
-        func derivation(_ d: Derivation) -> Int {
-            arr(d.states.capacity, MemoryLayout<StateEntry>.stride)
-                + arr(d.entries.capacity, MemoryLayout<WindowEntry>.stride) + arr(d.pending.capacity, MemoryLayout<PendingExpectation>.stride)
-                + arr(d.fired.capacity, MemoryLayout<FiredMark>.stride)
+        func derivation(_ d: Derivation, _ name: String) {
+            b.add("\(name).states", arr(d.states.capacity, MemoryLayout<StateEntry>.stride))
+            b.add("\(name).entries", arr(d.entries.capacity, MemoryLayout<WindowEntry>.stride))
+            b.add("\(name).pending", arr(d.pending.capacity, MemoryLayout<PendingExpectation>.stride))
+            b.add("\(name).fired", arr(d.fired.capacity, MemoryLayout<FiredMark>.stride))
         }
-        var b = MemoryLayout<ChildState>.stride + (id.utf8.count > 15 ? 32 + id.utf8.count : 0)
-        b += derivation(now) + derivation(base)
-        b += arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride) + arr(idHashes.capacity, 8)
-        b += arr(fieldBytes.capacity, 1)
-        for e in timeline { b += e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0 }
-        b += arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride) + arr(folded.capacity, MemoryLayout<SeenEvent>.stride)
-        return b
+        b.add("child (struct)", MemoryLayout<ChildState>.stride)
+        b.add("child id", id.utf8.count > 15 ? 32 + id.utf8.count : 0)
+        derivation(now, "now")
+        derivation(base, "base")
+        b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
+        b.add("timeline id hashes", arr(idHashes.capacity, 8))
+        b.add("timeline fields", arr(fieldBytes.capacity, 1))
+        var ids = 0
+        for e in timeline { ids += e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0 }
+        b.add("timeline event ids", ids)
+        b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))
+        b.add("folded", arr(folded.capacity, MemoryLayout<SeenEvent>.stride))
+    }
+}
+
+/// Heap bytes held, by part (for benchmarks).
+public struct StateBytes: Sendable {
+    public private(set) var parts: [(name: String, bytes: Int)] = []
+    public var total: Int { parts.reduce(0) { $0 + $1.bytes } }
+
+    public init() {}
+
+    /// Where the next part is expected: parts are added in the same order for every child.
+    private var next = 0
+
+    public mutating func add(_ name: String, _ bytes: Int) {
+        if next >= parts.count || parts[next].name != name { next = parts.firstIndex { $0.name == name } ?? parts.count }
+        if next == parts.count { parts.append((name, 0)) }
+        parts[next].bytes += bytes
+        next = (next + 1) % max(parts.count, 1)
     }
 }

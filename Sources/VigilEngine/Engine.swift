@@ -140,8 +140,15 @@ public struct Engine: Sendable {
     public func child(_ id: String) -> ChildState? { index.find(id, hash: stableHash(id), in: children).map { children[$0] } }
 
     /// Approximate bytes of per-child state (benchmarks).
-    public var approximateStateBytes: Int {
-        children.reduce(0) { $0 + $1.approximateBytes } + index.slotCount * 16 + queues.reduce(0) { $0 + $1.count } * MemoryLayout<Timer>.stride
+    public var approximateStateBytes: Int { stateBytes.total }
+
+    /// Approximate bytes of per-child state by part (benchmarks).
+    public var stateBytes: StateBytes {
+        var b = StateBytes()
+        for c in children { c.count(into: &b) }
+        b.add("child index", index.slotCount * MemoryLayout<ChildIndex.Entry>.stride)
+        b.add("deadline queues", queues.reduce(0) { $0 + $1.count } * MemoryLayout<Timer>.stride)
+        return b
     }
 
     public enum Outcome: Sendable, Equatable {

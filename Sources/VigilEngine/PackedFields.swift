@@ -1,8 +1,12 @@
 import VigilContract
 
-/// The captured fields of a timeline event, packed: per field its slot (2 bytes), a tag (1 byte) and the
-/// value (fixed size, or a length and bytes). A child keeps its events' fields end to end in one array
-/// (`ChildState.fieldBytes`), each event its range; decoded only when the child is re-derived.
+/// The captured fields of a timeline event, packed: per field one varint holding its slot and a tag
+/// (`slot << 3 | tag - 1`), then the value in the fewest bytes it takes: integers, dates, symbols and
+/// lengths as varints (signed ones zigzagged), an instant on a whole second by its seconds, a set of symbols
+/// by its members. A child keeps its events' fields end to end in one array (`ChildState.fieldBytes`), each
+/// event its range; decoded only when the child is re-derived. Part of the changelog's binary record
+/// (version 3 on) and of a timeline event in JSON (version 2 on); the layout before it is
+/// `LegacyPackedFields`.
 enum PackedFields {
     enum Tag: UInt8 { case bool = 1, int, symbol, string, date, instant, symbols, strings }
 
@@ -10,7 +14,7 @@ enum PackedFields {
     /// them, one to write them in place); returns how many bytes that took.
     static func append(_ r: EventRecord, keep: [Bool], to bytes: inout [UInt8]) -> Int {
         var size = 0
-        for s in r.writtenSlots where keep[Int(s)] { size += Self.size(r[Int(s)]) }
+        for s in r.writtenSlots where keep[Int(s)] { size += Self.size(slot: UInt16(truncatingIfNeeded: s), r[Int(s)]) }
         guard size > 0 else { return 0 }
         let start = bytes.count
         ChildState.makeRoom(&bytes, for: size)
@@ -18,14 +22,14 @@ enum PackedFields {
         bytes.withUnsafeMutableBytes { b in
             guard let base = b.baseAddress else { return }
             var at = base + start
-            for s in r.writtenSlots where keep[Int(s)] { at = Self.write(UInt16(s), r[Int(s)], to: at) }
+            for s in r.writtenSlots where keep[Int(s)] { at = Self.write(UInt16(truncatingIfNeeded: s), r[Int(s)], to: at) }
         }
         return size
     }
 
     /// The bytes of one field.
     static func bytes(slot: UInt16, _ v: FieldValue) -> [UInt8] {
-        let size = Self.size(v)
+        let size = Self.size(slot: slot, v)
         guard size > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             guard let base = buffer.baseAddress else { return }
@@ -34,52 +38,107 @@ enum PackedFields {
         }
     }
 
+    /// Fields in the layout before this one (`LegacyPackedFields`), in this one.
+    static func repack(legacy bytes: [UInt8], _ range: Range<Int>) -> [UInt8] {
+        var out: [UInt8] = []
+        LegacyPackedFields.forEach(bytes, range) { slot, v in out += Self.bytes(slot: UInt16(slot), v) }
+        return out
+    }
+
+    /// Fields in this layout, in the one before it (for tests of reading what an earlier Vigil wrote).
+    static func legacy(_ bytes: [UInt8], _ range: Range<Int>) -> [UInt8] {
+        var out: [UInt8] = []
+        forEach(bytes, range) { slot, v in out += LegacyPackedFields.bytes(slot: UInt16(slot), v) }
+        return out
+    }
+
+    // MARK: varints
+
+    @inline(__always) static func zigzag(_ x: Int64) -> UInt64 { UInt64(bitPattern: (x << 1) ^ (x >> 63)) }
+    @inline(__always) static func unzigzag(_ x: UInt64) -> Int64 { Int64(bitPattern: x >> 1) ^ -Int64(bitPattern: x & 1) }
+
+    /// The bytes a varint of `x` takes (7 bits each).
+    @inline(__always) static func varintSize(_ x: UInt64) -> Int { (70 - (x | 1).leadingZeroBitCount) / 7 }
+
+    /// An instant as a varint: on a whole second (nearly all of them) its seconds, else its microseconds;
+    /// the low bit says which.
+    @inline(__always) static func instantCode(_ t: Instant) -> UInt64 {
+        let (seconds, rest) = t.micros.quotientAndRemainder(dividingBy: 1_000_000)
+        return rest == 0 ? zigzag(seconds) << 1 | 1 : zigzag(t.micros) << 1
+    }
+
+    @inline(__always) static func instant(code: UInt64) -> Instant {
+        let v = unzigzag(code >> 1)
+        return Instant(micros: code & 1 == 1 ? v.multipliedReportingOverflow(by: 1_000_000).partialValue : v)
+    }
+
+    @inline(__always) static func head(_ slot: UInt16, _ tag: Tag) -> UInt64 { UInt64(slot) << 3 | UInt64(tag.rawValue - 1) }
+
     /// The bytes `write` takes for a field with value `v` (none for a missing value).
-    static func size(_ v: FieldValue) -> Int {
+    static func size(slot: UInt16, _ v: FieldValue) -> Int {
+        let h = varintSize(UInt64(slot) << 3)
         switch v {
         case .missing: return 0
-        case .bool: return 4
-        case .symbol: return 5
-        case .int, .date, .instant: return 11
-        case .string(let s): return 5 + min(s.utf8.count, Int(UInt16.max))
-        case .symbols: return 35
+        case .bool: return h + 1
+        case .symbol(let s): return h + varintSize(UInt64(s.id))
+        case .int(let i): return h + varintSize(zigzag(i))
+        case .date(let d): return h + varintSize(zigzag(Int64(d.number)))
+        case .instant(let t): return h + varintSize(instantCode(t))
+        case .string(let s): return h + varintSize(UInt64(s.utf8.count)) + s.utf8.count
+        case .symbols(let set): return h + varintSize(UInt64(set.count)) + set.count
         case .strings(let a):
-            var n = 5
-            for s in a.prefix(Int(UInt16.max)) { n += 2 + min(s.utf8.count, Int(UInt16.max)) }
+            var n = h + varintSize(UInt64(a.count))
+            for s in a { n += varintSize(UInt64(s.utf8.count)) + s.utf8.count }
             return n
         }
     }
 
-    /// Writes a field (its slot, a tag, the value; little-endian, a string as a 2-byte length and its UTF-8 cut
-    /// at 65,535 bytes, at most 65,535 strings) at `p`, which has `size(v)` bytes; returns the byte after it.
+    /// Writes a field at `p`, which has `size(slot:v)` bytes; returns the byte after it.
     static func write(_ slot: UInt16, _ v: FieldValue, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
         var p = p
-        func u8(_ x: UInt8) { p.storeBytes(of: x, as: UInt8.self); p += 1 }
-        func u16(_ x: UInt16) { p.storeBytes(of: x.littleEndian, as: UInt16.self); p += 2 }
-        func u64(_ x: UInt64) { p.storeBytes(of: x.littleEndian, as: UInt64.self); p += 8 }
+        func varint(_ x: UInt64) {
+            var x = x
+            while x >= 0x80 {
+                p.storeBytes(of: UInt8(truncatingIfNeeded: x) | 0x80, as: UInt8.self)
+                p += 1
+                x >>= 7
+            }
+            p.storeBytes(of: UInt8(x), as: UInt8.self)
+            p += 1
+        }
         func text(_ s: String) {
             var s = s
             s.withUTF8 { b in
-                let n = min(b.count, Int(UInt16.max))
-                u16(UInt16(n))
-                if n > 0, let from = b.baseAddress { p.copyMemory(from: from, byteCount: n) }
-                p += n
+                varint(UInt64(b.count))
+                if let from = b.baseAddress, b.count > 0 { p.copyMemory(from: from, byteCount: b.count) }
+                p += b.count
             }
         }
-        func head(_ tag: Tag) { u16(slot); u8(tag.rawValue) }
+        func head(_ tag: Tag) { varint(Self.head(slot, tag)) }
         switch v {
         case .missing: break
-        case .bool(let b): head(.bool); u8(b ? 1 : 0)
-        case .int(let i): head(.int); u64(UInt64(bitPattern: i))
-        case .symbol(let s): head(.symbol); u16(s.id)
+        case .bool(let b): head(.bool); varint(b ? 1 : 0)
+        case .int(let i): head(.int); varint(zigzag(i))
+        case .symbol(let s): head(.symbol); varint(UInt64(s.id))
         case .string(let s): head(.string); text(s)
-        case .date(let d): head(.date); u64(UInt64(bitPattern: Int64(d.number)))
-        case .instant(let t): head(.instant); u64(UInt64(bitPattern: t.micros))
-        case .symbols(let set): head(.symbols); u64(set.w0); u64(set.w1); u64(set.w2); u64(set.w3)
+        case .date(let d): head(.date); varint(zigzag(Int64(d.number)))
+        case .instant(let t): head(.instant); varint(instantCode(t))
+        case .symbols(let set):
+            // Members of a set are below 256: a byte each, in ascending order.
+            head(.symbols)
+            varint(UInt64(set.count))
+            for (k, word) in [set.w0, set.w1, set.w2, set.w3].enumerated() {
+                var w = word
+                while w != 0 {
+                    p.storeBytes(of: UInt8(truncatingIfNeeded: k * 64 + w.trailingZeroBitCount), as: UInt8.self)
+                    p += 1
+                    w &= w - 1
+                }
+            }
         case .strings(let a):
             head(.strings)
-            u16(UInt16(min(a.count, Int(UInt16.max))))
-            for s in a.prefix(Int(UInt16.max)) { text(s) }
+            varint(UInt64(a.count))
+            for s in a { text(s) }
         }
         return p
     }
@@ -89,38 +148,65 @@ enum PackedFields {
     static func forEach(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool]? = nil, _ body: (Int, FieldValue) -> Void) {
         var r = ByteReader(bytes, range)
         while !r.atEnd {
-            let slot = Int(r.u16())
-            guard let tag = Tag(rawValue: r.u8()), !r.failed else { return }
+            let h = r.varint()
+            guard !r.failed, h >> 3 < UInt64(UInt16.max), let tag = Tag(rawValue: UInt8(h & 7) + 1) else { return }
+            let slot = Int(h >> 3)
             if let only, slot >= only.count || !only[slot] {
                 switch tag {
-                case .bool: r.skip(1)
-                case .symbol: r.skip(2)
-                case .int, .date, .instant: r.skip(8)
-                case .symbols: r.skip(32)
-                case .string: r.skip(Int(r.u16()))
-                case .strings: for _ in 0..<Int(r.u16()) { r.skip(Int(r.u16())) }
+                case .bool, .int, .symbol, .date, .instant: _ = r.varint()
+                case .symbols: r.skip(Int(min(r.varint(), 256)))
+                case .string: r.skip(r.length())
+                case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
                 }
                 guard !r.failed else { return }
                 continue
             }
             let v: FieldValue
             switch tag {
-            case .bool: v = .bool(r.u8() != 0)
-            case .int: v = .int(r.i64())
-            case .symbol: v = .symbol(Symbol(r.u16()))
-            case .string: v = .string(r.text())
-            case .date: v = .date(Day(number: Int32(truncatingIfNeeded: r.i64())))
-            case .instant: v = .instant(Instant(micros: r.i64()))
+            case .bool: v = .bool(r.varint() != 0)
+            case .int: v = .int(unzigzag(r.varint()))
+            case .symbol: v = .symbol(Symbol(UInt16(truncatingIfNeeded: r.varint())))
+            case .string: v = .string(r.text(r.length()))
+            case .date: v = .date(Day(number: Int32(truncatingIfNeeded: unzigzag(r.varint()))))
+            case .instant: v = .instant(instant(code: r.varint()))
             case .symbols:
                 var set = SymbolSet()
-                set.w0 = r.u64(); set.w1 = r.u64(); set.w2 = r.u64(); set.w3 = r.u64()
+                for _ in 0..<Int(min(r.varint(), 256)) { set.insert(Symbol(UInt16(r.u8()))) }
                 v = .symbols(set)
             case .strings:
-                let n = Int(r.u16())
-                v = .strings((0..<n).map { _ in r.text() })
+                let n = r.length()
+                v = .strings((0..<n).map { _ in r.text(r.length()) })
             }
             guard !r.failed else { return }
             body(slot, v)
         }
+    }
+}
+
+extension ByteReader {
+    /// A varint (7 bits a byte, low first); a tenth byte ends it whatever it holds.
+    @inline(__always) mutating func varint() -> UInt64 {
+        var x: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = u8()
+            x |= UInt64(b & 0x7F) << shift
+            if b < 0x80 || shift >= 63 || failed { return x }
+            shift += 7
+        }
+    }
+
+    /// A length as a varint, bounded by the bytes left (a corrupt one fails the reader).
+    mutating func length() -> Int {
+        let n = varint()
+        guard n <= UInt64(end - min(at, end)) else { failed_(); return 0 }
+        return Int(n)
+    }
+
+    /// The next `n` bytes as UTF-8.
+    mutating func text(_ n: Int) -> String {
+        guard at + n <= end else { failed_(); return "" }
+        defer { at += n }
+        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
     }
 }

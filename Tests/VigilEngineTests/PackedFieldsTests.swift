@@ -1,26 +1,50 @@
+import Foundation
 import Testing
 import VigilContract
 @testable import VigilEngine
 
 /// The packed fields of a timeline event are part of the changelog's binary record: their layout is fixed
-/// (slot, tag, value, little-endian), whatever way they are written.
+/// (a varint of slot and tag, then the value in the fewest bytes), whatever way they are written; the layout
+/// before it is still read.
 @Suite struct PackedFieldsTests {
     func le(_ x: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: x >> (8 * UInt64($0))) } }
-    func text(_ s: String) -> [UInt8] { le(UInt64(s.utf8.count), 2) + Array(s.utf8) }
+    func varint(_ x: UInt64) -> [UInt8] {
+        var x = x, out: [UInt8] = []
+        while x >= 0x80 { out.append(UInt8(x & 0x7F) | 0x80); x >>= 7 }
+        return out + [UInt8(x)]
+    }
+    func zigzag(_ x: Int64) -> UInt64 { x >= 0 ? UInt64(x) * 2 : UInt64(-x) * 2 - 1 }
+    func head(_ slot: UInt64, _ tag: UInt64) -> [UInt8] { varint(slot << 3 | (tag - 1)) }
+    func text(_ s: String) -> [UInt8] { varint(UInt64(s.utf8.count)) + Array(s.utf8) }
+    func legacyText(_ s: String) -> [UInt8] { le(UInt64(s.utf8.count), 2) + Array(s.utf8) }
 
-    @Test func everyKindOfValueIsLaidOutAsTheChangelogReadsIt() {
+    var symbols: SymbolSet {
         var set = SymbolSet()
         set.insert(Symbol(3))
         set.insert(Symbol(200))
-        let values: [(Int, FieldValue)] = [
-            (7, .bool(true)), (2, .int(-5)), (9, .symbol(Symbol(258))), (1, .string("café")), (4, .date(Day(number: 19_000))),
-            (5, .instant(Instant(micros: 1_700_000_000_000_000))), (6, .symbols(set)), (3, .strings(["a", "", "bc"])),
+        return set
+    }
+
+    /// Every kind of value, with slots from one byte's worth of varint to two.
+    var values: [(Int, FieldValue)] {
+        [
+            (7, .bool(true)), (2, .int(-5)), (9, .symbol(Symbol(258))), (1, .string("café")), (40, .date(Day(number: 19_000))),
+            (5, .instant(Instant(micros: 1_700_000_000_000_000))), (6, .instant(Instant(micros: -1_500_001))), (10, .symbols(symbols)),
+            (3, .strings(["a", "", "bc"])), (11, .int(Int64.min)),
         ]
-        var r = EventRecord(slotCount: 12)
+    }
+
+    func record() -> (EventRecord, [Bool]) {
+        var r = EventRecord(slotCount: 42)
         for (s, v) in values { r.set(s, v) }
-        r.set(11, .string("not kept"))
-        var keep = [Bool](repeating: true, count: 12)
-        keep[11] = false
+        r.set(41, .string("not kept"))
+        var keep = [Bool](repeating: true, count: 42)
+        keep[41] = false
+        return (r, keep)
+    }
+
+    @Test func everyKindOfValueIsLaidOutAsTheChangelogReadsIt() {
+        let (r, keep) = record()
         // Appended after what is there already, as a child's fields are.
         var bytes: [UInt8] = [9, 9]
         let n = PackedFields.append(r, keep: keep, to: &bytes)
@@ -28,41 +52,99 @@ import VigilContract
         let packed = Array(bytes.dropFirst(2))
 
         var expected: [UInt8] = []
-        expected += le(7, 2) + [1, 1]
-        expected += le(2, 2) + [2] + le(UInt64(bitPattern: -5), 8)
-        expected += le(9, 2) + [3] + le(258, 2)
-        expected += le(1, 2) + [4] + text("café")
-        expected += le(4, 2) + [5] + le(19_000, 8)
-        expected += le(5, 2) + [6] + le(1_700_000_000_000_000, 8)
-        expected += le(6, 2) + [7] + le(set.w0, 8) + le(set.w1, 8) + le(set.w2, 8) + le(set.w3, 8)
-        expected += le(3, 2) + [8] + le(3, 2) + text("a") + text("") + text("bc")
+        expected += head(7, 1) + [1]
+        expected += head(2, 2) + varint(zigzag(-5))
+        expected += head(9, 3) + varint(258)
+        expected += head(1, 4) + text("café")
+        expected += head(40, 5) + varint(zigzag(19_000))
+        expected += head(5, 6) + varint(zigzag(1_700_000_000) << 1 | 1)  // a whole second: by its seconds
+        expected += head(6, 6) + varint(zigzag(-1_500_001) << 1)  // by its microseconds
+        expected += head(10, 7) + [2, 3, 200]
+        expected += head(3, 8) + [3] + text("a") + text("") + text("bc")
+        expected += head(11, 2) + varint(UInt64.max)
         #expect(packed == expected)
+        #expect(head(40, 5).count == 2 && packed.count < 64, "a field of a slot past 15 takes two bytes to name")
 
         var read: [(Int, FieldValue)] = []
         PackedFields.forEach(bytes, 2..<bytes.count) { read.append(($0, $1)) }
         #expect(read.map(\.0) == values.map(\.0))
         #expect(read.map(\.1) == values.map(\.1))
-        // Only some slots: the others (a string and an array of strings among them) are skipped over.
-        var only = [Bool](repeating: false, count: 12)
-        for s in [9, 4, 3] { only[s] = true }
+        // Only some slots: the others (a string, a set and an array of strings among them) are skipped over.
+        var only = [Bool](repeating: false, count: 42)
+        for s in [9, 40, 3, 11] { only[s] = true }
         var some: [(Int, FieldValue)] = []
         PackedFields.forEach(bytes, 2..<bytes.count, only: only) { some.append(($0, $1)) }
-        #expect(some.map(\.0) == [9, 4, 3] && some.map(\.1) == [.symbol(Symbol(258)), .date(Day(number: 19_000)), .strings(["a", "", "bc"])])
+        #expect(some.map(\.0) == [9, 40, 3, 11])
+        #expect(some.map(\.1) == [.symbol(Symbol(258)), .date(Day(number: 19_000)), .strings(["a", "", "bc"]), .int(Int64.min)])
     }
 
-    @Test func aStringPastItsLengthFieldIsCutAndNothingIsKeptOfAnEmptyRecord() {
+    @Test func fieldsInTheEarlierLayoutAreRepackedToTheSameValues() {
+        // The earlier layout: slot (2 bytes), tag, fixed-size values, strings with a 2-byte length.
+        var old: [UInt8] = []
+        old += le(7, 2) + [1, 1]
+        old += le(2, 2) + [2] + le(UInt64(bitPattern: -5), 8)
+        old += le(9, 2) + [3] + le(258, 2)
+        old += le(1, 2) + [4] + legacyText("café")
+        old += le(40, 2) + [5] + le(19_000, 8)
+        old += le(5, 2) + [6] + le(1_700_000_000_000_000, 8)
+        old += le(6, 2) + [6] + le(UInt64(bitPattern: -1_500_001), 8)
+        old += le(10, 2) + [7] + le(symbols.w0, 8) + le(symbols.w1, 8) + le(symbols.w2, 8) + le(symbols.w3, 8)
+        old += le(3, 2) + [8] + le(3, 2) + legacyText("a") + legacyText("") + legacyText("bc")
+        old += le(11, 2) + [2] + le(UInt64(bitPattern: Int64.min), 8)
+        let (r, keep) = record()
+        var now: [UInt8] = []
+        _ = PackedFields.append(r, keep: keep, to: &now)
+        #expect(PackedFields.repack(legacy: [0] + old, 1..<(old.count + 1)) == now)
+        #expect(PackedFields.legacy(now, 0..<now.count) == old)
+    }
+
+    @Test func aTimelineEventInJSONOfTheEarlierLayoutReadsWithItsFieldsRepacked() throws {
+        let (r, keep) = record()
+        var fields: [UInt8] = []
+        _ = PackedFields.append(r, keep: keep, to: &fields)
+        let ref = EventRef(eventId: "E1", type: Symbol(1), agency: Symbol(2), occurredAt: Instant(micros: 5))
+        var w = ByteWriter()
+        w.u8(1)
+        w.ref(ref)
+        w.u64(9)
+        w.u8(1)
+        w.bytes += PackedFields.legacy(fields, 0..<fields.count)
+        let json = Data(("\"" + Base64.encode(w.bytes) + "\"").utf8)
+        let back = try JSONDecoder().decode(TimelineEventJSON.self, from: json)
+        #expect(back.event.ref == ref && back.event.arrival == 9 && back.event.ignored && back.fields == fields)
+        // Written again, in the current layout; and read back the same.
+        let again = try JSONDecoder().decode(TimelineEventJSON.self, from: JSONEncoder().encode(back))
+        #expect(again.fields == fields && again.event.ref == ref)
+    }
+
+    @Test func aCorruptFieldStopsTheReadingWithoutATrap() {
+        let (r, keep) = record()
+        var fields: [UInt8] = []
+        _ = PackedFields.append(r, keep: keep, to: &fields)
+        // Cut anywhere, or a length past the end: whatever was whole before it is read, nothing after.
+        for cut in 0..<fields.count {
+            var n = 0
+            PackedFields.forEach(fields, 0..<cut) { _, _ in n += 1 }
+            #expect(n < values.count)
+        }
+        var n = 0
+        PackedFields.forEach(head(1, 4) + varint(1 << 40) + [65, 66], 0..<9) { _, _ in n += 1 }
+        #expect(n == 0)
+    }
+
+    @Test func aLongStringIsKeptWholeAndNothingIsKeptOfAnEmptyRecord() {
         let long = String(repeating: "x", count: 70_000)
         var r = EventRecord(slotCount: 2)
         r.set(1, .string(long))
         var packed: [UInt8] = []
-        #expect(PackedFields.append(r, keep: [true, true], to: &packed) == 3 + 2 + 65_535)
+        #expect(PackedFields.append(r, keep: [true, true], to: &packed) == 1 + 3 + 70_000)
         var got: FieldValue = .missing
         PackedFields.forEach(packed, 0..<packed.count) { _, v in got = v }
-        #expect(got == .string(String(repeating: "x", count: 65_535)))
+        #expect(got == .string(long))
         var none: [UInt8] = []
         #expect(PackedFields.append(EventRecord(slotCount: 2), keep: [true, true], to: &none) == 0 && none.isEmpty)
         #expect(PackedFields.bytes(slot: 0, .missing).isEmpty)
-        #expect(PackedFields.bytes(slot: 4, .bool(false)) == [4, 0, 1, 0])
+        #expect(PackedFields.bytes(slot: 4, .bool(false)) == [32, 0])
     }
 
     @Test func aChildsFieldsStayTheirEventsWhenTheOldestGoAndTheirBytesAreReclaimed() {

@@ -138,7 +138,8 @@ import VigilTesting
 /// The binary state encoding round-trips every part of a child's state, and version 1 (JSON) records still
 /// restore.
 @Suite struct StateEncodingTests {
-    @Test func aChildsStateRoundTripsThroughItsBinaryEncoding() throws {
+    /// An engine whose children's timelines, bases, emitted alerts and folded ids all hold something.
+    func engineWithHistory() -> Engine {
         var g = StreamGenerator(.init(children: 20, days: 500, seed: 9, riskRate: 0.5, planRate: 0.5))
         var lines: [String] = []
         g.generate { lines.append($0) }
@@ -157,22 +158,49 @@ import VigilTesting
             engine.process(r, into: &alerts)
         }
         #expect(engine.stats.lateEvents > 0)
+        return engine
+    }
+
+    /// Equal state: the same JSON.
+    func json(_ child: ChildState) throws -> Data {
+        let json = JSONEncoder()
+        json.outputFormatting = .sortedKeys
+        return try json.encode(child)
+    }
+
+    @Test func aChildsStateRoundTripsThroughItsBinaryEncoding() throws {
+        let engine = engineWithHistory()
         let state = StatePack(pack)
         for child in engine.children(inDomains: [0]) {
             let record = Checkpoint.childRecord(child, checkpoint: 3, next: 99, pack: state)
             let back = try Checkpoint.decodeChild(record.value, keys: state.keys)
             #expect(back.checkpoint == 3 && back.next == 99 && back.rules == state.digest)
-            // Equal state: the same JSON.
-            let json = JSONEncoder()
-            json.outputFormatting = .sortedKeys
-            let a = try json.encode(child), b = try json.encode(back.state)
-            #expect(a == b, "\(child.id)")
+            let a = try json(child)
+            #expect(try json(back.state) == a, "\(child.id)")
             // And the JSON (snapshots, the layout before the binary one) reads back to the same state.
-            #expect(try json.encode(JSONDecoder().decode(ChildState.self, from: a)) == a, "\(child.id)")
+            #expect(try json(JSONDecoder().decode(ChildState.self, from: a)) == a, "\(child.id)")
         }
         #expect(throws: (any Error).self) {
             try Checkpoint.decodeChild(Array(Checkpoint.childRecord(engine.children(inDomains: [0])[0], checkpoint: 0, next: 0, pack: state).value.dropLast(3)), keys: state.keys)
         }
+    }
+
+    /// A record of version 2 (fields and values in the layout before `PackedFields`) reads as the same state,
+    /// its fields repacked, and is marked to be written again.
+    @Test func aRecordWithFieldsInTheEarlierLayoutReadsAsTheSameState() throws {
+        let engine = engineWithHistory()
+        let keys = PackKeys(pack)
+        var fields = 0, oldBytes = 0, newBytes = 0
+        for child in engine.children(inDomains: [0]) {
+            let old = child.legacyBinary(keys: keys)
+            let back = try ChildState(binary: old, keys: keys)
+            #expect(try json(back) == json(child), "\(child.id)")
+            #expect(back.isChanged, "\(child.id)")
+            fields += child.timeline.filter { !$0.fields.isEmpty }.count
+            oldBytes += old.count
+            newBytes += back.binary(keys: keys).count
+        }
+        #expect(fields > 0 && newBytes < oldBytes)
     }
 
     @Test func aVersionOneRecordStillRestores() throws {

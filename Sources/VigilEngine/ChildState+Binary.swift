@@ -51,9 +51,9 @@ extension ChildState {
         w.derivation(now, keys)
         if base == now { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
-        for e in timeline {
-            w.ref(e.ref)
-            w.u64(e.arrival)
+        for (k, e) in timeline.enumerated() {
+            w.ref(ref(e))
+            w.u64(UInt64(k))  // its arrival number: the timeline's order is the arrival order
             w.u8(e.ignored ? 1 : 0)
             if w.legacyFields { w.blob(PackedFields.legacy(fieldBytes, e.fields)[...]) } else { w.blob(fieldBytes[e.fields]) }
         }
@@ -92,20 +92,26 @@ extension ChildState {
         arrivals = r.u64()
         now = r.derivation(k)
         base = r.u8() == 1 ? r.derivation(k) : now
-        // The events first, each with its fields' range in the record; then the fields, copied into an array
-        // of their exact size (one allocation, not one growth per event).
-        var fieldsSize = 0
-        let events = r.count()
-        reserveTimeline(events)
-        for _ in 0..<events {
+        // The events first, each with its fields' range in the record; then their ids and fields, copied into
+        // an array of their exact size (one allocation, not one growth per event).
+        var events: [(ref: EventRef, ignored: Bool, fields: Range<Int>)] = []
+        var size = 0
+        let n = r.count()
+        events.reserveCapacity(n)
+        for _ in 0..<n {
             let ref = r.ref()
-            let arrival = r.u64()
+            _ = r.u64()  // its arrival number: its place in the timeline says it
             let ignored = r.u8() != 0
-            let inRecord = r.blobRange()
-            fieldsSize += inRecord.count
-            append(TimelineEvent(ref: ref, arrival: arrival, fields: inRecord, ignored: ignored), idHash: stableHash(ref.eventId))
+            let fields = r.blobRange()
+            size += Self.bytes(ref, fields: fields.count)
+            events.append((ref, ignored, fields))
         }
-        takeFields(from: r.bytes, size: fieldsSize, legacy: r.legacyFields)
+        reserveTimeline(n, bytes: size)
+        for e in events {
+            // An earlier layout's fields are repacked (fewer bytes than reserved).
+            let fields = r.legacyFields ? PackedFields.repack(legacy: r.bytes, e.fields)[...] : r.bytes[e.fields]
+            append(keep(e.ref, fields: fields, ignored: e.ignored), idHash: stableHash(e.ref.eventId))
+        }
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
             let rule = r.rule(k)

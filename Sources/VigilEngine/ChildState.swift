@@ -49,52 +49,74 @@ struct FiredMark: Sendable, Codable, Hashable {
     var at: Instant
 }
 
-/// One event of a child's timeline: what the rules read of it, and when it arrived. No free text: the
-/// envelope, and the fields the compiled pack captures (packed, in its child's `fieldBytes`).
+/// One event of a child's timeline: what the rules read of it. No free text: the envelope, and the fields the
+/// compiled pack captures. Its id and packed fields are in its child's `fieldBytes` (`ChildState.ref(_:)`,
+/// `ChildState.eventId(_:)`); its place in the timeline is its arrival order among events at the same time.
 public struct TimelineEvent: Sendable {
-    // 64 bytes: the reference, where the fields are, their length with the ignored flag in its top bit, and
-    // the arrival number. (The id's hash is kept apart, in the child's `idHashes`.)
-    public var ref: EventRef
-    /// Where its captured fields (the envelope apart) are in its child's `fieldBytes`.
-    private var fieldsAt: Int
-    /// The fields' length (an event's are at most `max-event-bytes`, 64 MiB), and in the top bit `ignored`.
-    private var lengthAndIgnored: UInt32
-    private var arrivalNumber: UInt32
+    // 40 bytes: the envelope but the id, the position, and where its bytes are.
+    public let at: Instant
+    private let offset: Int64
+    private let partition: Int32
+    /// `SourcePosition.topicId`, or 0 without a position.
+    private let topicId: UInt32
+    public let type: Symbol
+    public let agency: Symbol
+    /// Where its bytes are in its child's `fieldBytes`: its id, then its packed fields.
+    private var bytesAt: UInt32
+    /// The packed fields' length, and in the top bit `ignored`.
+    private var fieldsLengthAndIgnored: UInt32
+    /// The id's length in bytes (an id is at most 128 characters: the contract's bound).
+    private let idLength: UInt16
 
-    public var at: Instant { ref.occurredAt }
-    /// Arrival order within the child: events with the same `occurred_at` are taken in this order (the low
-    /// 32 bits of the child's count of events accepted: a timeline holds at most 4,096).
-    public var arrival: UInt64 { UInt64(arrivalNumber) }
-    var fields: Range<Int> { fieldsAt..<(fieldsAt + Int(lengthAndIgnored & 0x7FFF_FFFF)) }
+    var id: Range<Int> { Int(bytesAt)..<(Int(bytesAt) + Int(idLength)) }
+    var fields: Range<Int> { id.upperBound..<(id.upperBound + Int(fieldsLengthAndIgnored & 0x7FFF_FFFF)) }
+    /// The id and fields, end to end.
+    var bytes: Range<Int> { Int(bytesAt)..<fields.upperBound }
+    var position: SourcePosition? { topicId == 0 ? nil : SourcePosition(topicId: topicId, partition: partition, offset: offset) }
+
     /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
     var ignored: Bool {
-        get { lengthAndIgnored & 0x8000_0000 != 0 }
-        set { lengthAndIgnored = newValue ? lengthAndIgnored | 0x8000_0000 : lengthAndIgnored & 0x7FFF_FFFF }
+        get { fieldsLengthAndIgnored & 0x8000_0000 != 0 }
+        set { fieldsLengthAndIgnored = newValue ? fieldsLengthAndIgnored | 0x8000_0000 : fieldsLengthAndIgnored & 0x7FFF_FFFF }
     }
 
-    init(ref: EventRef, arrival: UInt64, fields: Range<Int>, ignored: Bool = false) {
-        self.ref = ref
-        arrivalNumber = UInt32(truncatingIfNeeded: arrival)
-        fieldsAt = fields.lowerBound
-        lengthAndIgnored = UInt32(truncatingIfNeeded: min(fields.count, 0x7FFF_FFFF))
+    /// The event `ref`, its id and fields at `bytes` (id first, `idLength` bytes of it).
+    init(ref: EventRef, bytes: Range<Int>, idLength: Int, ignored: Bool = false) {
+        at = ref.occurredAt
+        type = ref.type
+        agency = ref.agency
+        let p = ref.position
+        topicId = p?.topicId ?? 0
+        partition = p?.partition ?? 0
+        offset = p?.offset ?? 0
+        bytesAt = UInt32(truncatingIfNeeded: bytes.lowerBound)
+        self.idLength = UInt16(truncatingIfNeeded: idLength)
+        fieldsLengthAndIgnored = UInt32(truncatingIfNeeded: min(bytes.count - idLength, 0x7FFF_FFFF))
         self.ignored = ignored
     }
 
-    /// The same event, its fields moved to `fields`.
-    func moved(to fields: Range<Int>) -> TimelineEvent {
-        TimelineEvent(ref: ref, arrival: arrival, fields: fields, ignored: ignored)
+    /// The same event, its bytes moved to `at`.
+    func moved(to at: Int) -> TimelineEvent {
+        var e = self
+        e.bytesAt = UInt32(truncatingIfNeeded: at)
+        return e
     }
 }
 
 /// A timeline event in JSON (snapshots, tools): one base64 string of a compact binary layout holding its
 /// fields too (a checkpoint writes every event of the timeline). Version 2: its fields packed by
-/// `PackedFields`; version 1, by `LegacyPackedFields` (repacked when read).
+/// `PackedFields`; version 1, by `LegacyPackedFields` (repacked when read). The arrival number it holds is the
+/// event's place in the timeline (read, not kept: the timeline's order is the arrival order).
 struct TimelineEventJSON: Codable {
-    var event: TimelineEvent
+    var ref: EventRef
+    var arrival: UInt64
+    var ignored: Bool
     var fields: [UInt8]
 
-    init(_ event: TimelineEvent, fields: [UInt8]) {
-        self.event = event
+    init(ref: EventRef, arrival: Int, ignored: Bool, fields: [UInt8]) {
+        self.ref = ref
+        self.arrival = UInt64(arrival)
+        self.ignored = ignored
         self.fields = fields
     }
 
@@ -105,23 +127,22 @@ struct TimelineEventJSON: Codable {
         }
         var r = ByteReader(bytes)
         let version = r.u8()
-        let ref = r.ref()
-        let arrival = r.u64()
-        let ignored = r.u8() != 0
+        ref = r.ref()
+        arrival = r.u64()
+        ignored = r.u8() != 0
         // Version 1 has its fields in `LegacyPackedFields`' layout.
         fields = version == 1 ? PackedFields.repack(legacy: r.bytes, r.at..<r.end) : r.rest()
         guard version == 1 || version == 2, !r.failed else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a timeline event is cut short or of an unknown version"))
         }
-        event = TimelineEvent(ref: ref, arrival: arrival, fields: 0..<0, ignored: ignored)
     }
 
     func encode(to encoder: Encoder) throws {
         var w = ByteWriter()
         w.u8(2)
-        w.ref(event.ref)
-        w.u64(event.arrival)
-        w.u8(event.ignored ? 1 : 0)
+        w.ref(ref)
+        w.u64(arrival)
+        w.u8(ignored ? 1 : 0)
         w.bytes += fields
         var c = encoder.singleValueContainer()
         try c.encode(Base64.encode(w.bytes))
@@ -172,8 +193,9 @@ public struct ChildState: Sendable, Codable {
     /// The derivation of the events folded out of the timeline.
     var base = Derivation()
     public private(set) var timeline: [TimelineEvent] = []
-    /// The timeline events' captured fields, end to end (each event holds its range): one allocation per
-    /// child, not one per event. The ranges of events folded out are reclaimed once they are most of it.
+    /// The timeline events' ids and captured fields, end to end (each event holds where its are): one
+    /// allocation per child, not one per event. The bytes of events folded out are reclaimed once they are
+    /// most of it.
     private(set) var fieldBytes: [UInt8] = []
     /// Bytes of `fieldBytes` no event of the timeline refers to any more (not persisted).
     private var freedFieldBytes = 0
@@ -247,55 +269,89 @@ public struct ChildState: Sendable, Codable {
         a.reserveCapacity(max(need, a.count + a.count / 2))
     }
 
-    /// Removes the timeline's first event. Its fields stay readable (`fieldBytes[e.fields]`) until the next
-    /// `reclaimFields()`.
+    /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
     mutating func removeOldest() -> (event: TimelineEvent, idHash: UInt64) {
         let h = idHashes.removeFirst()
         let e = timeline.removeFirst()
-        freedFieldBytes += e.fields.count
+        freedFieldBytes += e.bytes.count
         return (e, h)
     }
 
-    /// Keeps the fields `keep` marks of `r` for an event about to join the timeline; returns where they are.
-    mutating func keepFields(_ r: EventRecord, keep: [Bool]) -> Range<Int> {
-        let start = fieldBytes.count
-        return start..<(start + PackedFields.append(r, keep: keep, to: &fieldBytes))
+    /// The reference to timeline event `e` (its id read from `fieldBytes`).
+    public func ref(_ e: TimelineEvent) -> EventRef {
+        EventRef(eventId: eventId(e), type: e.type, agency: e.agency, occurredAt: e.at, position: e.position)
     }
 
-    /// Keeps packed fields read back (from the changelog, or JSON) for an event about to join the timeline.
-    mutating func keepFields(_ bytes: ArraySlice<UInt8>) -> Range<Int> {
-        let start = fieldBytes.count
-        Self.makeRoom(&fieldBytes, for: bytes.count)
-        fieldBytes += bytes
-        return start..<fieldBytes.count
+    /// The id of timeline event `e`.
+    public func eventId(_ e: TimelineEvent) -> String { String(decoding: fieldBytes[e.id], as: UTF8.self) }
+
+    /// Whether timeline event `e`'s id is `id` (compared as bytes, no string made).
+    func hasId(_ e: TimelineEvent, _ id: String) -> Bool {
+        fieldBytes.withUnsafeBufferPointer { b in id.utf8.elementsEqual(UnsafeBufferPointer(rebasing: b[e.id])) }
     }
 
-    /// Room for `n` more timeline events, exactly (a state read back knows how many it holds).
-    mutating func reserveTimeline(_ n: Int) {
+    /// Whether timeline events `a` and `b` have the same id.
+    func sameId(_ a: TimelineEvent, _ b: TimelineEvent) -> Bool {
+        a.id.count == b.id.count && fieldBytes.withUnsafeBufferPointer { $0[a.id].elementsEqual($0[b.id]) }
+    }
+
+    /// Keeps the id of `ref` and the fields `keep` marks of `r` for an event about to join the timeline.
+    mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool]) -> TimelineEvent {
+        let start = fieldBytes.count
+        let idLength = keepId(ref.eventId)
+        var n = PackedFields.append(r, keep: keep, to: &fieldBytes)
+        if fieldBytes.count > Self.maxFieldBytes {
+            // Past what an event's place can address (4 GiB of one child's events): its fields are not kept.
+            fieldBytes.removeLast(n)
+            n = 0
+        }
+        return TimelineEvent(ref: ref, bytes: start..<(start + idLength + n), idLength: idLength)
+    }
+
+    /// Keeps the id of `ref` and its packed fields read back (from the changelog, or JSON) for an event about to
+    /// join the timeline.
+    mutating func keep(_ ref: EventRef, fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
+        let start = fieldBytes.count
+        let idLength = keepId(ref.eventId)
+        let n = fieldBytes.count + fields.count > Self.maxFieldBytes ? 0 : fields.count
+        Self.makeRoom(&fieldBytes, for: n)
+        fieldBytes += fields.prefix(n)
+        return TimelineEvent(ref: ref, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
+    }
+
+    /// The most bytes a child's `fieldBytes` holds (an event's place in them is 32 bits).
+    static let maxFieldBytes = Int(UInt32.max)
+
+    /// Appends an event id (at most 65,535 bytes: the contract allows 128 characters); returns its length.
+    private mutating func keepId(_ id: String) -> Int {
+        let n = min(id.utf8.count, Int(UInt16.max))
+        Self.makeRoom(&fieldBytes, for: n)
+        fieldBytes += id.utf8.prefix(n)
+        return n
+    }
+
+    /// The bytes a timeline event of `ref` with `fields` bytes of fields takes in `fieldBytes`.
+    static func bytes(_ ref: EventRef, fields: Int) -> Int { min(ref.eventId.utf8.count, Int(UInt16.max)) + fields }
+
+    /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).
+    mutating func reserveTimeline(_ n: Int, bytes: Int) {
         timeline.reserveCapacity(timeline.count + n)
         idHashes.reserveCapacity(idHashes.count + n)
+        fieldBytes.reserveCapacity(fieldBytes.count + bytes)
     }
 
-    /// The timeline's events hold their fields' ranges in `bytes` (a record being read, or the fields array
-    /// being compacted): their fields are copied into `fieldBytes`, `size` bytes in all, and the ranges made
-    /// theirs. `legacy`: the fields are in `LegacyPackedFields`' layout (a record of an earlier version), and
-    /// are repacked.
-    mutating func takeFields(from bytes: [UInt8], size: Int, legacy: Bool = false) {
-        fieldBytes.reserveCapacity(fieldBytes.count + size)
-        for k in timeline.indices {
-            let start = fieldBytes.count
-            if legacy { fieldBytes += PackedFields.repack(legacy: bytes, timeline[k].fields) } else { fieldBytes += bytes[timeline[k].fields] }
-            timeline[k] = timeline[k].moved(to: start..<fieldBytes.count)
-        }
-    }
-
-    /// Moves the fields of the timeline's events together once those of events gone are most of the bytes.
+    /// Moves the bytes of the timeline's events together once those of events gone are most of them.
     mutating func reclaimFields() {
         guard freedFieldBytes > 0, freedFieldBytes * 2 >= fieldBytes.count else { return }
-        let old = fieldBytes, live = fieldBytes.count - freedFieldBytes
+        let old = fieldBytes
         fieldBytes = []
+        fieldBytes.reserveCapacity(old.count - freedFieldBytes)
         freedFieldBytes = 0
-        takeFields(from: old, size: live)
+        for k in timeline.indices {
+            let start = fieldBytes.count
+            fieldBytes += old[timeline[k].bytes]
+            timeline[k] = timeline[k].moved(to: start)
+        }
     }
 
     mutating func setIgnored(_ k: Int, _ ignored: Bool) { timeline[k].ignored = ignored }
@@ -309,7 +365,7 @@ public struct ChildState: Sendable, Codable {
             // Absent when it was the same as `now` (written once).
             base = try c.decodeIfPresent(Derivation.self, forKey: .base) ?? now
             for j in try c.decode([TimelineEventJSON].self, forKey: .timeline) {
-                append(j.event.moved(to: keepFields(j.fields[...])), idHash: stableHash(j.event.ref.eventId))
+                append(keep(j.ref, fields: j.fields[...], ignored: j.ignored), idHash: stableHash(j.ref.eventId))
             }
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             folded = try c.decode([SeenEvent].self, forKey: .folded)
@@ -338,7 +394,8 @@ public struct ChildState: Sendable, Codable {
         try c.encode(domain, forKey: .domain)
         try c.encode(now, forKey: .now)
         if base != now { try c.encode(base, forKey: .base) }
-        try c.encode(timeline.map { TimelineEventJSON($0, fields: Array(fieldBytes[$0.fields])) }, forKey: .timeline)
+        try c.encode(timeline.enumerated().map { TimelineEventJSON(ref: ref($1), arrival: $0, ignored: $1.ignored, fields: Array(fieldBytes[$1.fields])) },
+                     forKey: .timeline)
         try c.encode(emitted, forKey: .emitted)
         try c.encode(folded, forKey: .folded)
         try c.encode(arrivals, forKey: .arrivals)
@@ -363,10 +420,7 @@ public struct ChildState: Sendable, Codable {
         derivation(base, "base")
         b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
         b.add("timeline id hashes", arr(idHashes.capacity, 8))
-        b.add("timeline fields", arr(fieldBytes.capacity, 1))
-        var ids = 0
-        for e in timeline { ids += e.ref.eventId.utf8.count > 15 ? 32 + e.ref.eventId.utf8.count : 0 }
-        b.add("timeline event ids", ids)
+        b.add("timeline ids and fields", arr(fieldBytes.capacity, 1))
         b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))
         b.add("folded", arr(folded.capacity, MemoryLayout<SeenEvent>.stride))
     }

@@ -104,15 +104,16 @@ struct Deriver: Sendable {
         }
     }
 
-    /// The record a timeline event stands for (envelope and the fields this pack reads), written into `r`.
-    func record(of e: TimelineEvent, fields: [UInt8], child: String, into r: inout EventRecord) {
+    /// The record a timeline event stands for (envelope, and the fields this pack reads of its packed fields
+    /// at `range` of `bytes`), written into `r`.
+    func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout EventRecord) {
         r.reset()
-        r.set(c.eventIdSlot, .string(e.ref.eventId))
-        r.set(c.typeSlot, .symbol(e.ref.type))
-        r.set(c.occurredAtSlot, .instant(e.ref.occurredAt))
-        r.set(c.agencySlot, .symbol(e.ref.agency))
+        r.set(c.eventIdSlot, .string(e.eventId))
+        r.set(c.typeSlot, .symbol(e.type))
+        r.set(c.occurredAtSlot, .instant(e.occurredAt))
+        r.set(c.agencySlot, .symbol(e.agency))
         r.set(c.childIdSlot, .string(child))
-        PackedFields.forEach(fields, e.fields, only: readSlot) { r.set($0, $1) }
+        PackedFields.forEach(bytes, range, only: readSlot) { r.set($0, $1) }
     }
 
     // MARK: state and windows

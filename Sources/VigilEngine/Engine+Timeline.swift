@@ -6,7 +6,7 @@ extension Engine {
     /// base, and emit the difference from what was emitted: a withdrawal for each alert no longer justified,
     /// each newly justified alert marked as raised late (re-raised under a revised id if it had been
     /// withdrawn). Pending deadlines are whatever the derivation leaves.
-    mutating func reconcile(_ ci: Int, late event: TimelineEvent, idHash: UInt64, recordedAt: Instant?, into alerts: inout [Alert]) {
+    mutating func reconcile(_ ci: Int, late event: TimelineEvent, ref: EventRef, idHash: UInt64, recordedAt: Instant?, into alerts: inout [Alert]) {
         stats.lateEvents += 1
         let id = children[ci].id
         let target = children[ci].now.frontier
@@ -19,13 +19,13 @@ extension Engine {
             children[ci].insert(event, idHash: idHash, at: i)
         }
         let (d, derived) = rederive(ci, through: target)
-        let late = LateRecord(eventId: event.ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
+        let late = LateRecord(eventId: ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
         var out: [Alert] = []
         let justified = Set(derived.lazy.filter { $0.status == .fired }.map(\.alertId))
         for k in children[ci].emitted.indices where !children[ci].emitted[k].withdrawn && children[ci].emitted[k].rule >= 0
             && !justified.contains(children[ci].emitted[k].alertId) {
             children[ci].emitted[k].withdrawn = true
-            out.append(withdrawal(of: children[ci].emitted[k], child: id, late: event.ref, record: late))
+            out.append(withdrawal(of: children[ci].emitted[k], child: id, late: ref, record: late))
             stats.withdrawn += 1
         }
         for var a in derived where a.status == .fired && remember(&a, ci) {
@@ -52,9 +52,10 @@ extension Engine {
             let ignored = appliedBefore(ci, k, e)
             children[ci].setIgnored(k, ignored)
             if ignored { continue }
-            deriver.record(of: e, fields: children[ci].fieldBytes, child: id, into: &scratch)
+            let ref = children[ci].ref(e)
+            deriver.record(of: ref, fields: children[ci].fieldBytes, e.fields, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
-            deriver.apply(scratch, ref: e.ref, type: c.eventTypeIndex(e.ref.type), to: &d, &x)
+            deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
         deriver.popDue(&d, through: target, &x)
         seq = x.seq
@@ -90,7 +91,7 @@ extension Engine {
         let h = children[ci].idHashes[k]
         for j in 0..<k where children[ci].idHashes[j] == h {
             let t = children[ci].timeline[j]
-            if !t.ignored && e.at.micros - t.at.micros <= horizon && t.ref.eventId == e.ref.eventId { return true }
+            if !t.ignored && e.at.micros - t.at.micros <= horizon && children[ci].sameId(t, e) { return true }
         }
         return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - e.at.micros) <= horizon }
     }
@@ -116,9 +117,10 @@ extension Engine {
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
-            deriver.record(of: first, fields: children[ci].fieldBytes, child: id, into: &scratch)
+            let ref = children[ci].ref(first)
+            deriver.record(of: ref, fields: children[ci].fieldBytes, first.fields, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
-            deriver.apply(scratch, ref: first.ref, type: c.eventTypeIndex(first.ref.type), to: &children[ci].base, &x)
+            deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             seq = x.seq
             children[ci].folded.append(SeenEvent(idHash: firstHash, at: first.at))
             let through = children[ci].base.frontier

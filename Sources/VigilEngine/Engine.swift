@@ -213,8 +213,7 @@ public struct Engine: Sendable {
             return .duplicate
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
-        let fields = children[ci].keepFields(r, keep: deriver.timelineSlot)
-        let event = TimelineEvent(ref: ref, arrival: children[ci].arrivals, fields: fields)
+        let event = children[ci].keep(ref, r, keep: deriver.timelineSlot)
         children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
@@ -225,7 +224,7 @@ public struct Engine: Sendable {
             children[ci].append(event, idHash: h)
             finish(ci, &x, armedFrom: armedFrom, into: &alerts)
         } else {
-            reconcile(ci, late: event, idHash: h, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
+            reconcile(ci, late: event, ref: ref, idHash: h, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
         }
         fold(ci)
         return .processed
@@ -270,7 +269,7 @@ public struct Engine: Sendable {
         let horizon = limits.duplicateHorizon
         for (k, x) in children[ci].idHashes.enumerated() where x == h {
             let e = children[ci].timeline[k]
-            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.ref.eventId == id { return true }
+            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && children[ci].hasId(e, id) { return true }
         }
         return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
     }

@@ -111,10 +111,10 @@ import VigilContract
         w.bytes += PackedFields.legacy(fields, 0..<fields.count)
         let json = Data(("\"" + Base64.encode(w.bytes) + "\"").utf8)
         let back = try JSONDecoder().decode(TimelineEventJSON.self, from: json)
-        #expect(back.event.ref == ref && back.event.arrival == 9 && back.event.ignored && back.fields == fields)
+        #expect(back.ref == ref && back.arrival == 9 && back.ignored && back.fields == fields)
         // Written again, in the current layout; and read back the same.
         let again = try JSONDecoder().decode(TimelineEventJSON.self, from: JSONEncoder().encode(back))
-        #expect(again.fields == fields && again.event.ref == ref)
+        #expect(again.fields == fields && again.ref == ref)
     }
 
     @Test func aCorruptFieldStopsTheReadingWithoutATrap() {
@@ -147,23 +147,29 @@ import VigilContract
         #expect(PackedFields.bytes(slot: 4, .bool(false)) == [32, 0])
     }
 
-    @Test func aChildsFieldsStayTheirEventsWhenTheOldestGoAndTheirBytesAreReclaimed() {
+    @Test func aChildsIdsAndFieldsStayTheirEventsWhenTheOldestGoAndTheirBytesAreReclaimed() {
         var child = ChildState(id: "C1")
         var r = EventRecord(slotCount: 3)
+        var refs: [EventRef] = []
         for i in 0..<10 {
             r.reset()
             r.set(1, .int(Int64(i)))
             if i % 2 == 0 { r.set(2, .string(String(repeating: "s", count: i * 10))) }
-            let fields = child.keepFields(r, keep: [false, true, true])
-            let ref = EventRef(eventId: "E\(i)", type: Symbol(1), agency: Symbol(1), occurredAt: Instant(micros: Int64(i)))
-            child.append(TimelineEvent(ref: ref, arrival: UInt64(i), fields: fields), idHash: UInt64(i))
+            // Ids short enough to be held inline in a String, and one that is not.
+            let id = i == 8 ? "E-" + String(repeating: "x", count: 40) : "E\(i)"
+            refs.append(EventRef(eventId: id, type: Symbol(1), agency: Symbol(UInt16(i)), occurredAt: Instant(micros: Int64(i)),
+                                 position: i % 3 == 0 ? nil : SourcePosition(topic: "t\(i % 2)", partition: Int32(i), offset: Int64(i) * 1_000)))
+            child.append(child.keep(refs[i], r, keep: [false, true, true]), idHash: UInt64(i))
         }
         let before = child.fieldBytes.count
         for _ in 0..<7 { _ = child.removeOldest() }
         child.reclaimFields()
         #expect(child.fieldBytes.count < before / 2, "the bytes of the events gone are given back")
         child.setIgnored(1, true)
-        #expect(child.timeline.map(\.ignored) == [false, true, false] && child.timeline.map(\.arrival) == [7, 8, 9])
+        #expect(child.timeline.map(\.ignored) == [false, true, false])
+        #expect(child.timeline.map { child.ref($0) } == Array(refs[7...]))
+        #expect(child.hasId(child.timeline[1], refs[8].eventId) && !child.hasId(child.timeline[1], refs[7].eventId))
+        #expect(!child.sameId(child.timeline[0], child.timeline[1]) && child.sameId(child.timeline[2], child.timeline[2]))
         for (k, e) in child.timeline.enumerated() {
             let i = 7 + k
             var got: [Int: FieldValue] = [:]
@@ -172,9 +178,10 @@ import VigilContract
         }
     }
 
-    @Test func aTimelineEventIsOneCacheLineAndAReferenceToAnEventIsFixedSize() {
-        // Every event of every timeline is one; every window entry, state and expectation holds a reference.
-        #expect(MemoryLayout<TimelineEvent>.stride == 64)
+    @Test func aTimelineEventAndAReferenceToAnEventAreFixedSize() {
+        // Every event of every timeline is one (its id with its fields); every window entry, state and
+        // expectation holds a reference.
+        #expect(MemoryLayout<TimelineEvent>.stride == 40)
         #expect(MemoryLayout<EventRef>.stride == 48)
     }
 }

@@ -193,7 +193,8 @@ import VigilTesting
         #expect(engine.stats.lateEvents == 1 && engine.stats.lateBeyondHorizon == 0)
         _ = arrival(parse([e("old", "2004-06-01T10:00:00Z")]), engine: &engine)
         #expect(engine.stats.lateEvents == 2 && engine.stats.lateBeyondHorizon == 1)
-        #expect(engine.child("C-O")?.timeline.map(\.ref.eventId) == ["b"], "both aged out into the base")
+        let child = try #require(engine.child("C-O"))
+        #expect(child.timeline.map { child.eventId($0) } == ["b"], "both aged out into the base")
     }
 
     @Test func aChildsStateWithItsTimelineSurvivesEncodingMidStream() throws {

@@ -95,6 +95,27 @@ public struct TimelineEvent: Sendable {
         self.ignored = ignored
     }
 
+    // Read with its child's `fieldBytes` passed in (the engine reads them out of the child once: a method
+    // called on a child in the engine's array can copy the whole child first).
+
+    /// Its reference, its id read from its child's `bytes`.
+    func ref(in bytes: [UInt8]) -> EventRef {
+        EventRef(eventId: eventId(in: bytes), type: type, agency: agency, occurredAt: at, position: position)
+    }
+
+    func eventId(in bytes: [UInt8]) -> String { String(decoding: bytes[id], as: UTF8.self) }
+
+    /// Whether its id is `id` (compared as bytes, no string made).
+    func hasId(_ id: String, in bytes: [UInt8]) -> Bool {
+        var id = id
+        return id.withUTF8 { a in bytes.withUnsafeBufferPointer { b in a.elementsEqual(b[self.id]) } }
+    }
+
+    /// Whether it has the same id as `o`.
+    func sameId(as o: TimelineEvent, in bytes: [UInt8]) -> Bool {
+        id.count == o.id.count && bytes.withUnsafeBufferPointer { $0[id].elementsEqual($0[o.id]) }
+    }
+
     /// The same event, its bytes moved to `at`.
     func moved(to at: Int) -> TimelineEvent {
         var e = self
@@ -170,11 +191,12 @@ public struct Derivation: Sendable, Codable, Equatable {
     var entries: [WindowEntry] = []
     public internal(set) var pending: [PendingExpectation] = []
     var fired: [FiredMark] = []
-    var nextPendingId: UInt32 = 1
     /// The newest `occurred_at` applied.
     public internal(set) var newest: Instant = .distantPast
     /// The latest instant the derivation was brought to (its events, and the deadlines popped).
     public internal(set) var through: Instant = .distantPast
+    // Last, so that a field after a derivation can take the bytes after it.
+    var nextPendingId: UInt32 = 1
 
     /// Everything applied happened before this: an event at or after it is in order.
     var frontier: Instant { max(newest, through) }
@@ -185,29 +207,68 @@ public struct Derivation: Sendable, Codable, Equatable {
 /// (`base`), and the alerts emitted that a late record could still change. Bounded: the timeline is folded
 /// into the base as it ages past the horizon, every list is pruned by time and capped.
 public struct ChildState: Sendable, Codable {
+    // Laid out small: a child's struct is held for every child (120 bytes). What only some children hold is
+    // apart, in `history`.
     public var id: String
-    /// The clock domain (input partition) of the child's latest event.
-    public var domain: Int32 = 0
     /// The derivation of every event applied, up to the clock.
     public internal(set) var now = Derivation()
-    /// The derivation of the events folded out of the timeline.
-    var base = Derivation()
+    /// The clock domain (input partition) of the child's latest event.
+    public var domain: Int32 = 0
+    /// Bytes of `fieldBytes` no event of the timeline refers to any more (not persisted).
+    private var freedFieldBytes: UInt32 = 0
+    /// Changed since its state was last written to the changelog (not persisted).
+    var dirty = false
     public private(set) var timeline: [TimelineEvent] = []
     /// The timeline events' ids and captured fields, end to end (each event holds where its are): one
     /// allocation per child, not one per event. The bytes of events folded out are reclaimed once they are
     /// most of it.
     private(set) var fieldBytes: [UInt8] = []
-    /// Bytes of `fieldBytes` no event of the timeline refers to any more (not persisted).
-    private var freedFieldBytes = 0
     /// The timeline's id hashes, contiguous, for the duplicate check every event makes (not persisted).
     private(set) var idHashes: [UInt64] = []
-    var emitted: [EmittedAlert] = []
-    /// Ids of the events folded out of the timeline, within the duplicate horizon.
-    var folded: [SeenEvent] = []
+    /// The base, the alerts remembered and the ids folded, when any of them holds something (none for a child
+    /// whose events are all in its timeline and that raised no alert): one element, or none.
+    private var history: [History] = []
     /// Events accepted so far (the next arrival number).
     var arrivals: UInt64 = 0
-    /// Changed since its state was last written to the changelog (not persisted).
-    var dirty = false
+
+    /// What a child holds once events fold out of its timeline or it raises an alert.
+    struct History: Sendable {
+        var base = Derivation()
+        var emitted: [EmittedAlert] = []
+        var folded: [SeenEvent] = []
+
+        var isEmpty: Bool { emitted.isEmpty && folded.isEmpty && base == Derivation() }
+    }
+
+    /// The derivation of the events folded out of the timeline.
+    var base: Derivation {
+        get { history.first?.base ?? Derivation() }
+        _modify {
+            if history.isEmpty { history.append(History()) }
+            yield &history[0].base
+            if history[0].isEmpty { history = [] }
+        }
+    }
+
+    /// The alerts emitted that a record arriving late could still change.
+    var emitted: [EmittedAlert] {
+        get { history.first?.emitted ?? [] }
+        _modify {
+            if history.isEmpty { history.append(History()) }
+            yield &history[0].emitted
+            if history[0].isEmpty { history = [] }
+        }
+    }
+
+    /// Ids of the events folded out of the timeline, within the duplicate horizon.
+    var folded: [SeenEvent] {
+        get { history.first?.folded ?? [] }
+        _modify {
+            if history.isEmpty { history.append(History()) }
+            yield &history[0].folded
+            if history[0].isEmpty { history = [] }
+        }
+    }
 
     public var newest: Instant { now.newest }
     public var pending: [PendingExpectation] { now.pending }
@@ -273,27 +334,15 @@ public struct ChildState: Sendable, Codable {
     mutating func removeOldest() -> (event: TimelineEvent, idHash: UInt64) {
         let h = idHashes.removeFirst()
         let e = timeline.removeFirst()
-        freedFieldBytes += e.bytes.count
+        freedFieldBytes += UInt32(truncatingIfNeeded: e.bytes.count)
         return (e, h)
     }
 
     /// The reference to timeline event `e` (its id read from `fieldBytes`).
-    public func ref(_ e: TimelineEvent) -> EventRef {
-        EventRef(eventId: eventId(e), type: e.type, agency: e.agency, occurredAt: e.at, position: e.position)
-    }
+    public func ref(_ e: TimelineEvent) -> EventRef { e.ref(in: fieldBytes) }
 
     /// The id of timeline event `e`.
-    public func eventId(_ e: TimelineEvent) -> String { String(decoding: fieldBytes[e.id], as: UTF8.self) }
-
-    /// Whether timeline event `e`'s id is `id` (compared as bytes, no string made).
-    func hasId(_ e: TimelineEvent, _ id: String) -> Bool {
-        fieldBytes.withUnsafeBufferPointer { b in id.utf8.elementsEqual(UnsafeBufferPointer(rebasing: b[e.id])) }
-    }
-
-    /// Whether timeline events `a` and `b` have the same id.
-    func sameId(_ a: TimelineEvent, _ b: TimelineEvent) -> Bool {
-        a.id.count == b.id.count && fieldBytes.withUnsafeBufferPointer { $0[a.id].elementsEqual($0[b.id]) }
-    }
+    public func eventId(_ e: TimelineEvent) -> String { e.eventId(in: fieldBytes) }
 
     /// Keeps the id of `ref` and the fields `keep` marks of `r` for an event about to join the timeline.
     mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool]) -> TimelineEvent {
@@ -326,7 +375,8 @@ public struct ChildState: Sendable, Codable {
     private mutating func keepId(_ id: String) -> Int {
         let n = min(id.utf8.count, Int(UInt16.max))
         Self.makeRoom(&fieldBytes, for: n)
-        fieldBytes += id.utf8.prefix(n)
+        var id = id
+        id.withUTF8 { fieldBytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(n))) }
         return n
     }
 
@@ -342,10 +392,10 @@ public struct ChildState: Sendable, Codable {
 
     /// Moves the bytes of the timeline's events together once those of events gone are most of them.
     mutating func reclaimFields() {
-        guard freedFieldBytes > 0, freedFieldBytes * 2 >= fieldBytes.count else { return }
+        guard freedFieldBytes > 0, Int(freedFieldBytes) * 2 >= fieldBytes.count else { return }
         let old = fieldBytes
         fieldBytes = []
-        fieldBytes.reserveCapacity(old.count - freedFieldBytes)
+        fieldBytes.reserveCapacity(old.count - Int(freedFieldBytes))
         freedFieldBytes = 0
         for k in timeline.indices {
             let start = fieldBytes.count
@@ -421,6 +471,7 @@ public struct ChildState: Sendable, Codable {
         b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
         b.add("timeline id hashes", arr(idHashes.capacity, 8))
         b.add("timeline ids and fields", arr(fieldBytes.capacity, 1))
+        b.add("history (base, emitted, folded)", arr(history.capacity, MemoryLayout<History>.stride))
         b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))
         b.add("folded", arr(folded.capacity, MemoryLayout<SeenEvent>.stride))
     }

@@ -47,13 +47,14 @@ extension Engine {
         let id = children[ci].id
         var d = children[ci].base
         var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
+        let bytes = children[ci].fieldBytes
         for k in children[ci].timeline.indices {
             let e = children[ci].timeline[k]
-            let ignored = appliedBefore(ci, k, e)
-            children[ci].setIgnored(k, ignored)
+            let ignored = appliedBefore(ci, k, e, bytes: bytes)
+            if ignored != e.ignored { children[ci].setIgnored(k, ignored) }
             if ignored { continue }
-            let ref = children[ci].ref(e)
-            deriver.record(of: ref, fields: children[ci].fieldBytes, e.fields, child: id, into: &scratch)
+            let ref = e.ref(in: bytes)
+            deriver.record(of: ref, fields: bytes, e.fields, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
@@ -85,13 +86,13 @@ extension Engine {
 
     /// Whether timeline event `k` is a duplicate of an event applied before it (earlier in the timeline, or
     /// folded into the base) within the duplicate horizon.
-    func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent) -> Bool {
+    func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent, bytes: [UInt8]) -> Bool {
         let horizon = limits.duplicateHorizon
         // The ids' hashes first (one small array), the events themselves only where a hash matches.
         let h = children[ci].idHashes[k]
         for j in 0..<k where children[ci].idHashes[j] == h {
             let t = children[ci].timeline[j]
-            if !t.ignored && e.at.micros - t.at.micros <= horizon && children[ci].sameId(t, e) { return true }
+            if !t.ignored && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
         }
         return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - e.at.micros) <= horizon }
     }
@@ -117,8 +118,9 @@ extension Engine {
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
-            let ref = children[ci].ref(first)
-            deriver.record(of: ref, fields: children[ci].fieldBytes, first.fields, child: id, into: &scratch)
+            let bytes = children[ci].fieldBytes
+            let ref = first.ref(in: bytes)
+            deriver.record(of: ref, fields: bytes, first.fields, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             seq = x.seq

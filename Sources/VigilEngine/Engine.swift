@@ -269,7 +269,7 @@ public struct Engine: Sendable {
         let horizon = limits.duplicateHorizon
         for (k, x) in children[ci].idHashes.enumerated() where x == h {
             let e = children[ci].timeline[k]
-            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && children[ci].hasId(e, id) { return true }
+            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: children[ci].fieldBytes) { return true }
         }
         return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
     }

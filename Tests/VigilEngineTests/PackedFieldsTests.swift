@@ -168,8 +168,9 @@ import VigilContract
         child.setIgnored(1, true)
         #expect(child.timeline.map(\.ignored) == [false, true, false])
         #expect(child.timeline.map { child.ref($0) } == Array(refs[7...]))
-        #expect(child.hasId(child.timeline[1], refs[8].eventId) && !child.hasId(child.timeline[1], refs[7].eventId))
-        #expect(!child.sameId(child.timeline[0], child.timeline[1]) && child.sameId(child.timeline[2], child.timeline[2]))
+        let t = child.timeline, bytes = child.fieldBytes
+        #expect(t[1].hasId(refs[8].eventId, in: bytes) && !t[1].hasId(refs[7].eventId, in: bytes))
+        #expect(!t[0].sameId(as: t[1], in: bytes) && t[2].sameId(as: t[2], in: bytes))
         for (k, e) in child.timeline.enumerated() {
             let i = 7 + k
             var got: [Int: FieldValue] = [:]
@@ -182,6 +183,8 @@ import VigilContract
         // Every event of every timeline is one (its id with its fields); every window entry, state and
         // expectation holds a reference.
         #expect(MemoryLayout<TimelineEvent>.stride == 40)
+        // Every child's: what only some children hold is apart.
+        #expect(MemoryLayout<ChildState>.stride == 120)
         #expect(MemoryLayout<EventRef>.stride == 48)
     }
 }

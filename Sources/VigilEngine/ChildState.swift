@@ -240,6 +240,9 @@ public struct ChildState: Sendable, Codable {
         var isEmpty: Bool { emitted.isEmpty && folded.isEmpty && base == Derivation() }
     }
 
+    /// Whether the child holds a base, remembered alerts or folded ids.
+    var holdsHistory: Bool { !history.isEmpty }
+
     /// The derivation of the events folded out of the timeline.
     var base: Derivation {
         get { history.first?.base ?? Derivation() }

@@ -179,6 +179,21 @@ import VigilContract
         }
     }
 
+    @Test func aChildHoldsItsHistoryOnlyWhileThereIsSome() {
+        var child = ChildState(id: "C1")
+        child.emitted.removeAll()
+        child.folded.removeAll { _ in true }
+        #expect(!child.holdsHistory, "looking at an empty list makes none")
+        let ref = EventRef(eventId: "E1", type: Symbol(1), agency: Symbol(1), occurredAt: Instant(micros: 5))
+        child.emitted.append(EmittedAlert(alertId: "a", recordId: "a", rule: 0, firedAt: ref.occurredAt, deadline: nil, trigger: ref))
+        #expect(child.holdsHistory && child.emitted.count == 1 && child.base == Derivation())
+        child.emitted.removeAll()
+        #expect(!child.holdsHistory)
+        child.base.newest = ref.occurredAt
+        child.folded.append(SeenEvent(idHash: 1, at: ref.occurredAt))
+        #expect(child.holdsHistory && child.base.newest == ref.occurredAt && child.folded.count == 1 && child.emitted.isEmpty)
+    }
+
     @Test func aTimelineEventAndAReferenceToAnEventAreFixedSize() {
         // Every event of every timeline is one (its id with its fields); every window entry, state and
         // expectation holds a reference.

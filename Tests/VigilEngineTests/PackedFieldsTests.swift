@@ -203,3 +203,21 @@ import VigilContract
         #expect(MemoryLayout<EventRef>.stride == 48)
     }
 }
+
+/// The child index keeps 32 bits of each id's hash: ids whose hashes share them are told apart by the id, across
+/// the table's growth.
+@Suite struct ChildIndexTests {
+    @Test func idsWhoseHashesShareTheirLow32BitsAreToldApartAsTheTableGrows() {
+        var children: [ChildState] = []
+        var index = ChildIndex()
+        func hash(_ k: Int) -> UInt64 { UInt64(k % 50) | UInt64(k) << 40 }  // fifty low halves, all shared
+        for k in 0..<5_000 {
+            children.append(ChildState(id: "C\(k)"))
+            index.insert(k, hash: hash(k))
+        }
+        #expect(index.slotCount >= 10_000 && MemoryLayout<ChildIndex.Entry>.stride == 8)
+        for k in stride(from: 0, to: 5_000, by: 7) { #expect(index.find("C\(k)", hash: hash(k), in: children) == k) }
+        #expect(index.find("C5000", hash: hash(5_000), in: children) == nil)
+        #expect(index.find("C-unknown", hash: hash(1), in: children) == nil, "the 32 bits of many, the id of none")
+    }
+}

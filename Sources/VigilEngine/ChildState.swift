@@ -223,8 +223,9 @@ public struct ChildState: Sendable, Codable {
     /// allocation per child, not one per event. The bytes of events folded out are reclaimed once they are
     /// most of it.
     private(set) var fieldBytes: [UInt8] = []
-    /// The timeline's id hashes, contiguous, for the duplicate check every event makes (not persisted).
-    private(set) var idHashes: [UInt64] = []
+    /// The low 32 bits of the timeline's id hashes, contiguous, for the duplicate check every event makes (where
+    /// they match, the ids are compared; not persisted).
+    private(set) var idHashes: [UInt32] = []
     /// The base, the alerts remembered and the ids folded, when any of them holds something (none for a child
     /// whose events are all in its timeline and that raised no alert): one element, or none.
     private var history: [History] = []
@@ -315,14 +316,14 @@ public struct ChildState: Sendable, Codable {
         Self.makeRoom(&timeline, for: 1)
         Self.makeRoom(&idHashes, for: 1)
         timeline.append(e)
-        idHashes.append(idHash)
+        idHashes.append(UInt32(truncatingIfNeeded: idHash))
     }
 
     mutating func insert(_ e: TimelineEvent, idHash: UInt64, at i: Int) {
         Self.makeRoom(&timeline, for: 1)
         Self.makeRoom(&idHashes, for: 1)
         timeline.insert(e, at: i)
-        idHashes.insert(idHash, at: i)
+        idHashes.insert(UInt32(truncatingIfNeeded: idHash), at: i)
     }
 
     /// Room for `extra` more elements, growing by half rather than doubling: a child's arrays grow an event at
@@ -334,11 +335,11 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
-    mutating func removeOldest() -> (event: TimelineEvent, idHash: UInt64) {
-        let h = idHashes.removeFirst()
+    mutating func removeOldest() -> TimelineEvent {
+        idHashes.removeFirst()
         let e = timeline.removeFirst()
         freedFieldBytes += UInt32(truncatingIfNeeded: e.bytes.count)
-        return (e, h)
+        return e
     }
 
     /// The reference to timeline event `e` (its id read from `fieldBytes`).
@@ -472,7 +473,7 @@ public struct ChildState: Sendable, Codable {
         derivation(now, "now")
         derivation(base, "base")
         b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
-        b.add("timeline id hashes", arr(idHashes.capacity, 8))
+        b.add("timeline id hashes", arr(idHashes.capacity, 4))
         b.add("timeline ids and fields", arr(fieldBytes.capacity, 1))
         b.add("history (base, emitted, folded)", arr(history.capacity, MemoryLayout<History>.stride))
         b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))

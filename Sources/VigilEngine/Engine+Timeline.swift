@@ -94,7 +94,9 @@ extension Engine {
             let t = children[ci].timeline[j]
             if !t.ignored && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
         }
-        return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - e.at.micros) <= horizon }
+        guard !children[ci].folded.isEmpty else { return false }
+        let full = stableHash(e.eventId(in: bytes))
+        return children[ci].folded.contains { $0.idHash == full && abs($0.at.micros - e.at.micros) <= horizon }
     }
 
     func withdrawal(of a: EmittedAlert, child: String, late: EventRef, record: LateRecord) -> Alert {
@@ -111,10 +113,9 @@ extension Engine {
     mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
         let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
-        // The oldest event's time is looked at in place (copying the event would retain its strings on every event).
         while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
             if children[ci].timeline[0].at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
-            let (first, firstHash) = children[ci].removeOldest()
+            let first = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
@@ -124,7 +125,7 @@ extension Engine {
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             seq = x.seq
-            children[ci].folded.append(SeenEvent(idHash: firstHash, at: first.at))
+            children[ci].folded.append(SeenEvent(idHash: stableHash(ref.eventId), at: first.at))
             let through = children[ci].base.frontier
             let keep = through.micros - limits.duplicateHorizon
             if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }

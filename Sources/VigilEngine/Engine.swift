@@ -267,7 +267,8 @@ public struct Engine: Sendable {
     /// comes before it in event-time order, within the duplicate horizon, was accepted already.
     func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
         let horizon = limits.duplicateHorizon
-        for (k, x) in children[ci].idHashes.enumerated() where x == h {
+        let low = UInt32(truncatingIfNeeded: h)
+        for (k, x) in children[ci].idHashes.enumerated() where x == low {
             let e = children[ci].timeline[k]
             if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: children[ci].fieldBytes) { return true }
         }

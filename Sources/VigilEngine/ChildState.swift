@@ -247,29 +247,28 @@ public struct ChildState: Sendable, Codable {
     /// The derivation of the events folded out of the timeline.
     var base: Derivation {
         get { history.first?.base ?? Derivation() }
-        _modify {
-            if history.isEmpty { history.append(History()) }
-            yield &history[0].base
-            if history[0].isEmpty { history = [] }
-        }
+        _modify { yield &self[history: \.base] }
     }
 
     /// The alerts emitted that a record arriving late could still change.
     var emitted: [EmittedAlert] {
         get { history.first?.emitted ?? [] }
-        _modify {
-            if history.isEmpty { history.append(History()) }
-            yield &history[0].emitted
-            if history[0].isEmpty { history = [] }
-        }
+        _modify { yield &self[history: \.emitted] }
     }
 
     /// Ids of the events folded out of the timeline, within the duplicate horizon.
     var folded: [SeenEvent] {
         get { history.first?.folded ?? [] }
+        _modify { yield &self[history: \.folded] }
+    }
+
+    /// A part of `history` being changed: the history is made for it when there is none, and dropped when it
+    /// holds nothing again.
+    private subscript<Part>(history part: WritableKeyPath<History, Part>) -> Part {
+        get { (history.first ?? History())[keyPath: part] }
         _modify {
             if history.isEmpty { history.append(History()) }
-            yield &history[0].folded
+            yield &history[0][keyPath: part]
             if history[0].isEmpty { history = [] }
         }
     }
@@ -377,7 +376,7 @@ public struct ChildState: Sendable, Codable {
 
     /// Appends an event id (at most 65,535 bytes: the contract allows 128 characters); returns its length.
     private mutating func keepId(_ id: String) -> Int {
-        let n = min(id.utf8.count, Int(UInt16.max))
+        let n = Self.idLength(id)
         Self.makeRoom(&fieldBytes, for: n)
         var id = id
         id.withUTF8 { fieldBytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(n))) }
@@ -385,7 +384,10 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// The bytes a timeline event of `ref` with `fields` bytes of fields takes in `fieldBytes`.
-    static func bytes(_ ref: EventRef, fields: Int) -> Int { min(ref.eventId.utf8.count, Int(UInt16.max)) + fields }
+    static func bytes(_ ref: EventRef, fields: Int) -> Int { idLength(ref.eventId) + fields }
+
+    /// The bytes of an id kept (its UTF-8, at most 65,535 of them).
+    private static func idLength(_ id: String) -> Int { min(id.utf8.count, Int(UInt16.max)) }
 
     /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).
     mutating func reserveTimeline(_ n: Int, bytes: Int) {

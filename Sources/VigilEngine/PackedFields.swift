@@ -95,95 +95,102 @@ enum PackedFields {
 
     /// Writes a field at `p`, which has `size(slot:v)` bytes; returns the byte after it.
     static func write(_ slot: UInt16, _ v: FieldValue, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-        var p = p
-        func varint(_ x: UInt64) {
-            var x = x
-            while x >= 0x80 {
-                p.storeBytes(of: UInt8(truncatingIfNeeded: x) | 0x80, as: UInt8.self)
-                p += 1
-                x >>= 7
-            }
-            p.storeBytes(of: UInt8(x), as: UInt8.self)
-            p += 1
-        }
-        func text(_ s: String) {
-            var s = s
-            s.withUTF8 { b in
-                varint(UInt64(b.count))
-                if let from = b.baseAddress, b.count > 0 { p.copyMemory(from: from, byteCount: b.count) }
-                p += b.count
-            }
-        }
-        func head(_ tag: Tag) { varint(Self.head(slot, tag)) }
+        // A cursor with mutating methods, not local functions capturing `p`: captured, `p` was boxed and every
+        // write went through a dynamic exclusivity check (a third of the time packing a record took).
+        var w = RawWriter(p: p)
         switch v {
         case .missing: break
-        case .bool(let b): head(.bool); varint(b ? 1 : 0)
-        case .int(let i): head(.int); varint(zigzag(i))
-        case .symbol(let s): head(.symbol); varint(UInt64(s.id))
-        case .string(let s): head(.string); text(s)
-        case .date(let d): head(.date); varint(zigzag(Int64(d.number)))
-        case .instant(let t): head(.instant); varint(instantCode(t))
+        case .bool(let b): w.varint(head(slot, .bool)); w.varint(b ? 1 : 0)
+        case .int(let i): w.varint(head(slot, .int)); w.varint(zigzag(i))
+        case .symbol(let s): w.varint(head(slot, .symbol)); w.varint(UInt64(s.id))
+        case .string(let s): w.varint(head(slot, .string)); w.text(s)
+        case .date(let d): w.varint(head(slot, .date)); w.varint(zigzag(Int64(d.number)))
+        case .instant(let t): w.varint(head(slot, .instant)); w.varint(instantCode(t))
         case .symbols(let set):
             // Members of a set are below 256: a byte each, in ascending order.
-            head(.symbols)
-            varint(UInt64(set.count))
+            w.varint(head(slot, .symbols))
+            w.varint(UInt64(set.count))
             for (k, word) in [set.w0, set.w1, set.w2, set.w3].enumerated() {
-                var w = word
-                while w != 0 {
-                    p.storeBytes(of: UInt8(truncatingIfNeeded: k * 64 + w.trailingZeroBitCount), as: UInt8.self)
-                    p += 1
-                    w &= w - 1
+                var bits = word
+                while bits != 0 {
+                    w.byte(UInt8(truncatingIfNeeded: k * 64 + bits.trailingZeroBitCount))
+                    bits &= bits - 1
                 }
             }
         case .strings(let a):
-            head(.strings)
-            varint(UInt64(a.count))
-            for s in a { text(s) }
+            w.varint(head(slot, .strings))
+            w.varint(UInt64(a.count))
+            for s in a { w.text(s) }
         }
-        return p
+        return w.p
     }
 
     /// Calls `body` with each slot and value of the fields in `range` of `bytes`, in the order written; with
-    /// `only`, just for the slots it marks (the others are skipped over, their strings never made).
+    /// `only`, just for the slots it marks (the others are skipped over, their strings never made). Stops at
+    /// the first field that is not whole.
     static func forEach(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool]? = nil, _ body: (Int, FieldValue) -> Void) {
-        var r = ByteReader(bytes, range)
-        while !r.atEnd {
-            let h = r.varint()
-            guard !r.failed, h >> 3 < UInt64(UInt16.max), let tag = Tag(rawValue: UInt8(h & 7) + 1) else { return }
-            let slot = Int(h >> 3)
-            if let only, slot >= only.count || !only[slot] {
+        bytes.withUnsafeBytes { raw in
+            guard range.lowerBound >= 0, range.upperBound <= raw.count else { return }
+            var r = RawReader(raw, range)
+            while !r.atEnd {
+                let h = r.varint()
+                guard !r.failed, h >> 3 < UInt64(UInt16.max), let tag = Tag(rawValue: UInt8(h & 7) + 1) else { return }
+                let slot = Int(h >> 3)
+                if let only, slot >= only.count || !only[slot] {
+                    switch tag {
+                    case .bool, .int, .symbol, .date, .instant: _ = r.varint()
+                    case .symbols: r.skip(Int(min(r.varint(), 256)))
+                    case .string: r.skip(r.length())
+                    case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
+                    }
+                    guard !r.failed else { return }
+                    continue
+                }
+                let v: FieldValue
                 switch tag {
-                case .bool, .int, .symbol, .date, .instant: _ = r.varint()
-                case .symbols: r.skip(Int(min(r.varint(), 256)))
-                case .string: r.skip(r.length())
-                case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
+                case .bool: v = .bool(r.varint() != 0)
+                case .int: v = .int(unzigzag(r.varint()))
+                case .symbol: v = .symbol(Symbol(UInt16(truncatingIfNeeded: r.varint())))
+                case .string: v = .string(r.text(r.length()))
+                case .date: v = .date(Day(number: Int32(truncatingIfNeeded: unzigzag(r.varint()))))
+                case .instant: v = .instant(instant(code: r.varint()))
+                case .symbols:
+                    var set = SymbolSet()
+                    for _ in 0..<Int(min(r.varint(), 256)) { set.insert(Symbol(UInt16(r.u8()))) }
+                    v = .symbols(set)
+                case .strings:
+                    let n = r.length()
+                    v = .strings((0..<n).map { _ in r.text(r.length()) })
                 }
                 guard !r.failed else { return }
-                continue
+                body(slot, v)
             }
-            let v: FieldValue
-            switch tag {
-            case .bool: v = .bool(r.varint() != 0)
-            case .int: v = .int(unzigzag(r.varint()))
-            case .symbol: v = .symbol(Symbol(UInt16(truncatingIfNeeded: r.varint())))
-            case .string: v = .string(r.text(r.length()))
-            case .date: v = .date(Day(number: Int32(truncatingIfNeeded: unzigzag(r.varint()))))
-            case .instant: v = .instant(instant(code: r.varint()))
-            case .symbols:
-                var set = SymbolSet()
-                for _ in 0..<Int(min(r.varint(), 256)) { set.insert(Symbol(UInt16(r.u8()))) }
-                v = .symbols(set)
-            case .strings:
-                let n = r.length()
-                v = .strings((0..<n).map { _ in r.text(r.length()) })
-            }
-            guard !r.failed else { return }
-            body(slot, v)
         }
     }
 }
 
-extension ByteReader {
+/// Reads packed fields from raw bytes: past the end, or on a length longer than what is left, it reads zeros and
+/// empty strings and is `failed`.
+struct RawReader {
+    let raw: UnsafeRawBufferPointer
+    var at: Int
+    let end: Int
+    private(set) var failed = false
+
+    init(_ raw: UnsafeRawBufferPointer, _ range: Range<Int>) {
+        self.raw = raw
+        at = range.lowerBound
+        end = range.upperBound
+    }
+
+    var atEnd: Bool { at >= end }
+
+    @inline(__always) mutating func u8() -> UInt8 {
+        guard at < end else { failed = true; return 0 }
+        defer { at += 1 }
+        return raw[at]
+    }
+
     /// A varint (7 bits a byte, low first); a tenth byte ends it whatever it holds.
     @inline(__always) mutating func varint() -> UInt64 {
         var x: UInt64 = 0
@@ -196,17 +203,60 @@ extension ByteReader {
         }
     }
 
-    /// A length as a varint, bounded by the bytes left (a corrupt one fails the reader).
-    mutating func length() -> Int {
+    /// A length as a varint, bounded by the bytes left.
+    @inline(__always) mutating func length() -> Int {
         let n = varint()
-        guard n <= UInt64(end - min(at, end)) else { failed_(); return 0 }
+        guard n <= UInt64(end - min(at, end)) else { failed = true; return 0 }
         return Int(n)
+    }
+
+    mutating func skip(_ n: Int) {
+        guard n <= end - at else { failed = true; at = end; return }
+        at += n
     }
 
     /// The next `n` bytes as UTF-8.
     mutating func text(_ n: Int) -> String {
-        guard at + n <= end else { failed_(); return "" }
+        guard n <= end - at else { failed = true; return "" }
         defer { at += n }
-        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
+        return String(decoding: UnsafeRawBufferPointer(rebasing: raw[at..<(at + n)]), as: UTF8.self)
+    }
+}
+
+/// Writes at a raw pointer the caller made room for.
+struct RawWriter {
+    var p: UnsafeMutableRawPointer
+
+    @inline(__always) mutating func byte(_ b: UInt8) {
+        p.storeBytes(of: b, as: UInt8.self)
+        p += 1
+    }
+
+    /// A varint: 7 bits a byte, low first.
+    @inline(__always) mutating func varint(_ x: UInt64) {
+        var x = x
+        while x >= 0x80 {
+            byte(UInt8(truncatingIfNeeded: x) | 0x80)
+            x >>= 7
+        }
+        byte(UInt8(x))
+    }
+
+    /// A string's UTF-8 after its length as a varint.
+    mutating func text(_ s: String) {
+        let n = s.utf8.count
+        varint(UInt64(n))
+        let to = p
+        let copied: Void? = s.utf8.withContiguousStorageIfAvailable { b in
+            if let from = b.baseAddress, n > 0 { to.copyMemory(from: from, byteCount: n) }
+        }
+        if copied == nil {
+            var q = p
+            for c in s.utf8 {
+                q.storeBytes(of: c, as: UInt8.self)
+                q += 1
+            }
+        }
+        p += n
     }
 }

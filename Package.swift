@@ -26,9 +26,11 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // A cache prefetch hint (`__builtin_prefetch`), which Swift has no spelling for.
+        .target(name: "CPrefetch"),
         // Runtime: per-child state, windows, deadlines, evaluation, alerts. Pure of Kafka and files.
         .target(name: "VigilEngine", dependencies: [
-            "VigilContract", "VigilRules",
+            "VigilContract", "VigilRules", "CPrefetch",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // librdkafka from Debian (pkg-config rdkafka), with a shim for its variadic calls.

@@ -59,6 +59,7 @@ struct EngineCommand: ParsableCommand {
         let input = EventBuffer.generate(children: n, events: events, seed: seed)
         print("input: \(grouped(Double(input.count))) events, \(input.bytes.count / 1_048_576) MiB")
         let decode = runDecode(input, rules: set)
+        let handOff = runPackAndLoad(input, rules: set)
         let baseline = currentRSS()
         var engine: Engine?
         let full = runEngine(input, rules: set, keep: &engine)
@@ -91,6 +92,8 @@ struct EngineCommand: ParsableCommand {
         print("| measure | events/s | ns/event |")
         print("|---|---:|---:|")
         print("| decode and validate only | \(grouped(decode.eventsPerSecond)) | \(fmt(decode.nsPerEvent)) |")
+        print("| decode, validate and pack for a shard (`vigil run`'s intake) | \(grouped(handOff.pack.eventsPerSecond)) | \(fmt(handOff.pack.nsPerEvent)) |")
+        print("| read a packed event back (a shard, before evaluating it) | \(grouped(handOff.load.eventsPerSecond)) | \(fmt(handOff.load.nsPerEvent)) |")
         for (name, r) in rows { print("| \(name) | \(grouped(r.eventsPerSecond)) | \(fmt(r.nsPerEvent)) |") }
         print("| **full pack, 1 thread** | **\(grouped(full.eventsPerSecond))** | \(fmt(full.nsPerEvent)) |")
         print("| **full pack, \(shards) shards** | **\(grouped(parallel.eventsPerSecond))** | \(fmt(parallel.nsPerEvent)) |")

@@ -29,7 +29,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private let logger: Logger
     private let upstreamCaughtUp: () -> Bool
     private let onCaughtUp: () -> Void
-    private let decoder: EventDecoder
+    /// Decodes every message once, capturing what the shards' engines read (`Engine.decodedSlots`).
+    private var decoder: EventDecoder
     private let plausibility: TimePlausibility
     private var record: EventRecord
     private var tracker: PartitionTracker
@@ -63,7 +64,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
         self.logger = logger
         upstreamCaughtUp = io.upstreamCaughtUp
         self.onCaughtUp = onCaughtUp
-        decoder = EventDecoder(contract: rules.contract, slots: [], maxBytes: config.maxEventBytes)
+        decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules), maxBytes: config.maxEventBytes)
         plausibility = TimePlausibility(maxSkewSeconds: config.maxClockSkew)
         record = decoder.makeRecord()
         tracker = PartitionTracker(lateness: Int64(config.allowedLateness) * Instant.microsPerSecond, mode: config.clock)
@@ -230,6 +231,8 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 dispatch(shards.map { _ in [.switchRules(s)] }) { EpochPlan(epoch: $0, notes: [note.note], rulesDigest: new.digest) }
                 rules = newRules
                 manifest = new
+                decoder = EventDecoder(contract: newRules.contract, slots: Engine.decodedSlots(newRules), maxBytes: config.maxEventBytes)
+                record = decoder.makeRecord()
                 // The children carried across are changed: the next checkpoint writes them under the new pack
                 // (a restart then restores them as they are instead of carrying them again).
                 tracker.markDirty()
@@ -245,14 +248,17 @@ final class Intake: PipelineStage, @unchecked Sendable {
 
     /// Hands an epoch to the sink (its plan) and the shards (their items); returns its number.
     @discardableResult
-    private func dispatch(_ items: [[ShardWork.Item]], batch: InputBatch = .empty,
+    private func dispatch(_ items: [[ShardWork.Item]], events: [PackedEvents] = [], hashes: [[UInt64]] = [], batch: InputBatch = .empty,
                           plan: (Int) -> EpochPlan = { EpochPlan(epoch: $0) }) -> Int {
         let e = epoch
         coordinator.epochStarted()
         var p = plan(e)
         if metrics != nil { p.readAt = clock.now() }
         sink.put(.plan(p))
-        for (s, shard) in shards.enumerated() { shard.submit(ShardWork(epoch: e, batch: batch, items: items[s])) }
+        for (s, shard) in shards.enumerated() {
+            shard.submit(ShardWork(epoch: e, batch: batch, items: items[s], events: s < events.count ? events[s] : PackedEvents(),
+                                   childHashes: s < hashes.count ? hashes[s] : []))
+        }
         epoch += 1
         return e
     }
@@ -278,9 +284,17 @@ final class Intake: PipelineStage, @unchecked Sendable {
             }
             let batch = source.poll(max: config.batchSize, timeoutMs: 100, lingerMs: Int32(linger))
             var work = [[ShardWork.Item]](repeating: [], count: n)
+            var events = [PackedEvents](repeating: PackedEvents(), count: n)
+            var hashes = [[UInt64]](repeating: [], count: n)
             var dead: [DeadLetter] = []
             var read = 0, valid = 0, skipped = 0
             let now = clock.now()
+            // The decoder and its record are locals for the batch: read through this class, the decoder was
+            // copied (its references retained and released) for every message.
+            let decoder = self.decoder
+            var record = EventRecord(slotCount: 0)
+            swap(&record, &self.record)
+            defer { swap(&record, &self.record) }
             for (i, m) in batch.messages.enumerated() {
                 if let notice = m.notice {
                     switch notice {
@@ -307,7 +321,12 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 valid += 1
                 switch tracker.event(m.partition, offset: m.offset, child: child, at: at) {
                 case .skip: skipped += 1
-                case .process(let clock): work[childShard(child, of: n)].append(.event(index: Int32(i), partition: m.partition, clock: clock))
+                case .process(let clock):
+                    let hash = stableHash(child)
+                    let s = childShard(hash: hash, of: n)
+                    work[s].append(.event(index: Int32(i), partition: m.partition, clock: clock))
+                    events[s].append(record)
+                    hashes[s].append(hash)
                 }
             }
             if read > 0 { count(read: read, valid: valid, skipped: skipped) }
@@ -322,7 +341,7 @@ final class Intake: PipelineStage, @unchecked Sendable {
                 for s in 0..<n { work[s].append(.tickAll(t)) }
             }
             if read > 0 || work.contains(where: { !$0.isEmpty }) {
-                dispatch(work, batch: batch) { EpochPlan(epoch: $0, deadLetters: dead) }
+                dispatch(work, events: events, hashes: hashes, batch: batch) { EpochPlan(epoch: $0, deadLetters: dead) }
             }
             if clock.now().micros - lastCheckpoint.micros >= Int64(config.checkpointIntervalMs) * 1000 {
                 checkpoint(tracker.dirty)
@@ -396,5 +415,10 @@ final class Intake: PipelineStage, @unchecked Sendable {
 
 /// Which shard owns a child: a stable hash of its id, so the same child always lands on the same engine.
 func childShard(_ id: String, of n: Int) -> Int {
-    Int(stableHash(id) % UInt64(max(n, 1)))
+    childShard(hash: stableHash(id), of: n)
+}
+
+/// The shard of the child whose id hashes (`stableHash`) to `hash`.
+func childShard(hash: UInt64, of n: Int) -> Int {
+    Int(hash % UInt64(max(n, 1)))
 }

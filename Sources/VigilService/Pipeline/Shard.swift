@@ -11,7 +11,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
     let name: String
     /// Read by the pipeline only after `join`.
     private(set) var engine: Engine
-    private var decoder: EventDecoder
+    /// What an event is read back into (intake decoded it: `ShardWork.events`).
     private var record: EventRecord
     /// A position on the input topic (the topic's name looked up once, not per message).
     private let input: SourcePosition
@@ -19,7 +19,6 @@ final class Shard: PipelineStage, @unchecked Sendable {
     private var pack: StatePack
     /// Partitions whose changelog has this pack's manifest (written before the first state under it).
     private var packWritten = Set<Int32>()
-    private let maxEventBytes: Int
     private let inbox = HandOff<ShardWork?>()
     private let sink: HandOff<SinkItem>
     private let coordinator: Coordinator
@@ -35,11 +34,9 @@ final class Shard: PipelineStage, @unchecked Sendable {
         self.index = index
         name = "vigil-shard-\(index)"
         engine = Engine(rules: rules)
-        decoder = EventDecoder(contract: rules.contract, slots: Engine.decodedSlots(rules), maxBytes: config.maxEventBytes)
-        maxEventBytes = config.maxEventBytes
         stateMaxBytes = config.stateMaxBytes
         self.logger = logger
-        record = decoder.makeRecord()
+        record = EventRecord(slotCount: rules.contract.slotCount)
         input = SourcePosition(topic: topic, partition: 0, offset: 0)
         formatter = AlertFormatter(rules: rules)
         pack = StatePack(rules)
@@ -95,8 +92,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
         render(&alerts, into: &rendered)
         let started = clock.now()
         engine = engine.switched(to: s.rules, change: s.change, into: &alerts)
-        decoder = EventDecoder(contract: s.rules.contract, slots: Engine.decodedSlots(s.rules), maxBytes: maxEventBytes)
-        record = decoder.makeRecord()
+        record = EventRecord(slotCount: s.rules.contract.slotCount)
         formatter = AlertFormatter(rules: s.rules)
         pack = s.pack
         packWritten = []
@@ -116,18 +112,27 @@ final class Shard: PipelineStage, @unchecked Sendable {
             let before = engine.stats
             let started = metrics == nil ? 0 : clock.now().micros
             var changes: [(partition: Int32, record: Checkpoint.Record)] = []
-            // The decoder and the record it fills are locals for the batch: read as properties of this class,
-            // the decoder was copied (its references retained and released) for every event.
-            var decoder = self.decoder
+            // The record is a local for the batch (no copy of its storage): read as a property of this class,
+            // it would be accessed through the class for every event.
             var decoded = takeRecord()
+            var at = 0
+            var k = 0
+            let hashes = work.childHashes
             for item in work.items {
                 switch item {
                 case .event(let i, let partition, let clock):
+                    if k + 3 < hashes.count { engine.prefetch(hash: hashes[k + 3], step: .slot) }
+                    if k + 2 < hashes.count { engine.prefetch(hash: hashes[k + 2], step: .child) }
+                    if k + 1 < hashes.count { engine.prefetch(hash: hashes[k + 1], step: .lists) }
+                    k += 1
                     let m = work.batch.messages[Int(i)]
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
-                    if decoder.decode(m.value, into: &decoded) == nil {
+                    if work.events.load(&at, into: &decoded) {
                         engine.process(decoded, position: SourcePosition(topicOf: input, partition: partition, offset: m.offset),
                                        domain: Int(partition), into: &alerts)
+                    } else {
+                        // Intake packed every event it hands over: this is a defect, said as loudly as one.
+                        logger.critical("shard \(index): the event at partition \(partition) offset \(m.offset) could not be read back from intake's batch; not evaluated")
                     }
                 case .tick(let partition, let clock):
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
@@ -165,7 +170,6 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     engine.adopt(children, carried: carried, into: &alerts)
                 case .switchRules(let s):
                     switchRules(s, &alerts, &rendered)
-                    decoder = self.decoder
                     decoded = takeRecord()
                 }
             }

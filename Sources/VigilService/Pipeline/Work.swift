@@ -28,6 +28,7 @@ public struct RenderedAlert: Sendable {
 /// order.
 struct ShardWork: Sendable {
     enum Item: Sendable {
+        /// The batch's message `index`, decoded: the next event of `events`.
         case event(index: Int32, partition: Int32, clock: Instant)
         case tick(partition: Int32, clock: Instant)
         case tickAll(Instant)
@@ -44,6 +45,11 @@ struct ShardWork: Sendable {
     let epoch: Int
     let batch: InputBatch
     var items: [Item]
+    /// The events of the `.event` items, in their order, as intake decoded them (each message is decoded once).
+    var events = PackedEvents()
+    /// The child id hashes (`stableHash`) of the `.event` items, in their order: the shard asks its engine to
+    /// load what the next few will read while it evaluates one (`Engine.prefetch`).
+    var childHashes: [UInt64] = []
 }
 
 /// A switch of rule pack, as every shard applies it.

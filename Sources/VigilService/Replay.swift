@@ -67,6 +67,8 @@ public final class Replay {
         /// ones before it.
         var latest = Instant.distantPast
         var sorted = true
+        /// Reading, validating and decoding on a thread of its own (`readAhead`), or nil: here, by `reader`.
+        var ahead: ReadAhead?
         /// For a file out of order: its valid lines sorted by (time, line), and the next to read.
         var index: [(at: Int64, line: Int32, offset: Int64)]?
         var next = 0
@@ -76,7 +78,16 @@ public final class Replay {
             self.fileIndex = fileIndex
             self.record = record
         }
+
+        /// Reads ahead on a thread of its own from now on (`reader` is then that thread's).
+        func readAhead(_ decoder: EventDecoder) {
+            ahead = ReadAhead(reader, decoder: decoder)
+        }
     }
+
+    /// Files read ahead on threads of their own at most (more are read on the evaluating thread): one
+    /// thread decoding beside the one evaluating is what keeps two cores busy.
+    static let readAheadFiles = 4
 
     /// Runs the replay. `onInvalid` sees each invalid line once; `onAlert` sees alerts in order.
     ///
@@ -107,6 +118,8 @@ public final class Replay {
         if let onRewind {
             // One pass: validate and evaluate together while every file is in time order.
             let initial = (rules, switchTo)
+            for s in sources.prefix(Self.readAheadFiles) { s.readAhead(decoder) }
+            defer { for s in sources { s.ahead?.stop() } }
             var live = sources.filter { validateNext($0, &summary, onInvalid) }
             sorted = merge(&live, &summary, onAlert) { self.validateNext($0, &$1, onInvalid) }
             if !sorted {
@@ -162,6 +175,7 @@ public final class Replay {
             let s = live[m]
             if let sw = switchTo, s.at >= sw.at { switchRules(&summary, onAlert) }
             engine.advance(to: s.at, into: &alerts)
+            prefetch(after: s)
             engine.process(s.record, into: &alerts)
             for a in alerts { emit(a, &summary, onAlert) }
             alerts.removeAll(keepingCapacity: true)
@@ -174,37 +188,49 @@ public final class Replay {
         return true
     }
 
+    /// Asks the engine to load what the source's next few events will read (`Engine.prefetch`), one step an
+    /// event, while it evaluates this one.
+    func prefetch(after s: Source) {
+        guard let ahead = s.ahead else { return }
+        if let h = ahead.upcoming(3) { engine.prefetch(hash: h, step: .slot) }
+        if let h = ahead.upcoming(2) { engine.prefetch(hash: h, step: .child) }
+        if let h = ahead.upcoming(1) { engine.prefetch(hash: h, step: .lists) }
+    }
+
     /// Moves a source to its next valid event, validating and counting every line on the way and reporting the
     /// invalid ones; false at the end of the file.
     func validateNext(_ s: Source, _ summary: inout Summary, _ onInvalid: (InvalidLine) -> Void) -> Bool {
-        let slot = rules.contract.occurredAtSlot
-        var failure: ValidationFailure?
-        while let outcome = s.reader.next({ line -> Bool? in
-            if line.length == 0 || (!line.oversized && line.bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 }) { return nil }
-            if line.oversized {
-                failure = ValidationFailure(kind: .tooLarge, path: "$", reason: "the line is \(line.length) bytes, over the \(decoder.maxBytes)-byte limit")
+        while true {
+            let outcome: LineOutcome
+            let line: Int
+            if let ahead = s.ahead {
+                switch ahead.next(into: &s.record) {
+                case nil: return false
+                case .valid(let at, let n, _)?: (outcome, line) = (.valid(at), n)
+                case .invalid(let f, let n)?: (outcome, line) = (.invalid(f), n)
+                }
             } else {
-                failure = decoder.decode(line.bytes, into: &s.record)
+                guard let o = s.reader.next({ LineOutcome.of($0, decoder, &s.record) }) else { return false }
+                (outcome, line) = (o, s.reader.lineNumber)
             }
-            return failure == nil
-        }) {
-            guard let valid = outcome else { continue }  // blank line
-            summary.lines += 1
-            if valid, let at = s.record[slot].instant {
+            switch outcome {
+            case .blank: continue
+            case .valid(let at):
+                summary.lines += 1
                 summary.valid += 1
                 summary.saw(at)
                 if at < s.latest { s.sorted = false }
                 s.latest = max(s.latest, at)
                 s.at = at
-                s.line = s.reader.lineNumber
+                s.line = line
                 return true
-            } else if let f = failure {
+            case .invalid(let f):
+                summary.lines += 1
                 summary.invalid += 1
                 summary.invalidByKind[f.kind.rawValue, default: 0] += 1
-                onInvalid(InvalidLine(file: s.reader.path, line: s.reader.lineNumber, failure: f))
+                onInvalid(InvalidLine(file: s.reader.path, line: line, failure: f))
             }
         }
-        return false
     }
 
     /// Makes the switch `switchTo` asks for: the engine's children carried to the new pack, its backfill
@@ -226,8 +252,11 @@ public final class Replay {
         var alerts: [Alert] = []
         for (k, path) in files.enumerated() {
             let s = Source(reader: try LineReader(path: path, maxLine: decoder.maxBytes), fileIndex: k, record: decoder.makeRecord())
+            s.readAhead(decoder)
+            defer { s.ahead?.stop() }
             while validateNext(s, &summary, onInvalid) {
                 engine.advance(to: max(engine.clock, s.at), into: &alerts)
+                prefetch(after: s)
                 engine.process(s.record, into: &alerts)
                 for a in alerts { emit(a, &summary, onAlert) }
                 alerts.removeAll(keepingCapacity: true)

@@ -27,7 +27,7 @@ public struct EventRecord: Sendable {
     public var values: [FieldValue]
     @usableFromInline var written: [Int32] = []
 
-    /// The slots set since the last `reset()`, in the order they were set.
+    /// The slots set since the last `reset()`, each once, in the order they were first set.
     public var writtenSlots: [Int32] { written }
 
     public init(slotCount: Int) {
@@ -40,8 +40,10 @@ public struct EventRecord: Sendable {
     }
 
     @inlinable public mutating func set(_ slot: Int, _ v: FieldValue) {
+        // A slot set again (an array's items, then the array) is listed once: listed at each setting, its value
+        // was packed into a child's timeline once per item.
+        if values[slot].isMissing { written.append(Int32(slot)) }
         values[slot] = v
-        written.append(Int32(slot))
     }
 
     public mutating func reset() {

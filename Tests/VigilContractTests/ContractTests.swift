@@ -66,6 +66,23 @@ let good = #"{"schema_version":1,"event_id":"e1","type":"home_visit","occurred_a
         #expect(r[c.field("data.status")!.slot] == .missing)
     }
 
+    @Test func eachSlotIsListedOnceHoweverOftenItIsSet() {
+        // An array's items set its slot before the array does: listed at each setting, a child's timeline
+        // packed the array once per item.
+        let c = EventContract.embedded
+        let (r, f) = decode(good)
+        #expect(f == nil)
+        #expect(Set(r.writtenSlots).count == r.writtenSlots.count)
+        #expect(r.writtenSlots.contains(Int32(c.field("data.adults_present")!.slot)))
+        var x = EventRecord(slotCount: 4)
+        x.set(2, .int(1))
+        x.set(1, .int(5))
+        x.set(2, .int(3))
+        #expect(x.writtenSlots == [2, 1] && x[2] == .int(3))
+        x.reset()
+        #expect(x.writtenSlots.isEmpty && x[2] == .missing && x[1] == .missing)
+    }
+
     @Test func dataBeforeTypeIsValidatedAgainstTheType() {
         let text = #"{"data":{"access":"no_answer","child_seen":"yes"},"schema_version":1,"event_id":"e1","type":"home_visit","occurred_at":"2007-02-05T10:00:00Z","agency":"gp","child":{"id":"C1"}}"#
         let (_, f) = decode(text)

@@ -34,6 +34,7 @@ public enum ExplainInput {
                 if case .string(let id) = record[c.childIdSlot], id == child { out.records.append(record) }
                 return true
             }) {}
+            try reader.checkRead()
         }
         return out
     }

@@ -137,18 +137,23 @@ public final class Replay {
                 sorted = sorted && s.sorted
             }
         }
+        // A file whose reading failed (a directory, an I/O error) ended early: an error, not its end.
+        for s in sources { try s.reader.checkRead() }
         if !sorted || onRewind == nil {
             // Pass 2: merge by (time, file, line) and evaluate; the files out of order through an index.
             var live: [Source] = []
+            var readers: [LineReader] = []
             for s in sources {
                 let again = Source(reader: try LineReader(path: files[s.fileIndex], maxLine: decoder.maxBytes), fileIndex: s.fileIndex,
                                    record: decoder.makeRecord())
                 if !s.sorted {
                     again.index = try buildIndex(files[s.fileIndex])
                 }
+                readers.append(again.reader)
                 if advance(again) { live.append(again) }
             }
             _ = merge(&live, &summary, onAlert) { s, _ in self.advance(s) }
+            for r in readers { try r.checkRead() }
         }
         summary.unsortedFiles = sources.count(where: { !$0.sorted })
         var alerts: [Alert] = []
@@ -262,6 +267,8 @@ public final class Replay {
                 alerts.removeAll(keepingCapacity: true)
             }
             if !s.sorted { summary.unsortedFiles = 1 }
+            s.ahead?.stop()
+            try s.reader.checkRead()
         }
         if let until {
             engine.advance(to: until, into: &alerts)
@@ -288,6 +295,7 @@ public final class Replay {
         }) {
             if let entry { index.append(entry) }
         }
+        try reader.checkRead()
         index.sort { ($0.at, $0.line) < ($1.at, $1.line) }
         return index
     }

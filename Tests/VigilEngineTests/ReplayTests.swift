@@ -4,6 +4,7 @@ import VigilContract
 @testable import VigilEngine
 import VigilRules
 import VigilService
+import VigilTesting
 
 @Suite struct ReplayTests {
     @Test func anUnsortedFileGivesTheSameAlertsAsASortedOne() throws {
@@ -41,6 +42,23 @@ import VigilService
         // The visit of 30 July re-armed child-not-seen: 10 working days later is 2007-08-13T23:00Z (BST).
         #expect(extra.map { "\($0.0) \($0.1)" } == ["child-not-seen 2007-08-13T23:00:00Z"])
         #expect(try replay([tempFile(lines)]).alerts.count == 28)
+    }
+
+    @Test func aFileThatCannotBeReadIsAnErrorNotAnEmptyFile() throws {
+        // A directory opens, and every read of it fails (EISDIR): taken for the end, it replayed as empty.
+        let dir = TestDirectory.make("not-a-file")
+        let good = tempFile(try scenarioLines())
+        for files in [[dir], [good, dir]] {
+            for arrivalOrder in [false, true] {
+                #expect(throws: LineReader.OpenError.self, "\(files), arrival order \(arrivalOrder)") {
+                    _ = try Replay(rules: pack).run(files: files, arrivalOrder: arrivalOrder, onInvalid: { _ in }, onAlert: { _ in },
+                                                    onRewind: arrivalOrder ? nil : {})
+                }
+            }
+            #expect(throws: LineReader.OpenError.self, "\(files), validated first") {
+                _ = try Replay(rules: pack).run(files: files, onInvalid: { _ in }, onAlert: { _ in })
+            }
+        }
     }
 
     @Test func invalidLinesAreReportedCountedAndSkipped() throws {

@@ -18,6 +18,8 @@ public final class LineReader {
     public private(set) var lineNumber = 0
     /// Byte offset in the file of the line last returned.
     public private(set) var lineOffset: Int64 = 0
+    /// Why reading stopped before the end of the file (an `errno`: a directory, an I/O error), if it did.
+    public private(set) var readError: Int32?
     /// File offset of `buffer[start]`.
     var position: Int64 = 0
     public let maxLine: Int
@@ -26,6 +28,11 @@ public final class LineReader {
         public let path: String
         public let code: Int32
         public var description: String { "\(path): \(String(cString: strerror(code)))" }
+    }
+
+    /// Throws what stopped the reading before the end of the file, if anything did.
+    public func checkRead() throws(OpenError) {
+        if let readError { throw OpenError(path: path, code: readError) }
     }
 
     /// One line: its bytes (empty when oversized) and its full length.
@@ -123,10 +130,21 @@ public final class LineReader {
             start = 0
             end = n
         }
-        let got = buffer.withUnsafeMutableBytes { p -> Int in
-            guard let base = p.baseAddress, p.count > end else { return 0 }
-            return read(fd, base + end, p.count - end)
+        while true {
+            let got = buffer.withUnsafeMutableBytes { p -> Int in
+                guard let base = p.baseAddress, p.count > end else { return 0 }
+                return read(fd, base + end, p.count - end)
+            }
+            if got > 0 {
+                end += got
+            } else if got < 0 && errno == EINTR {
+                continue
+            } else {
+                // A failed read ends the file here, and says so: the caller must not take it for the end.
+                if got < 0 { readError = errno }
+                eof = true
+            }
+            return
         }
-        if got <= 0 { eof = true } else { end += got }
     }
 }

@@ -15,8 +15,7 @@ public struct PackedEvents: Sendable {
 
     /// Appends every field `r` holds.
     public mutating func append(_ r: EventRecord) {
-        var size = 0
-        for s in r.writtenSlots { size += PackedFields.size(slot: UInt16(truncatingIfNeeded: s), r[Int(s)]) }
+        let size = PackedFields.size(r, keep: nil)
         let start = bytes.count
         let total = PackedFields.varintSize(UInt64(size)) + size
         if bytes.capacity - start < total { bytes.reserveCapacity(max(bytes.capacity * 2, start + total, 4096)) }
@@ -25,7 +24,7 @@ public struct PackedEvents: Sendable {
             guard let base = b.baseAddress else { return }
             var w = RawWriter(p: base + start)
             w.varint(UInt64(size))
-            for s in r.writtenSlots { w.p = PackedFields.write(UInt16(truncatingIfNeeded: s), r[Int(s)], to: w.p) }
+            _ = PackedFields.write(r, keep: nil, to: w.p)
         }
         count += 1
     }

@@ -13,18 +13,31 @@ enum PackedFields {
     /// Appends the fields of `r` in slots that `keep` marks and that have a value to `bytes` (a pass to size
     /// them, one to write them in place); returns how many bytes that took.
     static func append(_ r: EventRecord, keep: [Bool], to bytes: inout [UInt8]) -> Int {
-        var size = 0
-        for s in r.writtenSlots where keep[Int(s)] { size += Self.size(slot: UInt16(truncatingIfNeeded: s), r[Int(s)]) }
+        let size = Self.size(r, keep: keep)
         guard size > 0 else { return 0 }
         let start = bytes.count
         ChildState.makeRoom(&bytes, for: size)
         bytes.append(contentsOf: repeatElement(0, count: size))
         bytes.withUnsafeMutableBytes { b in
             guard let base = b.baseAddress else { return }
-            var at = base + start
-            for s in r.writtenSlots where keep[Int(s)] { at = Self.write(UInt16(truncatingIfNeeded: s), r[Int(s)], to: at) }
+            _ = write(r, keep: keep, to: base + start)
         }
         return size
+    }
+
+    /// The bytes the fields of `r` in slots that `keep` marks (without it, all) take.
+    static func size(_ r: EventRecord, keep: [Bool]?) -> Int {
+        var size = 0
+        for s in r.writtenSlots where keep?[Int(s)] ?? true { size += Self.size(slot: UInt16(truncatingIfNeeded: s), r[Int(s)]) }
+        return size
+    }
+
+    /// Writes the fields of `r` in slots that `keep` marks (without it, all) at `p`, which has `size(r, keep:)`
+    /// bytes; returns the byte after them.
+    static func write(_ r: EventRecord, keep: [Bool]?, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        var at = p
+        for s in r.writtenSlots where keep?[Int(s)] ?? true { at = write(UInt16(truncatingIfNeeded: s), r[Int(s)], to: at) }
+        return at
     }
 
     /// The bytes of one field.

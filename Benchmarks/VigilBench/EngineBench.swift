@@ -83,11 +83,7 @@ func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleS
     let t = seconds {
         for (k, i) in order.enumerated() {
             // The child id hashes of the events ahead are known (as a shard knows them from intake).
-            if prefetch {
-                if k + 3 < order.count { engine.prefetch(hash: input.childHash[order[k + 3]], step: .slot) }
-                if k + 2 < order.count { engine.prefetch(hash: input.childHash[order[k + 2]], step: .child) }
-                if k + 1 < order.count { engine.prefetch(hash: input.childHash[order[k + 1]], step: .lists) }
-            }
+            if prefetch { engine.prefetch { d in k + d < order.count ? input.childHash[order[k + d]] : nil } }
             let failed = input.withEvent(i) { decoder.decode($0, into: &record) }
             guard failed == nil else { continue }
             if case .instant(let at) = record[slot] { engine.advance(to: at, into: &alerts) }

@@ -29,10 +29,12 @@ enum LineOutcome {
 /// them: the evaluating thread reads each event back from `PackedEvents` instead of decoding it (a replay then
 /// keeps two cores busy). What it hands over is what `LineOutcome.of` says of each line, in file order.
 final class ReadAhead: @unchecked Sendable {
-    enum Item {
-        /// `child` is the child id's `stableHash` (for `Engine.prefetch`).
-        case valid(at: Instant, line: Int, child: UInt64)
-        case invalid(ValidationFailure, line: Int)
+    /// A line that is not blank: what `LineOutcome.of` says of it, its number, and for an event its child id's
+    /// `stableHash` (for `Engine.prefetch`; nil for an invalid line).
+    struct Item {
+        let outcome: LineOutcome
+        let line: Int
+        var child: UInt64?
     }
 
     struct Batch {
@@ -76,15 +78,15 @@ final class ReadAhead: @unchecked Sendable {
         // The decoder read through `self` (a constant of this class): captured by the closure, it was copied
         // for every line (a retain and a release of each of its references).
         while let outcome = reader.next({ LineOutcome.of($0, self.decoder, &record) }) {
+            var item = Item(outcome: outcome, line: reader.lineNumber)
             switch outcome {
             case .blank: continue
-            case .valid(let at):
+            case .valid:
                 batch.events.append(record)
-                let child = stableHash(record[decoder.contract.childIdSlot].string ?? "")
-                batch.items.append(.valid(at: at, line: reader.lineNumber, child: child))
-            case .invalid(let failure):
-                batch.items.append(.invalid(failure, line: reader.lineNumber))
+                item.child = stableHash(record[decoder.contract.childIdSlot].string ?? "")
+            case .invalid: break
             }
+            batch.items.append(item)
             if batch.items.count >= Self.batchLines {
                 guard put(batch) else { return }
                 batch = Batch()
@@ -125,7 +127,7 @@ final class ReadAhead: @unchecked Sendable {
         }
         let x = current.items[item]
         item += 1
-        if case .valid = x, !current.events.load(&offset, into: &record) {
+        if case .valid = x.outcome, !current.events.load(&offset, into: &record) {
             // Only `produce` packs these: a defect, never an outcome of the input.
             fatalError("read-ahead: an event packed by this reader did not read back")
         }
@@ -136,8 +138,7 @@ final class ReadAhead: @unchecked Sendable {
     /// event already read.
     func upcoming(_ distance: Int) -> UInt64? {
         let i = item + distance - 1
-        guard i < current.items.count, case .valid(_, _, let child) = current.items[i] else { return nil }
-        return child
+        return i < current.items.count ? current.items[i].child : nil
     }
 
     /// Stops reading (what is queued is dropped) and waits for the thread to end. Idempotent.

@@ -193,13 +193,11 @@ public final class Replay {
         return true
     }
 
-    /// Asks the engine to load what the source's next few events will read (`Engine.prefetch`), one step an
-    /// event, while it evaluates this one.
+    /// Asks the engine to load what the source's next few events will read (`Engine.prefetch`) while it
+    /// evaluates this one.
     func prefetch(after s: Source) {
         guard let ahead = s.ahead else { return }
-        if let h = ahead.upcoming(3) { engine.prefetch(hash: h, step: .slot) }
-        if let h = ahead.upcoming(2) { engine.prefetch(hash: h, step: .child) }
-        if let h = ahead.upcoming(1) { engine.prefetch(hash: h, step: .lists) }
+        engine.prefetch { ahead.upcoming($0) }
     }
 
     /// Moves a source to its next valid event, validating and counting every line on the way and reporting the
@@ -209,11 +207,8 @@ public final class Replay {
             let outcome: LineOutcome
             let line: Int
             if let ahead = s.ahead {
-                switch ahead.next(into: &s.record) {
-                case nil: return false
-                case .valid(let at, let n, _)?: (outcome, line) = (.valid(at), n)
-                case .invalid(let f, let n)?: (outcome, line) = (.invalid(f), n)
-                }
+                guard let item = ahead.next(into: &s.record) else { return false }
+                (outcome, line) = (item.outcome, item.line)
             } else {
                 guard let o = s.reader.next({ LineOutcome.of($0, decoder, &s.record) }) else { return false }
                 (outcome, line) = (o, s.reader.lineNumber)

@@ -121,9 +121,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
             for item in work.items {
                 switch item {
                 case .event(let i, let partition, let clock):
-                    if k + 3 < hashes.count { engine.prefetch(hash: hashes[k + 3], step: .slot) }
-                    if k + 2 < hashes.count { engine.prefetch(hash: hashes[k + 2], step: .child) }
-                    if k + 1 < hashes.count { engine.prefetch(hash: hashes[k + 1], step: .lists) }
+                    engine.prefetch { d in k + d < hashes.count ? hashes[k + d] : nil }
                     k += 1
                     let m = work.batch.messages[Int(i)]
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)

@@ -13,6 +13,10 @@ public struct PackedEvents: Sendable {
 
     public var byteCount: Int { bytes.count }
 
+    /// Makes room for `byteCount` bytes of events in all, so that appending up to there does not grow the
+    /// storage again.
+    public mutating func reserveCapacity(bytes byteCount: Int) { bytes.reserveCapacity(byteCount) }
+
     /// Appends every field `r` holds.
     public mutating func append(_ r: EventRecord) {
         let size = PackedFields.size(r, keep: nil)

@@ -286,6 +286,19 @@ final class Intake: PipelineStage, @unchecked Sendable {
             var work = [[ShardWork.Item]](repeating: [], count: n)
             var events = [PackedEvents](repeating: PackedEvents(), count: n)
             var hashes = [[UInt64]](repeating: [], count: n)
+            // Each shard's share sized once for the batch (an event packs into fewer bytes than its JSON), not
+            // grown and copied several times over while it fills.
+            let messages = batch.messages.count
+            if messages > 0 {
+                var jsonBytes = 0
+                for m in batch.messages { jsonBytes += m.value.count }
+                let share = messages / n + messages / (4 * n) + 16
+                for s in 0..<n {
+                    work[s].reserveCapacity(share)
+                    hashes[s].reserveCapacity(share)
+                    events[s].reserveCapacity(bytes: jsonBytes / n + jsonBytes / (4 * n))
+                }
+            }
             var dead: [DeadLetter] = []
             var read = 0, valid = 0, skipped = 0
             let now = clock.now()

@@ -59,6 +59,8 @@ public struct PartitionTracker: Sendable {
     public private(set) var maxEventTime = Instant.distantPast
     /// Partitions whose clock moved since `takeMovedClocks`.
     private var moved = Set<Int32>()
+    /// The partition last added to `moved` (a fast path for runs of one partition's events).
+    private var lastMoved: Int32?
     private var lastTickAll: Instant?
     private var lastWallTick: Instant?
     private var caughtUpAnnounced = false
@@ -92,6 +94,7 @@ public struct PartitionTracker: Sendable {
         }
         partitions[p] = s
         moved.remove(p)
+        if lastMoved == p { lastMoved = nil }
         return s.nextOffset.map { .at($0) } ?? .beginning
     }
 
@@ -103,6 +106,7 @@ public struct PartitionTracker: Sendable {
         for p in ps {
             partitions[p] = nil
             moved.remove(p)
+            if lastMoved == p { lastMoved = nil }
         }
     }
 
@@ -114,44 +118,52 @@ public struct PartitionTracker: Sendable {
     /// A message (valid or not) was read at `offset`. False when the partition is not assigned here (a
     /// message of a partition revoked since) or is stopped: drop it.
     public mutating func read(_ p: Int32, offset: Int64) -> Bool {
-        guard let s = partitions[p], !s.stopped else { return false }
-        partitions[p]?.atEnd = false
-        partitions[p]?.dirty = true
-        partitions[p]?.nextOffset = offset + 1
+        // Per message: one lookup, and the partition changed where it is (not copied out and back).
+        guard let i = partitions.index(forKey: p), !partitions.values[i].stopped else { return false }
+        partitions.values[i].atEnd = false
+        partitions.values[i].dirty = true
+        partitions.values[i].nextOffset = offset + 1
         return true
     }
 
     /// A valid event of child `child` at `at`, read at `offset` of `p` (after `read`): moves the clock and
     /// says whether to evaluate it.
     public mutating func event(_ p: Int32, offset: Int64, child: String, at: Instant) -> Decision {
-        guard var s = partitions[p] else { return .skip }
+        guard let i = partitions.index(forKey: p) else { return .skip }
         if at > maxEventTime { maxEventTime = at }
-        let clock = max(s.clock ?? .distantPast, at - lateness)
-        s.clock = clock
-        moved.insert(p)
-        var decision = Decision.process(clock: clock)
-        if let until = s.skipUntil {
-            if offset >= until {
-                s.skipBelow = [:]
-                s.skipUntil = nil
-            } else if let below = s.skipBelow[child], offset < below {
-                decision = .skip
-            }
+        let clock = max(partitions.values[i].clock ?? .distantPast, at - lateness)
+        partitions.values[i].clock = clock
+        // Messages come in runs of one partition: the set is touched once a run, not once an event.
+        if lastMoved != p {
+            moved.insert(p)
+            lastMoved = p
         }
-        partitions[p] = s
-        return decision
+        guard let until = partitions.values[i].skipUntil else { return .process(clock: clock) }
+        if offset >= until {
+            partitions.values[i].skipBelow = [:]
+            partitions.values[i].skipUntil = nil
+        } else if let below = partitions.values[i].skipBelow[child], offset < below {
+            return .skip
+        }
+        return .process(clock: clock)
     }
 
     /// The partitions whose clocks moved since the last call, in partition order, with their clocks.
     public mutating func takeMovedClocks() -> [(partition: Int32, clock: Instant)] {
-        defer { moved.removeAll(keepingCapacity: true) }
+        defer {
+            moved.removeAll(keepingCapacity: true)
+            lastMoved = nil
+        }
         return moved.sorted().compactMap { p in partitions[p]?.clock.map { (p, $0) } }
     }
 
     // MARK: input gaps
 
     /// Where the partition is to be read next: the offset after the last message, or where it starts.
-    public func expectedOffset(_ p: Int32) -> Int64? { partitions[p].map { $0.nextOffset ?? 0 } }
+    public func expectedOffset(_ p: Int32) -> Int64? {
+        guard let i = partitions.index(forKey: p) else { return nil }
+        return partitions.values[i].nextOffset ?? 0
+    }
 
     /// An input gap was found on `p`: stop it (nothing more read; its checkpoints keep the gap's start, so a
     /// restart finds it again), or go on from `resumeAt`.

@@ -42,7 +42,11 @@ extension ChildState {
     func legacyBinary(keys: PackKeys? = nil) -> [UInt8] { encoded(keys, version: keys == nil ? 1 : 2) }
 
     private func encoded(_ keys: PackKeys?, version: UInt8) -> [UInt8] {
-        var w = ByteWriter(capacity: 256 + timeline.count * 96 + emitted.count * 160)
+        // Room for the timeline's fields and the derivations too: an estimate short of them grew the record two
+        // or three times (a checkpoint writes one for every changed child).
+        func items(_ d: Derivation) -> Int { d.states.count + d.entries.count + d.pending.count + d.fired.count }
+        let derived = items(now) + (base == now ? 0 : items(base))
+        var w = ByteWriter(capacity: 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128)
         w.u8(version)
         w.legacyFields = version < 3
         w.text(id)

@@ -76,12 +76,17 @@ public enum Checkpoint {
     /// the pack's digest, then the state (`ChildState.binary(keys:)`).
     public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, pack: StatePack) -> Record {
         let rulesDigest = pack.digest
-        var value = binaryMagic
-        for x in [checkpoint, next] { for k in 0..<8 { value.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
+        let state = child.binary(keys: pack.keys)
         let digest = Array(rulesDigest.utf8)
+        // Sized once: a checkpoint makes one of these for every changed child, and growing it by appending the
+        // state copied the state again (a shard's allocations at a checkpoint were mostly this).
+        var value = [UInt8]()
+        value.reserveCapacity(binaryMagic.count + 17 + digest.count + state.count)
+        value += binaryMagic
+        for x in [checkpoint, next] { for k in 0..<8 { value.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
         value.append(UInt8(digest.count))
         value += digest
-        value += child.binary(keys: pack.keys)
+        value += state
         return Record(key: childKeyPrefix + child.id, value: value)
     }
 

@@ -171,13 +171,17 @@ public struct EpochLedger: Sendable {
     /// Intake's plan for an epoch arrived.
     public mutating func planned(_ plan: EpochPlan) -> [Action] {
         plans[plan.epoch] = plan
-        return finalizeReady()
+        var actions: [Action] = []
+        finalizeReady(into: &actions)
+        return actions
     }
 
     /// A shard's result for an epoch arrived.
     public mutating func finished(epoch: Int, shard: Int, _ result: ShardResult) -> [Action] {
         results[epoch, default: [:]][shard] = result
-        return finalizeReady()
+        var actions: [Action] = []
+        finalizeReady(into: &actions)
+        return actions
     }
 
     /// An output reported on a token. Tokens not outstanding (superseded by a retry) are ignored.
@@ -188,7 +192,9 @@ public struct EpochLedger: Sendable {
             outstanding[token] = nil
             waiting[p.output] -= 1
             if let i = open.firstIndex(where: { $0.epoch == p.epoch }) { open[i].pending -= 1 }
-            return completeEpochs()
+            var actions: [Action] = []
+            completeEpochs(into: &actions)
+            return actions
         case .failed(let reason, let retriable):
             guard retriable else { return [.fatal(output: p.output, reason: reason)] }
             p.failures += 1
@@ -225,19 +231,21 @@ public struct EpochLedger: Sendable {
         return .write(output: output, record: record, token: token)
     }
 
-    private mutating func finalizeReady() -> [Action] {
-        var actions: [Action] = []
+    // The actions are appended to one array all the way down (an alert-dense epoch or a checkpoint makes tens
+    // of thousands; arrays returned and concatenated at each level copied them, retaining their records, as
+    // many times over).
+    private mutating func finalizeReady(into actions: inout [Action]) {
         while let plan = plans[nextToFinalize], let parts = results[nextToFinalize], parts.count == shards {
             plans[nextToFinalize] = nil
             results[nextToFinalize] = nil
             nextToFinalize += 1
-            actions += finalize(plan, parts.sorted { $0.key < $1.key }.map(\.value))
+            finalize(plan, parts.sorted { $0.key < $1.key }.map(\.value), into: &actions)
         }
-        return actions + completeEpochs()
+        completeEpochs(into: &actions)
     }
 
-    private mutating func finalize(_ plan: EpochPlan, _ parts: [ShardResult]) -> [Action] {
-        var actions: [Action] = []
+    private mutating func finalize(_ plan: EpochPlan, _ parts: [ShardResult], into actions: inout [Action]) {
+        let first = actions.count
         let alerts = parts.flatMap(\.alerts)
         // Notes first: a rule pack's note precedes the alerts raised under it (its switch's backfill).
         for n in plan.notes {
@@ -255,35 +263,42 @@ public struct EpochLedger: Sendable {
             stats.deadLettersByKind[d.failure.kind.rawValue, default: 0] += 1
             for o in routing.deadLetters { actions.append(write(d.record, to: o, epoch: plan.epoch)) }
         }
-        let changes = parts.flatMap(\.changes)
+        var changes: [(partition: Int32, record: Checkpoint.Record)] = []
+        var tombstones: [(partition: Int32, record: Checkpoint.Record)] = []
+        for part in parts {
+            for c in part.changes {
+                if c.record.value.isEmpty { tombstones.append(c) } else { changes.append(c) }
+            }
+        }
         if let d = plan.rulesDigest { rulesDigest = d }
-        open.append(OpenEpoch(epoch: plan.epoch, pending: actions.count, alerts: alerts, checkpoint: plan.checkpoint,
-                              changes: changes.filter { !$0.record.value.isEmpty }, tombstones: changes.filter { $0.record.value.isEmpty },
+        open.append(OpenEpoch(epoch: plan.epoch, pending: actions.count - first, alerts: alerts, checkpoint: plan.checkpoint,
+                              changes: changes, tombstones: tombstones,
                               phase: plan.checkpoint == nil ? .none : .waiting, rulesDigest: rulesDigest))
-        return actions
     }
 
     /// Writes child records (or tombstones) of the oldest open epoch to the changelog.
-    private mutating func writeState(_ records: [(partition: Int32, record: Checkpoint.Record)], epoch: Int) -> [Action] {
+    private mutating func writeState(_ records: [(partition: Int32, record: Checkpoint.Record)], epoch: Int, into actions: inout [Action]) {
         open[0].pending += records.count
         stats.stateRecords += records.count
         // A checkpoint writes every changed child at once (100,000 in the end-to-end harness): the table
         // of outstanding writes grows once, not by doubling while they are added.
         outstanding.reserveCapacity(outstanding.count + records.count)
-        return records.map { write(OutputRecord(key: Array($0.record.key.utf8), value: $0.record.value, partition: $0.partition), to: routing.changelog, epoch: epoch) }
+        actions.reserveCapacity(actions.count + records.count)
+        for r in records {
+            actions.append(write(OutputRecord(key: Array(r.record.key.utf8), value: r.record.value, partition: r.partition), to: routing.changelog, epoch: epoch))
+        }
     }
 
-    private mutating func completeEpochs() -> [Action] {
-        var actions: [Action] = []
+    private mutating func completeEpochs(into actions: inout [Action]) {
         while let first = open.first {
             switch first.phase {
             case .waiting:
                 // Every earlier epoch is durable: the checkpoint's child records may go.
                 open[0].phase = .children
-                actions += writeState(first.changes, epoch: first.epoch)
+                writeState(first.changes, epoch: first.epoch, into: &actions)
                 continue
             case .children:
-                guard first.pending == 0 else { return actions }
+                guard first.pending == 0 else { return }
                 // Every child record is durable: the markers may go.
                 open[0].phase = .markers
                 for part in first.checkpoint ?? [] {
@@ -295,15 +310,15 @@ public struct EpochLedger: Sendable {
                 open[0].pending += first.checkpoint?.count ?? 0
                 continue
             case .markers where !first.tombstones.isEmpty:
-                guard first.pending == 0 else { return actions }
+                guard first.pending == 0 else { return }
                 // The markers are durable: the evicted children's tombstones may go.
                 open[0].phase = .tombstones
-                actions += writeState(first.tombstones, epoch: first.epoch)
+                writeState(first.tombstones, epoch: first.epoch, into: &actions)
                 continue
             case .markers, .tombstones, .none:
                 break
             }
-            guard first.pending == 0 else { return actions }
+            guard first.pending == 0 else { return }
             open.removeFirst()
             if let parts = first.checkpoint {
                 // Committed offsets are for monitoring (lag); restores use the checkpoint.
@@ -314,6 +329,5 @@ public struct EpochLedger: Sendable {
             }
             actions.append(.epochDurable(epoch: first.epoch, alerts: first.alerts))
         }
-        return actions
     }
 }

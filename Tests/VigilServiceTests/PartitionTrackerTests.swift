@@ -78,6 +78,26 @@ import VigilContract
         #expect(tr.maxEventTime == Self.t + 5 * Self.s)
     }
 
+    @Test func aPartitionsClockIsReportedMovedAgainAfterEveryTakeAndAfterItIsAssignedAgain() {
+        var tr = PartitionTracker(lateness: 0, mode: .event)
+        _ = tr.assign(0, restored: nil)
+        _ = tr.assign(1, restored: nil)
+        _ = tr.event(0, offset: 0, child: "a", at: Self.t)
+        _ = tr.event(0, offset: 1, child: "a", at: Self.t + Self.s)
+        #expect(tr.takeMovedClocks().map(\.partition) == [0])
+        // The same partition again, with nothing in between: moved again, not remembered as already listed.
+        _ = tr.event(0, offset: 2, child: "a", at: Self.t + 2 * Self.s)
+        #expect(tr.takeMovedClocks().map(\.clock) == [Self.t + 2 * Self.s])
+        // Revoked and assigned again while listed: not reported for its old self, reported once it moves.
+        _ = tr.event(1, offset: 0, child: "b", at: Self.t)
+        tr.forget([1])
+        _ = tr.assign(1, restored: nil)
+        #expect(tr.takeMovedClocks().isEmpty)
+        _ = tr.event(1, offset: 0, child: "b", at: Self.t + 3 * Self.s)
+        #expect(tr.takeMovedClocks().map(\.partition) == [1])
+        #expect(tr.partitions[1]?.clock == Self.t + 3 * Self.s)
+    }
+
     @Test func caughtUpNeedsEveryAssignedPartitionAtItsEnd() {
         var tr = PartitionTracker(lateness: 0, mode: .event)
         #expect(!tr.caughtUp, "nothing assigned")

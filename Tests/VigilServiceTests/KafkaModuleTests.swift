@@ -102,6 +102,53 @@ func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
         #expect(ok.subtracting(seen).isEmpty, "reported delivered but not on the topic: \(ok.subtracting(seen).sorted().prefix(20))")
     }
 
+    /// `produce` of an array hands librdkafka the array's own bytes (no copy): each message must hold them as
+    /// they were when produced, whatever the caller does with its array afterwards, through Produce requests
+    /// that fail and are retried (so that the bytes are read again) and lz4 batches.
+    @Test func aProducedArraysBytesAreTheMessagesAfterTheCallerChangesAndDropsIt() throws {
+        let broker = try EmbeddedBroker()
+        try broker.createTopic("t", partitions: 2)
+        var config = KafkaConfig(bootstrapServers: broker.bootstrapServers)
+        config.set("linger.ms", "20")
+        config.set("compression.type", "lz4")
+        let delivered = Mutex<Set<UInt64>>([])
+        let producer = try KafkaProducer(config: config, logger: quietLogger) { token, error in
+            if error == nil { delivered.withLock { _ = $0.insert(token) } }
+        }
+        func payload(_ i: Int) -> [UInt8] { Array("m\(i):".utf8) + [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: i % 300) }
+        let n = 1000
+        broker.failNextRequests(.produce, count: 5, error: 6)
+        for i in 1...n {
+            var value = payload(i)
+            try producer.produce(topic: "t", key: nil, value: value, token: UInt64(i))
+            // The caller's copy changed and then dropped while the message waits to be sent.
+            value[0] = UInt8(ascii: "X")
+            value.append(contentsOf: [1, 2, 3])
+            _ = value
+        }
+        #expect(producer.flush(timeoutMs: 30_000))
+        #expect(delivered.withLock { $0.count } == n)
+        let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
+        try consumer.assign((0..<2).map { (TopicPartition("t", $0), KafkaOffset.beginning) })
+        var wrong: [Int] = []
+        var seen = Set<Int>()
+        var ended = Set<Int32>()
+        let deadline = Date().addingTimeInterval(20)
+        while ended.count < 2, Date() < deadline {
+            for m in consumer.poll(max: 1000, timeoutMs: 200).messages {
+                if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
+                guard m.errorCode == 0 else { continue }
+                let bytes = [UInt8](m.value)
+                let head = String(decoding: bytes.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self)
+                guard head.first == "m", let i = Int(head.dropFirst()), bytes == payload(i) else { wrong.append(bytes.count); continue }
+                seen.insert(i)
+            }
+        }
+        consumer.close()
+        #expect(wrong.isEmpty, "messages whose bytes are not what was produced: \(wrong.count)")
+        #expect(seen.count == n)
+    }
+
     @Test func propertiesAreCheckedByLibrdkafka() {
         var c = KafkaConfig(bootstrapServers: "127.0.0.1:1")
         c.set("no.such.property", "1")

@@ -17,6 +17,25 @@ let silentLogger: Logger = {
     return l
 }()
 
+/// Every message of `topic`'s partitions `0..<partitions`, read from the beginning to each one's end (within
+/// 20 s).
+func readToEnd(_ broker: EmbeddedBroker, topic: String, partitions: Int32) throws -> [[UInt8]] {
+    let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
+    defer { consumer.close() }
+    try consumer.assign((0..<partitions).map { (TopicPartition(topic, $0), KafkaOffset.beginning) })
+    var values: [[UInt8]] = []
+    var ended = Set<Int32>()
+    let deadline = Date().addingTimeInterval(20)
+    while ended.count < Int(partitions), Date() < deadline {
+        // Iterating a batch that is released at once: each message keeps its bytes alive.
+        for m in consumer.poll(max: 1000, timeoutMs: 200).messages {
+            if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
+            if m.errorCode == 0 { values.append([UInt8](m.value)) }
+        }
+    }
+    return values
+}
+
 /// Consumer settings that suit the embedded broker (short fetch waits; see KAFKA-NOTES).
 func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
     var c = KafkaConfig(bootstrapServers: bootstrap)
@@ -86,19 +105,7 @@ func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
         #expect(producer.flush(timeoutMs: 30_000))
         let ok = delivered.withLock { $0 }
         #expect(ok.count + failed.withLock { $0.count } == n)
-        let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
-        try consumer.assign((0..<4).map { (TopicPartition("t", $0), KafkaOffset.beginning) })
-        var seen = Set<UInt64>()
-        var ended = Set<Int32>()
-        let deadline = Date().addingTimeInterval(20)
-        while ended.count < 4, Date() < deadline {
-            // Iterating a batch that is released at once: each message keeps its bytes alive.
-            for m in consumer.poll(max: 1000, timeoutMs: 200).messages {
-                if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
-                if m.errorCode == 0, let i = UInt64(String(decoding: m.value, as: UTF8.self).dropFirst()) { seen.insert(i) }
-            }
-        }
-        consumer.close()
+        let seen = Set(try readToEnd(broker, topic: "t", partitions: 4).compactMap { UInt64(String(decoding: $0, as: UTF8.self).dropFirst()) })
         #expect(ok.subtracting(seen).isEmpty, "reported delivered but not on the topic: \(ok.subtracting(seen).sorted().prefix(20))")
     }
 
@@ -128,23 +135,13 @@ func consumerConfig(_ bootstrap: String, group: String) -> KafkaConfig {
         }
         #expect(producer.flush(timeoutMs: 30_000))
         #expect(delivered.withLock { $0.count } == n)
-        let consumer = try KafkaConsumer(config: consumerConfig(broker.bootstrapServers, group: "g"), logger: quietLogger)
-        try consumer.assign((0..<2).map { (TopicPartition("t", $0), KafkaOffset.beginning) })
         var wrong: [Int] = []
         var seen = Set<Int>()
-        var ended = Set<Int32>()
-        let deadline = Date().addingTimeInterval(20)
-        while ended.count < 2, Date() < deadline {
-            for m in consumer.poll(max: 1000, timeoutMs: 200).messages {
-                if m.errorCode == KafkaError.partitionEOF { ended.insert(m.partition); continue }
-                guard m.errorCode == 0 else { continue }
-                let bytes = [UInt8](m.value)
-                let head = String(decoding: bytes.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self)
-                guard head.first == "m", let i = Int(head.dropFirst()), bytes == payload(i) else { wrong.append(bytes.count); continue }
-                seen.insert(i)
-            }
+        for bytes in try readToEnd(broker, topic: "t", partitions: 2) {
+            let head = String(decoding: bytes.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self)
+            guard head.first == "m", let i = Int(head.dropFirst()), bytes == payload(i) else { wrong.append(bytes.count); continue }
+            seen.insert(i)
         }
-        consumer.close()
         #expect(wrong.isEmpty, "messages whose bytes are not what was produced: \(wrong.count)")
         #expect(seen.count == n)
     }

@@ -6,9 +6,9 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-/// Produces one message (payload copied), with optional key and headers (ownership of `headers` passes
-/// to librdkafka on success; the caller destroys it on failure). `opaque` comes back in the delivery report.
-/// `copy` false: librdkafka reads the value in place, so it must stay valid and unchanged until the
+/// Produces one message, with optional key and headers (ownership of `headers` passes to librdkafka on
+/// success; the caller destroys it on failure). `opaque` comes back in the delivery report. With `copy` the
+/// value is copied; without it librdkafka reads it in place, so it must stay valid and unchanged until the
 /// message's delivery report (the key is copied either way).
 static inline rd_kafka_resp_err_t vigil_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
                                                 const void *key, size_t key_len,

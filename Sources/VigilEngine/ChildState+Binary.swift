@@ -45,7 +45,8 @@ extension ChildState {
         // Room for the timeline's fields and the derivations too: an estimate short of them grew the record two
         // or three times (a checkpoint writes one for every changed child).
         func items(_ d: Derivation) -> Int { d.states.count + d.entries.count + d.pending.count + d.fired.count }
-        let derived = items(now) + (base == now ? 0 : items(base))
+        let baseIsNow = base == now
+        let derived = items(now) + (baseIsNow ? 0 : items(base))
         var w = ByteWriter(capacity: 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128)
         w.u8(version)
         w.legacyFields = version < 3
@@ -53,7 +54,7 @@ extension ChildState {
         w.i64(Int64(domain))
         w.u64(arrivals)
         w.derivation(now, keys)
-        if base == now { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
+        if baseIsNow { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
         for (k, e) in timeline.enumerated() {
             w.ref(ref(e))

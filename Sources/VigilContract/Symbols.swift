@@ -107,11 +107,14 @@ public struct SymbolTable: Sendable {
 extension Sequence where Element == UInt8 {
     /// Lower-case hexadecimal, two digits per byte.
     public var hexString: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        // Every alert id and every audit record's hash goes through here: no table or output array to grow
+        // per call.
+        @inline(__always) func digit(_ x: UInt8) -> UInt8 { x < 10 ? 0x30 + x : 0x57 + x }
         var out: [UInt8] = []
+        out.reserveCapacity(Swift.max(underestimatedCount, 32) * 2)
         for b in self {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 15)])
+            out.append(digit(b >> 4))
+            out.append(digit(b & 15))
         }
         return String(decoding: out, as: UTF8.self)
     }

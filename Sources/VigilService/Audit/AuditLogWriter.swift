@@ -49,7 +49,9 @@ public protocol AuditAnchorSink: AnyObject {
 /// cut short by a crash (no end of line) is removed, as it was never acknowledged; a rotation a crash
 /// interrupted is finished; the key is matched to the log's last seal (a crash between a seal and the key's
 /// evolution is finished; a key from elsewhere is refused). Then:
-/// - `append` writes alerts (at most once per id across the segments present) and notes;
+/// - `append` adds alerts (at most once per id across the segments present) and notes, written to the file
+///   together at the next `sync` (one write for the batch; before it if the batch grows past 1 MiB, and before
+///   any record of the log's own: a seal, a segment's header, a rekey);
 /// - `sealIfDue`/`seal` append a seal signed by the key, fsync, evolve the key and publish the head to the anchors;
 /// - `rotateIfDue` ends the segment with a seal, renames it to its closed name, and opens the next one;
 /// - `close` seals what is unsealed.
@@ -61,6 +63,10 @@ public final class AuditLogWriter {
     public private(set) var head: String
     var ids: Set<String>
     var unsynced = 0
+    /// Alerts and notes appended and not yet written to the file (see `writePending`).
+    private var pending: [UInt8] = []
+    /// A write that failed: the file may end in part of a batch, so nothing more is appended or synced.
+    private var writeFailure: AuditLogError?
     /// Bytes of a torn final record removed at open (0 normally).
     public let repairedBytes: Int
     /// What open found and repaired, for the log (crash recovery, key evolution, archived segments).
@@ -139,6 +145,7 @@ public final class AuditLogWriter {
     }
 
     deinit {
+        _ = try? writePending()
         fsync(fd)
         Glibc.close(fd)
     }
@@ -166,16 +173,17 @@ public final class AuditLogWriter {
     // MARK: appending
 
     private func appendLine(_ line: [UInt8], content: Bool) throws(AuditLogError) {
-        var bytes = line
-        let h = AuditLog.hash(bytes)
-        bytes.append(0x0A)
-        do { try FileDescriptor.writeAll(fd, bytes) } catch {
-            throw AuditLogError(path: path, operation: .write, code: error.code)
-        }
+        if let writeFailure { throw writeFailure }
+        let h = AuditLog.hash(line)
+        // Alerts and notes wait for the batch's write; a record of the log's own goes out at once, after them.
+        if pending.isEmpty { pending.reserveCapacity(64 * 1024) }
+        pending += line
+        pending.append(0x0A)
+        if !content || pending.count >= 1 << 20 { try writePending() }
         seq += 1
         head = h
         unsynced += 1
-        active.bytes += bytes.count
+        active.bytes += line.count + 1
         active.records += 1
         if content {
             if unsealed == 0 { unsealedSince = now() }
@@ -204,8 +212,22 @@ public final class AuditLogWriter {
         try append(alertId: alertId, alertJSON: Array(alertJSON.utf8))
     }
 
-    /// Makes everything appended so far durable (one fsync for the batch).
+    /// Writes the alerts and notes appended since the last write, in one call. A failure is kept: the file
+    /// may end in part of the batch, and whatever is appended or synced after it fails with it.
+    private func writePending() throws(AuditLogError) {
+        if let writeFailure { throw writeFailure }
+        guard !pending.isEmpty else { return }
+        do { try FileDescriptor.writeAll(fd, pending) } catch {
+            let failure = AuditLogError(path: path, operation: .write, code: error.code)
+            writeFailure = failure
+            throw failure
+        }
+        pending.removeAll(keepingCapacity: pending.capacity <= 4 << 20)
+    }
+
+    /// Makes everything appended so far durable (one write and one fsync for the batch).
     public func sync() throws(AuditLogError) {
+        try writePending()
         guard unsynced > 0 else { return }
         guard fsync(fd) == 0 else { throw AuditLogError(path: path, operation: .fsync, code: errno) }
         unsynced = 0

@@ -109,16 +109,18 @@ extension Sequence where Element == UInt8 {
     public var hexString: String {
         // Every alert id and every audit record's hash goes through here: no table or output array to grow
         // per call.
-        @inline(__always) func digit(_ x: UInt8) -> UInt8 { x < 10 ? 0x30 + x : 0x57 + x }
         var out: [UInt8] = []
         out.reserveCapacity(Swift.max(underestimatedCount, 32) * 2)
         for b in self {
-            out.append(digit(b >> 4))
-            out.append(digit(b & 15))
+            out.append(hexDigit(b >> 4))
+            out.append(hexDigit(b & 15))
         }
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// The lower-case hexadecimal digit (ASCII) of `x`, 0 to 15.
+@inline(__always) func hexDigit(_ x: UInt8) -> UInt8 { x < 10 ? 0x30 + x : 0x57 + x }
 
 /// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process and must never be persisted or
 /// used to place data).

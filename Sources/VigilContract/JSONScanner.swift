@@ -24,6 +24,9 @@ public struct JSONScanner {
         public var hasEscapes: Bool
         /// Unicode scalar count of the decoded string (JSON Schema's string length).
         public var scalarCount: Int
+        /// Whether its raw bytes hold DEL or a C1 control character (a C0 one is a syntax error unescaped;
+        /// escaped ones are found by decoding: `hasControlCharacters`).
+        public var hasRawControl: Bool = false
     }
 
     /// A number token. `integer` is set when the value is a whole number that fits in Int64.
@@ -60,24 +63,32 @@ public struct JSONScanner {
         pos += 1
         let start = pos
         var escapes = false
+        var control = false
         var scalars = 0
         while true {
-            // Eight plain ASCII bytes at a time: no quote, backslash, control character or high bit.
+            // Eight plain ASCII bytes at a time: no quote, backslash, control character (DEL included) or high
+            // bit. Where a word holds one, the lowest flagged byte is the first such byte (a borrow or carry
+            // only flags bytes above one that is flagged itself), so the plain bytes before it are skipped.
             while pos + 8 <= end {
                 let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
                 let high: UInt64 = 0x8080_8080_8080_8080
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let quote = w ^ 0x2222_2222_2222_2222
                 let slash = w ^ 0x5C5C_5C5C_5C5C_5C5C
-                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- 0x2020_2020_2020_2020) | w
-                if special & high != 0 { break }
+                let special = (((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- 0x2020_2020_2020_2020) | (w &+ ones) | w) & high
+                if special != 0 {
+                    let plain = special.trailingZeroBitCount >> 3
+                    pos += plain
+                    scalars += plain
+                    break
+                }
                 pos += 8
                 scalars += 8
             }
             guard pos < end else { fail("unexpected end of input inside a string (truncated?)"); return nil }
             let c = base[pos]
             if c == 0x22 {  // "
-                let tok = StringToken(start: start, end: pos, hasEscapes: escapes, scalarCount: scalars)
+                let tok = StringToken(start: start, end: pos, hasEscapes: escapes, scalarCount: scalars, hasRawControl: control)
                 pos += 1
                 return tok
             }
@@ -107,8 +118,13 @@ public struct JSONScanner {
                 continue
             }
             if c < 0x20 { fail("unescaped control character in a string"); return nil }
-            if c < 0x80 { pos += 1; scalars += 1; continue }
+            if c < 0x80 {
+                if c == 0x7F { control = true }
+                pos += 1; scalars += 1; continue
+            }
             guard let n = utf8SequenceLength(at: pos) else { fail("not valid UTF-8", at: pos); return nil }
+            // U+0080-U+009F (C1) are 0xC2 0x80-0x9F.
+            if c == 0xC2 && base[pos + 1] < 0xA0 { control = true }
             pos += n
             scalars += 1
         }
@@ -172,6 +188,8 @@ public struct JSONScanner {
 
     /// Whether the token's decoded text holds a control character (C0, DEL or C1): what a terminal acts on.
     public func hasControlCharacters(_ t: StringToken) -> Bool {
+        // Unescaped, the scan saw every byte (and failed on a C0 control character).
+        if !t.hasEscapes { return t.hasRawControl }
         var found = false
         var previous: UInt8 = 0
         func check(_ b: UInt8) {

@@ -144,33 +144,54 @@ public final class SchemaNode: Sendable {
     public func propertyIndex(_ name: String) -> Int? { properties.firstIndex { $0.name == name } }
 }
 
-/// Byte strings laid end to end (one allocation), found by length and then by their bytes: property names and
-/// discriminator values, which the validator looks up once per property of every message.
+/// Byte strings laid end to end (one allocation), found by length and first eight bytes, then by the rest:
+/// property names and discriminator values, which the validator looks up once per property of every message.
 struct PackedStrings: Sendable {
+    struct Entry: Sendable {
+        /// The first eight bytes (fewer zero-padded), little-endian.
+        var head: UInt64
+        var offset: Int
+        var length: Int
+    }
+
     let bytes: [UInt8]
-    let offsets: [Int]
-    let lengths: [Int]
+    let entries: [Entry]
 
     init(_ strings: [[UInt8]]) {
-        var bytes: [UInt8] = [], offsets: [Int] = [], lengths: [Int] = []
+        var bytes: [UInt8] = [], entries: [Entry] = []
         for b in strings {
-            offsets.append(bytes.count)
-            lengths.append(b.count)
+            let head = b.withUnsafeBufferPointer { p in p.baseAddress.map { Self.head($0, b.count) } ?? 0 }
+            entries.append(Entry(head: head, offset: bytes.count, length: b.count))
             bytes += b
         }
         self.bytes = bytes
-        self.offsets = offsets
-        self.lengths = lengths
+        self.entries = entries
     }
 
-    /// The index of the string equal to the `n` bytes at `p`, or -1.
-    @inline(__always) func index(of p: UnsafePointer<UInt8>, count n: Int) -> Int {
-        bytes.withUnsafeBufferPointer { b in
-            guard let base = b.baseAddress else { return -1 }
-            for k in 0..<lengths.count where lengths[k] == n {
-                if memcmpBytes(p, base + offsets[k], n) { return k }
+    var count: Int { entries.count }
+
+    @inline(__always) static func head(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        if n >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: UInt64.self) }
+        var h: UInt64 = 0
+        for i in 0..<n { h |= UInt64(p[i]) << UInt64(i << 3) }
+        return h
+    }
+
+    /// The index of the string equal to the `n` bytes at `p`, or -1. `hint` is tried first (the validator
+    /// passes the property after the one before: producers write the same keys in the same order).
+    @inline(__always) func index(of p: UnsafePointer<UInt8>, count n: Int, hint: Int = 0) -> Int {
+        let head = Self.head(p, n)
+        return bytes.withUnsafeBufferPointer { b in
+            entries.withUnsafeBufferPointer { e in
+                // Empty only when every string is: then no comparison reads it.
+                let base = b.baseAddress ?? p
+                @inline(__always) func matches(_ x: Entry) -> Bool {
+                    x.length == n && x.head == head && (n <= 8 || memcmpBytes(p + 8, base + x.offset + 8, n - 8))
+                }
+                if hint >= 0 && hint < e.count && matches(e[hint]) { return hint }
+                for k in 0..<e.count where matches(e[k]) { return k }
+                return -1
             }
-            return -1
         }
     }
 }

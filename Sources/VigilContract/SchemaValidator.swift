@@ -283,6 +283,7 @@ public struct SchemaValidator: Sendable {
             var seen: UInt64 = 0
             var variant = -1
             var deferred: [(index: Int, start: Int)] = []
+            var hint = 0
             let discIndex = node.discriminatorIndex
             let count = node.propertyRefs.count
             if !scanner.consume(0x7D) {
@@ -293,7 +294,7 @@ public struct SchemaValidator: Sendable {
                     guard scanner.consume(0x3A) else { scanner.expectedFailure("':' after a property name"); return false }
                     var index = -1
                     if !key.hasEscapes {
-                        index = node.names.index(of: scanner.base + key.start, count: key.end - key.start)
+                        index = node.names.index(of: scanner.base + key.start, count: key.end - key.start, hint: hint)
                     } else {
                         for (k, p) in node.properties.enumerated() {
                             let eq = p.bytes.withUnsafeBufferPointer { scanner.equals(key, $0) }
@@ -316,6 +317,7 @@ public struct SchemaValidator: Sendable {
                             guard scanner.skipValue(depth: depth + 1) else { return false }
                         }
                     } else {
+                        hint = index + 1
                         let bit = UInt64(1) << UInt64(index)
                         if tracking { push(.key(node.properties[index].name)) }
                         if seen & bit != 0 { return contract("property '\(node.properties[index].name)' appears twice") }

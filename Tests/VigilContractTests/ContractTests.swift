@@ -185,6 +185,59 @@ let good = #"{"schema_version":1,"event_id":"e1","type":"home_visit","occurred_a
         }
     }
 
+    /// Raw DEL and C1 bytes in an identifier are refused wherever they sit (the scanner notes them as it skips
+    /// plain bytes eight at a time); a multi-byte character that is not a control character is not.
+    @Test func rawControlBytesInAnIdentifierAreRefusedAtEveryOffset() {
+        let d = EventDecoder()
+        var r = d.makeRecord()
+        func validate(_ id: [UInt8]) -> ValidationFailure? {
+            let text = Array(good.utf8)
+            let value = Array(#""event_id":"e1""#.utf8)
+            let at = (0...(text.count - value.count)).first { Array(text[$0..<($0 + value.count)]) == value }! + value.count - 3
+            return d.decode(Array(text[..<at]) + id + Array(text[(at + 2)...]), into: &r)
+        }
+        for length in 1...20 {
+            for offset in 0..<length {
+                var plain = Array(repeating: UInt8(ascii: "x"), count: length)
+                #expect(validate(plain) == nil)
+                plain[offset] = 0x7F
+                #expect(validate(plain)?.reason == "control characters are not allowed in an identifier", "DEL at \(offset) of \(length)")
+                var c1 = Array(repeating: UInt8(ascii: "x"), count: length)
+                c1.replaceSubrange(offset..<(offset + 1), with: [0xC2, 0x9B])
+                #expect(validate(c1)?.reason == "control characters are not allowed in an identifier", "C1 at \(offset) of \(length)")
+                var nbsp = Array(repeating: UInt8(ascii: "x"), count: length)
+                nbsp.replaceSubrange(offset..<(offset + 1), with: [0xC2, 0xA0, 0xC3, 0xA9])
+                #expect(validate(nbsp) == nil, "U+00A0 and U+00E9 at \(offset) of \(length)")
+            }
+        }
+    }
+
+    /// Every string the scanner reads ends at its closing quote, decodes to its text and counts its scalars,
+    /// whatever its length and wherever its escapes, quotes and multi-byte characters fall.
+    @Test func scannerReadsStringsOfEveryShape() {
+        let pieces = ["a", "Z", " ", "é", "€", "𝄞", "\u{7F}", "\"", "\\", "\n", "\u{1}", "/"]
+        var state: UInt64 = 42
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for _ in 0..<3_000 {
+            let n = next(41)
+            let text = (0..<n).map { _ in pieces[next(pieces.count)] }.joined()
+            let json = Array(JSONValue.string(text).jsonText.utf8) + Array(#","#.utf8)
+            json.withUnsafeBufferPointer { b in
+                var s = JSONScanner(base: b.baseAddress!, count: b.count)
+                let tok = s.scanString()
+                #expect(tok != nil && s.pos == b.count - 1)
+                if let tok {
+                    #expect(s.string(tok) == text)
+                    #expect(tok.scalarCount == text.unicodeScalars.count)
+                    #expect(s.hasControlCharacters(tok) == text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+                }
+            }
+        }
+    }
+
     @Test func deepNestingIsRejectedNotCrashed() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         let text = good.replacingOccurrences(of: #""adults_present":["P1","P2"]"#, with: #""adults_present":\#(deep)"#)

@@ -39,7 +39,7 @@ public struct EventRecord: Sendable {
         values[slot]
     }
 
-    @inlinable public mutating func set(_ slot: Int, _ v: FieldValue) {
+    @inlinable public mutating func set(_ slot: Int, _ v: consuming FieldValue) {
         // A slot set again (an array's items, then the array) is listed once: listed at each setting, its value
         // was packed into a child's timeline once per item.
         if values[slot].isMissing { written.append(Int32(slot)) }

@@ -76,8 +76,8 @@ public final class SchemaNode: Sendable {
     let requiredUndeclared: [String]
     /// Property names, contiguous, with their offsets and lengths.
     let names: PackedStrings
-    /// Enum value indexes by byte length.
-    let enumByLength: [[Int]]
+    /// Enum values, as for property names.
+    let enumPacked: PackedStrings
     /// Bit k set when a discriminator variant refines property k.
     let overriddenMask: UInt64
     /// The validator's tables without reference counting: property nodes by index (kept alive by
@@ -125,9 +125,7 @@ public final class SchemaNode: Sendable {
         requiredMask = mask
         requiredUndeclared = undeclared
         names = PackedStrings(properties.map(\.bytes))
-        var byLength = [[Int]](repeating: [], count: (enumValues.map(\.utf8.count).max() ?? 0) + 1)
-        for (k, v) in enumValues.enumerated() { byLength[v.utf8.count].append(k) }
-        enumByLength = byLength
+        enumPacked = PackedStrings(enumBytes)
         var over: UInt64 = 0
         for k in discriminator?.overridden ?? [] { over |= UInt64(1) << UInt64(k) }
         overriddenMask = over
@@ -156,6 +154,9 @@ struct PackedStrings: Sendable {
 
     let bytes: [UInt8]
     let entries: [Entry]
+    /// The entries' indexes ordered by length; those of length n at `byLength[lengthStart[n]..<lengthStart[n + 1]]`.
+    let byLength: [Int32]
+    let lengthStart: [Int32]
 
     init(_ strings: [[UInt8]]) {
         var bytes: [UInt8] = [], entries: [Entry] = []
@@ -166,6 +167,12 @@ struct PackedStrings: Sendable {
         }
         self.bytes = bytes
         self.entries = entries
+        byLength = entries.indices.sorted { (entries[$0].length, $0) < (entries[$1].length, $1) }.map { Int32($0) }
+        let longest = entries.map(\.length).max() ?? -1
+        var start = [Int32](repeating: 0, count: longest + 2)
+        for e in entries { start[e.length + 1] += 1 }
+        for n in start.indices.dropFirst() { start[n] += start[n - 1] }
+        lengthStart = start
     }
 
     var count: Int { entries.count }
@@ -189,7 +196,11 @@ struct PackedStrings: Sendable {
                     x.length == n && x.head == head && (n <= 8 || memcmpBytes(p + 8, base + x.offset + 8, n - 8))
                 }
                 if hint >= 0 && hint < e.count && matches(e[hint]) { return hint }
-                for k in 0..<e.count where matches(e[k]) { return k }
+                guard n + 1 < lengthStart.count else { return -1 }
+                for j in Int(lengthStart[n])..<Int(lengthStart[n + 1]) {
+                    let k = Int(byLength[j])
+                    if matches(e[k]) { return k }
+                }
                 return -1
             }
         }

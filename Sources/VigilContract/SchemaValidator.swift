@@ -167,13 +167,7 @@ public struct SchemaValidator: Sendable {
             if !node.enumBytes.isEmpty {
                 var match = -1
                 if !tok.hasEscapes {
-                    let n = tok.end - tok.start
-                    if n < node.enumByLength.count {
-                        for k in node.enumByLength[n] {
-                            let eq = node.enumBytes[k].withUnsafeBufferPointer { memcmpBytes(scanner.base + tok.start, $0.baseAddress ?? scanner.base, n) }
-                            if eq { match = k; break }
-                        }
-                    }
+                    match = node.enumPacked.index(of: scanner.base + tok.start, count: tok.end - tok.start, hint: -1)
                 } else {
                     for (k, b) in node.enumBytes.enumerated() {
                         let eq = b.withUnsafeBufferPointer { scanner.equals(tok, $0) }

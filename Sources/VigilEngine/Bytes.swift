@@ -7,13 +7,44 @@ struct ByteWriter {
     var lastTopic: (id: UInt32, name: String)?
     /// Values are written in `LegacyPackedFields`' layout (a record of an earlier version, for tests).
     var legacyFields = false
+    /// Integers as varints (signed ones zigzagged), instants on a whole second by their seconds, topics by
+    /// their place in the record (state version 4 on). Fixed widths otherwise.
+    var compact = false
+    /// With `compact`, the topics written so far, in order: a position names its topic by place, 1-based.
+    var topics: [UInt32] = []
 
     init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
     mutating func u8(_ x: UInt8) { bytes.append(x) }
-    mutating func u16(_ x: UInt16) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func u64(_ x: UInt64) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func i64(_ x: Int64) { u64(UInt64(bitPattern: x)) }
+    mutating func u16(_ x: UInt16) {
+        if compact { varint(UInt64(x)) } else { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+    }
+    mutating func u64(_ x: UInt64) { if compact { varint(x) } else { fixed64(x) } }
+    mutating func i64(_ x: Int64) { u64(compact ? PackedFields.zigzag(x) : UInt64(bitPattern: x)) }
+    /// Eight bytes whatever the layout: a hash (a varint of one takes ten).
+    mutating func fixed64(_ x: UInt64) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func varint(_ x: UInt64) {
+        if x < 0x80 { return bytes.append(UInt8(x)) }
+        // Gathered in a word pair, then appended at once (an append a byte checks the array's uniqueness each time).
+        var word: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &word) { b in
+            var v = x, n = 0
+            while v >= 0x80 {
+                b[n] = UInt8(truncatingIfNeeded: v) | 0x80
+                v >>= 7
+                n += 1
+            }
+            b[n] = UInt8(v)
+            return n + 1
+        }
+        withUnsafeBytes(of: &word) { bytes.append(contentsOf: $0.prefix(n)) }
+    }
+    /// An instant: compact, by its seconds when it falls on a whole one (five bytes for this century, not eight).
+    mutating func instant(_ t: Instant) {
+        guard compact else { return i64(t.micros) }
+        let m = t.micros
+        i64(m % 1_000_000 == 0 ? (m / 1_000_000) << 1 : (m << 1) | 1)
+    }
     /// A string of at most 65,535 bytes (longer ones are cut).
     mutating func text(_ s: String) {
         if let done = s.utf8.withContiguousStorageIfAvailable({ b -> Bool in
@@ -37,6 +68,10 @@ struct ByteReader {
     var lastTopic: (name: String, id: UInt32)?
     /// Values are in `LegacyPackedFields`' layout (a record of an earlier version).
     var legacyFields = false
+    /// Written by a `compact` `ByteWriter` (state version 4 on).
+    var compact = false
+    /// With `compact`, the topics read so far, in order.
+    var topics: [UInt32] = []
 
     /// Where reading stops: the end of `bytes`, or of the range given.
     let end: Int
@@ -61,11 +96,27 @@ struct ByteReader {
         return bytes[at]
     }
     mutating func u16() -> UInt16 {
+        if compact {
+            let x = varint()
+            guard x <= UInt64(UInt16.max) else { failed = true; return 0 }
+            return UInt16(x)
+        }
         guard at + 2 <= end else { return UInt16(u8()) | UInt16(u8()) << 8 }
         defer { at += 2 }
         return UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8
     }
-    mutating func u64() -> UInt64 {
+    mutating func u64() -> UInt64 { compact ? varint() : fixed64() }
+    mutating func i64() -> Int64 { compact ? PackedFields.unzigzag(varint()) : Int64(bitPattern: fixed64()) }
+    mutating func text() -> String {
+        let n = Int(u16())
+        guard at + n <= end else { failed = true; return "" }
+        defer { at += n }
+        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
+    }
+    mutating func failed_() { failed = true }
+
+    /// What `ByteWriter.fixed64` wrote.
+    mutating func fixed64() -> UInt64 {
         guard at + 8 <= end else {
             var x: UInt64 = 0
             for k in 0..<8 { x |= UInt64(u8()) << (8 * UInt64(k)) }
@@ -74,14 +125,33 @@ struct ByteReader {
         defer { at += 8 }
         return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
     }
-    mutating func i64() -> Int64 { Int64(bitPattern: u64()) }
-    mutating func text() -> String {
-        let n = Int(u16())
-        guard at + n <= end else { failed = true; return "" }
-        defer { at += n }
-        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
+
+    /// A varint of at most ten bytes (a longer one, or one past 64 bits, fails the reader).
+    mutating func varint() -> UInt64 {
+        // Most are one byte (counts, lengths, small numbers).
+        if at < end, bytes[at] < 0x80 {
+            defer { at += 1 }
+            return UInt64(bytes[at])
+        }
+        var x: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard at < end, shift < 64 else { failed = true; return 0 }
+            let b = bytes[at]
+            at += 1
+            guard shift < 63 || b <= 1 else { failed = true; return 0 }
+            x |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return x }
+            shift += 7
+        }
     }
-    mutating func failed_() { failed = true }
+
+    /// What `ByteWriter.instant` wrote.
+    mutating func instant() -> Instant {
+        let c = i64()
+        guard compact else { return Instant(micros: c) }
+        return Instant(micros: c & 1 == 0 ? (c >> 1) &* 1_000_000 : c >> 1)
+    }
 
     /// Moves past `n` bytes (all of them there, or the reader fails).
     mutating func skip(_ n: Int) {

@@ -30,9 +30,12 @@ public struct PackKeys: Sendable {
 ///
 /// Version 2 names rules, states and windows by stable key (`PackKeys`); version 1 (before rule packs could
 /// change) by the pack's indices, which are only meaningful under the very pack that wrote them. Version 3 is
-/// version 2 with fields and values packed by `PackedFields` (before it, by `LegacyPackedFields`).
+/// version 2 with fields and values packed by `PackedFields` (before it, by `LegacyPackedFields`). Version 4 is
+/// version 3 compact (`ByteWriter.compact`): integers as varints, instants on a whole second by their seconds,
+/// a position's topic by its place among the record's topics; hashes (stable keys, ids folded out, distinct
+/// values) keep eight bytes.
 extension ChildState {
-    static let binaryVersion: UInt8 = 3
+    static let binaryVersion: UInt8 = 4
 
     /// The state as bytes.
     public func binary(keys: PackKeys) -> [UInt8] { encoded(keys, version: Self.binaryVersion) }
@@ -40,6 +43,9 @@ extension ChildState {
     /// The state as an earlier Vigil wrote it, for tests of reading it: without `keys`, version 1 (by index,
     /// before rule packs could change); with them, version 2 (fields in the layout before `PackedFields`).
     func legacyBinary(keys: PackKeys? = nil) -> [UInt8] { encoded(keys, version: keys == nil ? 1 : 2) }
+
+    /// The state in the layout of `version` (2 on), for tests of reading an earlier one.
+    func binary(keys: PackKeys, version: UInt8) -> [UInt8] { encoded(keys, version: version) }
 
     private func encoded(_ keys: PackKeys?, version: UInt8) -> [UInt8] {
         // Room for the timeline's fields and the derivations too: an estimate short of them grew the record two
@@ -50,6 +56,7 @@ extension ChildState {
         var w = ByteWriter(capacity: 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128)
         w.u8(version)
         w.legacyFields = version < 3
+        w.compact = version >= 4
         w.text(id)
         w.i64(Int64(domain))
         w.u64(arrivals)
@@ -65,14 +72,14 @@ extension ChildState {
         w.u64(UInt64(emitted.count))
         for a in emitted {
             w.text(a.alertId); w.text(a.recordId)
-            w.rule(a.rule, keys); w.i64(a.firedAt.micros)
+            w.rule(a.rule, keys); w.instant(a.firedAt)
             w.optionalInstant(a.deadline)
             w.ref(a.trigger)
             w.u8(a.withdrawn ? 1 : 0)
             w.i64(Int64(a.revision))
         }
         w.u64(UInt64(folded.count))
-        for s in folded { w.u64(s.idHash); w.i64(s.at.micros) }
+        for s in folded { w.fixed64(s.idHash); w.instant(s.at) }
         return w.bytes
     }
 
@@ -89,9 +96,10 @@ extension ChildState {
     public init(binary bytes: [UInt8], keys: PackKeys) throws(BinaryError) {
         var r = ByteReader(bytes)
         let version = r.u8()
-        guard (1...3).contains(version) else { throw BinaryError(description: "unknown state version \(version)") }
+        guard (1...4).contains(version) else { throw BinaryError(description: "unknown state version \(version)") }
         let k: PackKeys? = version == 1 ? nil : keys
         r.legacyFields = version < 3
+        r.compact = version >= 4
         self.init(id: r.text())
         domain = Int32(truncatingIfNeeded: r.i64())
         arrivals = r.u64()
@@ -120,7 +128,7 @@ extension ChildState {
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
             let rule = r.rule(k)
-            let firedAt = Instant(micros: r.i64())
+            let firedAt = r.instant()
             let deadline = r.optionalInstant()
             let trigger = r.ref()
             let withdrawn = r.u8() != 0
@@ -128,7 +136,7 @@ extension ChildState {
             emitted.append(EmittedAlert(alertId: alertId, recordId: recordId, rule: rule ?? -1, firedAt: firedAt, deadline: deadline, trigger: trigger,
                                         withdrawn: withdrawn, revision: revision))
         }
-        for _ in 0..<r.count() { folded.append(SeenEvent(idHash: r.u64(), at: Instant(micros: r.i64()))) }
+        for _ in 0..<r.count() { folded.append(SeenEvent(idHash: r.fixed64(), at: r.instant())) }
         guard !r.failed, r.atEnd else { throw BinaryError(description: "the state is cut short or has trailing bytes") }
         dirty = version < Self.binaryVersion
     }
@@ -141,19 +149,26 @@ extension ByteWriter {
     }
 
     mutating func optionalInstant(_ t: Instant?) {
-        if let t { u8(1); i64(t.micros) } else { u8(0) }
+        if let t { u8(1); instant(t) } else { u8(0) }
     }
 
     mutating func ref(_ e: EventRef) {
         text(e.eventId)
         u16(e.type.id)
         u16(e.agency.id)
-        i64(e.occurredAt.micros)
+        instant(e.occurredAt)
         if let p = e.position { u8(1); topic(p); i64(Int64(p.partition)); i64(p.offset) } else { u8(0) }
     }
 
-    /// A position's topic name.
+    /// A position's topic: its name; compact, its place among the record's topics (1-based), or 0 and its name
+    /// the first time.
     mutating func topic(_ p: SourcePosition) {
+        if compact {
+            if let k = topics.firstIndex(of: p.topicId) { return varint(UInt64(k + 1)) }
+            topics.append(p.topicId)
+            varint(0)
+            return text(p.topic)
+        }
         if let last = lastTopic, last.id == p.topicId {
             text(last.name)
         } else {
@@ -169,30 +184,30 @@ extension ByteWriter {
 
     /// A rule by stable key, or (`keys` nil, version 1) by index.
     mutating func rule(_ r: Int32, _ keys: PackKeys?) {
-        if let keys { u64(keys.ruleKey(r)) } else { i64(Int64(r)) }
+        if let keys { fixed64(keys.ruleKey(r)) } else { i64(Int64(r)) }
     }
 
     mutating func definition(_ i: UInt16, _ keys: [UInt64]?) {
-        if let keys { u64(keys[Int(i)]) } else { u16(i) }
+        if let keys { fixed64(keys[Int(i)]) } else { u16(i) }
     }
 
     mutating func derivation(_ d: Derivation, _ keys: PackKeys?) {
         u64(UInt64(d.states.count))
         for s in d.states { definition(s.state, keys?.state); text(s.key); value(s.value); ref(s.ref) }
         u64(UInt64(d.entries.count))
-        for e in d.entries { definition(e.window, keys?.window); i64(e.at.micros); u64(e.distinct); text(e.key); ref(e.ref) }
+        for e in d.entries { definition(e.window, keys?.window); instant(e.at); fixed64(e.distinct); text(e.key); ref(e.ref) }
         u64(UInt64(d.pending.count))
         for p in d.pending {
             rule(p.rule, keys); i64(Int64(p.clause)); u64(UInt64(p.id)); u64(p.seq); text(p.key)
-            i64(p.armedAt.micros); i64(p.deadline.micros); ref(p.ref)
+            instant(p.armedAt); instant(p.deadline); ref(p.ref)
             u64(UInt64(p.args.count))
             for a in p.args { text(a) }
         }
         u64(UInt64(d.fired.count))
-        for f in d.fired { rule(f.rule, keys); i64(f.at.micros) }
+        for f in d.fired { rule(f.rule, keys); instant(f.at) }
         u64(UInt64(d.nextPendingId))
-        i64(d.newest.micros)
-        i64(d.through.micros)
+        instant(d.newest)
+        instant(d.through)
     }
 }
 
@@ -212,12 +227,12 @@ extension ByteReader {
         return at..<(at + n)
     }
 
-    mutating func optionalInstant() -> Instant? { u8() == 1 ? Instant(micros: i64()) : nil }
+    mutating func optionalInstant() -> Instant? { u8() == 1 ? instant() : nil }
 
     mutating func ref() -> EventRef {
         let id = text()
         let type = Symbol(u16()), agency = Symbol(u16())
-        let at = Instant(micros: i64())
+        let at = instant()
         var position: SourcePosition?
         if u8() == 1 {
             let topic = topic()
@@ -229,6 +244,16 @@ extension ByteReader {
 
     /// A position's topic, by its number in `TopicNames`.
     mutating func topic() -> UInt32 {
+        if compact {
+            let k = varint()
+            guard k == 0 else {
+                guard k <= UInt64(topics.count) else { failed_(); return 0 }
+                return topics[Int(k) - 1]
+            }
+            let id = TopicNames.id(text())
+            topics.append(id)
+            return id
+        }
         let name = text()
         if let last = lastTopic, last.name == name { return last.id }
         let id = TopicNames.id(name)
@@ -246,26 +271,26 @@ extension ByteReader {
     /// A rule: its index (version 1, `keys` nil) or its stable key; nil when the pack lacks it.
     mutating func rule(_ keys: PackKeys?) -> Int32? {
         guard let keys else { return Int32(truncatingIfNeeded: i64()) }
-        return keys.ruleIndex[u64()]
+        return keys.ruleIndex[fixed64()]
     }
 
     /// A derivation, by index (version 1, `keys` nil) or by stable key: entries for what the pack lacks are dropped.
     mutating func derivation(_ keys: PackKeys?) -> Derivation {
         var d = Derivation()
         for _ in 0..<count() {
-            let state = keys == nil ? u16() : keys?.stateIndex[u64()]
+            let state = keys == nil ? u16() : keys?.stateIndex[fixed64()]
             let key = text(), v = value(), r = ref()
             if let state { d.states.append(StateEntry(state: state, key: key, value: v, ref: r)) }
         }
         for _ in 0..<count() {
-            let window = keys == nil ? u16() : keys?.windowIndex[u64()]
-            let at = Instant(micros: i64()), distinct = u64(), key = text(), r = ref()
+            let window = keys == nil ? u16() : keys?.windowIndex[fixed64()]
+            let at = instant(), distinct = fixed64(), key = text(), r = ref()
             if let window { d.entries.append(WindowEntry(window: window, at: at, distinct: distinct, key: key, ref: r)) }
         }
         for _ in 0..<count() {
             let rule = rule(keys), clause = Int16(truncatingIfNeeded: i64())
             let id = UInt32(truncatingIfNeeded: u64()), seq = u64(), key = text()
-            let armedAt = Instant(micros: i64()), deadline = Instant(micros: i64()), r = ref()
+            let armedAt = instant(), deadline = instant(), r = ref()
             let args = (0..<count()).map { _ in text() }
             if let rule {
                 d.pending.append(PendingExpectation(rule: rule, clause: clause, id: id, seq: seq, key: key, armedAt: armedAt, deadline: deadline, ref: r, args: args))
@@ -273,12 +298,12 @@ extension ByteReader {
         }
         for _ in 0..<count() {
             let rule = rule(keys)
-            let at = Instant(micros: i64())
+            let at = instant()
             if let rule { d.fired.append(FiredMark(rule: rule, at: at)) }
         }
         d.nextPendingId = UInt32(truncatingIfNeeded: u64())
-        d.newest = Instant(micros: i64())
-        d.through = Instant(micros: i64())
+        d.newest = instant()
+        d.through = instant()
         return d
     }
 }

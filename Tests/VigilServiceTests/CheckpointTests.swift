@@ -203,6 +203,47 @@ import VigilTesting
         #expect(fields > 0 && newBytes < oldBytes)
     }
 
+    /// A record of version 3 (fixed-width integers, a topic's name at every position) reads as the same state,
+    /// is marked to be written again, and is written again smaller.
+    @Test func aVersionThreeRecordReadsAsTheSameStateAndIsWrittenAgainSmaller() throws {
+        let engine = engineWithHistory()
+        let keys = PackKeys(pack)
+        var oldBytes = 0, newBytes = 0, children = 0
+        for child in engine.children(inDomains: [0]) {
+            let old = child.binary(keys: keys, version: 3)
+            let back = try ChildState(binary: old, keys: keys)
+            #expect(try json(back) == json(child), "\(child.id)")
+            #expect(back.isChanged, "\(child.id)")
+            let now = back.binary(keys: keys)
+            #expect(now.first == 4)
+            #expect(try json(ChildState(binary: now, keys: keys)) == json(child), "\(child.id)")
+            oldBytes += old.count
+            newBytes += now.count
+            children += 1
+        }
+        #expect(children > 0 && newBytes * 3 < oldBytes * 2, "version 4 \(newBytes) B against version 3 \(oldBytes) B")
+    }
+
+    /// A damaged record (cut short anywhere, or any byte changed) is refused or read as some state; it never
+    /// traps, never reads past its end, and a varint longer than 64 bits is refused.
+    @Test func aDamagedRecordIsRefusedNotACrash() throws {
+        let engine = engineWithHistory()
+        let keys = PackKeys(pack)
+        // The child with the most history, and one with little.
+        let children = engine.children(inDomains: [0]).sorted { $0.timeline.count > $1.timeline.count }
+        for child in [children.first, children.last].compactMap({ $0 }) {
+            let good = child.binary(keys: keys)
+            for n in 0..<good.count { _ = try? ChildState(binary: Array(good.prefix(n)), keys: keys) }
+            // A continuation byte, or one that is all ones, in every place.
+            for i in 1..<good.count {
+                var bad = good
+                bad[i] = i % 2 == 0 ? 0x80 : 0xFF
+                _ = try? ChildState(binary: bad, keys: keys)
+            }
+            #expect(throws: ChildState.BinaryError.self) { try ChildState(binary: [4] + Array(repeating: 0xFF, count: 11) + [0x01], keys: keys) }
+        }
+    }
+
     @Test func aVersionOneRecordStillRestores() throws {
         let legacy = #"{"v":1,"checkpoint":4,"next":10,"rules":"d","state":{"id":"C-L","newest":{"micros":1170237600000000},"domain":0,"seen":[],"states":[],"entries":[],"pending":[],"fired":[],"firedExpectations":[],"nextPendingId":1}}"#
         let back = try Checkpoint.decodeChild(Array(legacy.utf8), keys: PackKeys(pack))

@@ -175,8 +175,6 @@ struct PackedStrings: Sendable {
         lengthStart = start
     }
 
-    var count: Int { entries.count }
-
     @inline(__always) static func head(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
         if n >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: UInt64.self) }
         var h: UInt64 = 0

@@ -25,25 +25,21 @@ struct ByteWriter {
     mutating func fixed64(_ x: UInt64) { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func varint(_ x: UInt64) {
         if x < 0x80 { return bytes.append(UInt8(x)) }
-        // Gathered in a word pair, then appended at once (an append a byte checks the array's uniqueness each time).
+        // Written into a word pair by packed fields' writer, then appended at once (an append a byte checks the
+        // array's uniqueness each time); a varint takes at most ten bytes.
         var word: (UInt64, UInt64) = (0, 0)
-        let n = withUnsafeMutableBytes(of: &word) { b in
-            var v = x, n = 0
-            while v >= 0x80 {
-                b[n] = UInt8(truncatingIfNeeded: v) | 0x80
-                v >>= 7
-                n += 1
-            }
-            b[n] = UInt8(v)
-            return n + 1
+        let n = withUnsafeMutableBytes(of: &word) { b -> Int in
+            guard let base = b.baseAddress else { return 0 }
+            var w = RawWriter(p: base)
+            w.varint(x)
+            return w.p - base
         }
         withUnsafeBytes(of: &word) { bytes.append(contentsOf: $0.prefix(n)) }
     }
-    /// An instant: compact, by its seconds when it falls on a whole one (five bytes for this century, not eight).
+    /// An instant: compact, as packed fields write one (`PackedFields.instantCode`: by its seconds when it falls
+    /// on a whole one, five bytes for this century, not eight).
     mutating func instant(_ t: Instant) {
-        guard compact else { return i64(t.micros) }
-        let m = t.micros
-        i64(m % 1_000_000 == 0 ? (m / 1_000_000) << 1 : (m << 1) | 1)
+        if compact { varint(PackedFields.instantCode(t)) } else { i64(t.micros) }
     }
     /// A string of at most 65,535 bytes (longer ones are cut).
     mutating func text(_ s: String) {
@@ -147,11 +143,7 @@ struct ByteReader {
     }
 
     /// What `ByteWriter.instant` wrote.
-    mutating func instant() -> Instant {
-        let c = i64()
-        guard compact else { return Instant(micros: c) }
-        return Instant(micros: c & 1 == 0 ? (c >> 1) &* 1_000_000 : c >> 1)
-    }
+    mutating func instant() -> Instant { compact ? PackedFields.instant(code: varint()) : Instant(micros: i64()) }
 
     /// Moves past `n` bytes (all of them there, or the reader fails).
     mutating func skip(_ n: Int) {

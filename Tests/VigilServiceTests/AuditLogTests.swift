@@ -112,6 +112,26 @@ func rewrite(_ path: String, _ lines: [String], trailingNewline: Bool = true) th
         #expect(count == 4)
     }
 
+    /// A pipeline crashed in-process (the crash tests) abandons its writer as a dying process would. Left to
+    /// `deinit`, the records it had appended and not written reached the file whenever its last reference
+    /// went: once after the next run had opened the log, which then chained its first record to a stale head
+    /// and refused every run after it (MemoryPipelineTests, seed 3, about one CI run in forty).
+    @Test func anAbandonedWriterLosesWhatItHadNotWrittenAndNeverTouchesTheLogAgain() throws {
+        let (path, _) = try writeLog(3)
+        var crashed: AuditLogWriter? = try AuditLogWriter(path: path)
+        #expect(try crashed?.append(alertId: "a-4", alertJSON: alertJSON("a-4")) == true)
+        crashed?.abandon()
+        #expect(throws: AuditLogError.self) { try crashed?.sync() }
+        let next = try AuditLogWriter(path: path)
+        #expect(next.count == 3, "a-4 was never written")
+        #expect(try next.append(alertId: "a-4", alertJSON: alertJSON("a-4")) == true)
+        crashed = nil
+        #expect(try next.append(alertId: "a-5", alertJSON: alertJSON("a-5")) == true)
+        try next.sync()
+        guard case .ok(let count, _, _) = try AuditLog.verify(path: path) else { Issue.record("chain broken"); return }
+        #expect(count == 5)
+    }
+
     @Test func aTornFinalRecordIsRemovedOnOpenAndATamperedLogIsRefused() throws {
         var (path, lines) = try writeLog(3)
         try rewrite(path, Array(lines.prefix(2)) + [String(lines[2].prefix(30))], trailingNewline: false)

@@ -219,6 +219,8 @@ import VigilTesting
         c.input.produce(events: arrival)
         var rng = SplitMix64(state: seed &* 7919)
         let clock = ManualClock(.now, step: 20_000)
+        // What each round did, shown only if the test fails: its settings, how it ended, what it logged.
+        var rounds: [String] = []
         for round in 0..<10 {
             var config = config(batchSize: [7, 50, 100, 333, 1000][Int(rng.next() % 5)], checkpointMs: 100)
             config.clock = round % 2 == 0 ? .event : .wall
@@ -227,15 +229,23 @@ import VigilTesting
             let crashAt = rng.next() % 3 == 0 ? nil : Int(rng.next() % 400) + 1
             if owned?.isEmpty == true { continue }
             let seen = Mutex(0)
-            let p = Pipeline(config: config, rules: pack, logger: silentLogger,
+            let log = LogCapture()
+            let p = Pipeline(config: config, rules: pack, logger: log.logger(level: .info),
                              io: c.io(clock: clock, partitions: owned, crashAfter: last || crashAt == nil ? nil : { _ in
                                  seen.withLock { $0 += 1; return $0 == crashAt }
                              }))
             p.stopWhenCaughtUp = true
-            _ = try? p.run()
+            let ended: String
+            do {
+                let s = try p.run()
+                ended = "\(s.events) events, \(s.alerts) alerts, \(s.withdrawn) withdrawn, \(s.checkpoints) checkpoints"
+            } catch { ended = "error: \(error)" }
+            rounds.append("round \(round) \(config.clock) batch \(config.batchSize) owned \(owned.map { "\($0)" } ?? "all") crash at \(crashAt.map(String.init) ?? "-"): \(ended); \(c.alerts.allMessages.count) messages on the alert topic\n  "
+                + log.lines.map { "\($0.level) \($0.message)" }.joined(separator: "\n  "))
+            if last { #expect(!ended.hasPrefix("error"), "the last round, with every partition and no crash, stops cleanly") }
         }
         let expected = try replayUntilNow(sorted, clock: clock, dir: dir)
         let got = netOnTopic(c)
-        #expect(got == expected, "seed \(seed): missing \(expected.subtracting(got).sorted()), unexpected \(got.subtracting(expected).sorted())")
+        #expect(got == expected, "seed \(seed): missing \(expected.subtracting(got).sorted()), unexpected \(got.subtracting(expected).sorted())\n\(rounds.joined(separator: "\n"))")
     }
 }

@@ -145,9 +145,22 @@ public final class AuditLogWriter {
     }
 
     deinit {
+        guard fd >= 0 else { return }
         _ = try? writePending()
         fsync(fd)
         Glibc.close(fd)
+    }
+
+    /// Lets the log go as a process that dies does: what was appended and not yet written is lost, and the
+    /// file is closed now, so that nothing of this writer reaches it later. For a pipeline crashed in-process
+    /// (tests): left to `deinit`, what is pending would be written whenever the last reference went, perhaps
+    /// after the next run had opened the log and read its head, breaking the chain. Anything after this fails.
+    public func abandon() {
+        guard fd >= 0 else { return }
+        pending.removeAll()
+        writeFailure = AuditLogError(path: path, operation: .write, code: EBADF)
+        Glibc.close(fd)
+        fd = -1
     }
 
     /// Records a change of key in the chain: a seal by the previous key naming the new one (then the previous

@@ -112,7 +112,10 @@ public final class Pipeline: @unchecked Sendable {
         status.stopping.store(true, ordering: .relaxed)
         if !coordinator.isAborting { logger.info("stopping: checkpointing and leaving the group") }
         group.shutdown()
-        if !coordinator.isCrashed {
+        if coordinator.isCrashed {
+            // A crashed process leaves nothing behind: its audit records not yet written never will be.
+            io.audit?.writer.abandon()
+        } else {
             // After a fatal error what is not out by now is re-done from the last checkpoint: do not wait long.
             let timeout: Int32 = coordinator.isAborting ? 2000 : 30_000
             for o in io.outputs.all where !o.close(timeoutMs: timeout) {

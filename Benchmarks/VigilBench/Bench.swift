@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-bench",
         abstract: "Vigil's benchmark harness: engine only, end to end against the transport limit, and latency.",
-        subcommands: [EngineCommand.self, ReplayBenchCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, ReloadCommand.self, AllCommand.self, DecodeProbe.self]
+        subcommands: [EngineCommand.self, ReplayBenchCommand.self, EndToEndCommand.self, SealingCommand.self, LatencyCommand.self, RestoreCommand.self, LateCommand.self, BoundsCommand.self, ReloadCommand.self, AllCommand.self, DecodeProbe.self, RestoreProbe.self]
     )
 }
 
@@ -150,6 +150,38 @@ struct DecodeProbe: ParsableCommand {
         var best = Double.infinity
         for _ in 0..<rounds { best = min(best, runDecode(input, rules: set).nsPerEvent) }
         print("decode: \(fmt(best)) ns/event (best of \(rounds))")
+    }
+}
+
+struct RestoreProbe: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "restore-probe", abstract: "Decode changelog partitions as a restore does, in this process (for profiling a restore without a broker).", shouldDisplay: false)
+    @Option var rules = "Rules"
+    @Option var children = 100_000
+    @Option var events = 1_000_000
+    @Option var partitions = 64
+    @Option var rounds = 3
+    func run() throws {
+        let set = try compilePack(rules)
+        let input = EventBuffer.generate(children: children, events: events, seed: 1)
+        var engine: Engine?
+        _ = runEngine(input, rules: set, keep: &engine)
+        let pack = StatePack(set)
+        var records: [Int32: [Checkpoint.Record]] = [:]
+        for (i, child) in (engine?.allChildren ?? []).enumerated() {
+            let p = Int32(i % partitions)
+            records[p, default: []].append(Checkpoint.childRecord(child, checkpoint: 1, next: 1, pack: pack))
+        }
+        for p in 0..<Int32(partitions) {
+            records[p, default: []].append(Checkpoint.marker(partition: p, checkpoint: 1, offset: 1, clock: .now, rulesDigest: pack.digest))
+        }
+        engine = nil
+        let all = Array(0..<Int32(partitions))
+        for _ in 0..<rounds {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let restored = try Checkpoint.restore(partitions: all, records: records, pack: StatePack(set)).values.reduce(0) { $0 + $1.children.count }
+            let took = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            print("restored \(grouped(Double(restored))) children in \(fmt(took, 3)) s: \(grouped(Double(restored) / took)) children/s")
+        }
     }
 }
 

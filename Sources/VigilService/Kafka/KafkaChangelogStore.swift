@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 import VigilKafka
 import VigilEngine
 import VigilRules
@@ -29,26 +28,9 @@ public final class KafkaChangelogStore: StateStore {
             throw .kafka(client: "changelog reader", error as? KafkaError ?? KafkaError(code: -1, message: "\(error)"))
         }
         let readDone = Date()
-        let pack = StatePack(rules)
-        // Partitions decode independently: spread them over the cores (this runs on the polling thread,
-        // inside a rebalance, never on the cooperative pool).
-        let results = Mutex<[Int32: Result<Checkpoint.Restored?, Checkpoint.RestoreError>]>([:])
-        DispatchQueue.concurrentPerform(iterations: partitions.count) { i in
-            let p = partitions[i]
-            let r: Result<Checkpoint.Restored?, Checkpoint.RestoreError>
-            do throws(Checkpoint.RestoreError) {
-                r = .success(try Checkpoint.restore(partition: p, records: records[p] ?? [], pack: pack))
-            } catch {
-                r = .failure(error)
-            }
-            results.withLock { $0[p] = r }
-        }
-        var out: [Int32: Checkpoint.Restored] = [:]
-        for (p, r) in results.withLock({ $0 }) {
-            switch r {
-            case .success(let restored): if let restored { out[p] = restored }
-            case .failure(let error): throw .restore(error)
-            }
+        let out: [Int32: Checkpoint.Restored]
+        do throws(Checkpoint.RestoreError) { out = try Checkpoint.restore(partitions: partitions, records: records, pack: StatePack(rules)) } catch {
+            throw .restore(error)
         }
         return (out, RestoreTimings(records: records.values.reduce(0) { $0 + $1.count }, read: readDone.timeIntervalSince(started),
                                     decode: Date().timeIntervalSince(readDone)))

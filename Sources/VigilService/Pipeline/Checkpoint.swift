@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VigilContract
 import VigilEngine
 import VigilRules
@@ -137,6 +138,27 @@ public enum Checkpoint {
     public struct RestoreError: Error, CustomStringConvertible {
         public let message: String
         public var description: String { message }
+    }
+
+    /// `restore(partition:records:pack:)` of each of `partitions`, spread over the cores (partitions decode
+    /// independently). Blocks: call it from a thread of the pipeline's own (a restore runs on the polling thread,
+    /// inside a rebalance), never from the cooperative pool.
+    public static func restore(partitions: [Int32], records: [Int32: [Record]], pack: StatePack) throws(RestoreError) -> [Int32: Restored] {
+        let results = Mutex<[Int32: Result<Restored?, RestoreError>]>([:])
+        DispatchQueue.concurrentPerform(iterations: partitions.count) { i in
+            let p = partitions[i]
+            let r: Result<Restored?, RestoreError>
+            do throws(RestoreError) { r = .success(try restore(partition: p, records: records[p] ?? [], pack: pack)) } catch { r = .failure(error) }
+            results.withLock { $0[p] = r }
+        }
+        var out: [Int32: Restored] = [:]
+        for (p, r) in results.withLock({ $0 }) {
+            switch r {
+            case .success(let restored): if let restored { out[p] = restored }
+            case .failure(let error): throw error
+            }
+        }
+        return out
     }
 
     /// Folds a changelog partition's records (in log order) into its restored state under `pack`, or nil when

@@ -40,6 +40,9 @@ extension ChildState {
     /// The state as bytes.
     public func binary(keys: PackKeys) -> [UInt8] { encoded(keys, version: Self.binaryVersion) }
 
+    /// `prefix`, then the state as bytes, in one array (a changelog record's header and its state).
+    public func binary(keys: PackKeys, after prefix: [UInt8]) -> [UInt8] { encoded(keys, version: Self.binaryVersion, prefix: prefix) }
+
     /// The state as an earlier Vigil wrote it, for tests of reading it: without `keys`, version 1 (by index,
     /// before rule packs could change); with them, version 2 (fields in the layout before `PackedFields`).
     func legacyBinary(keys: PackKeys? = nil) -> [UInt8] { encoded(keys, version: keys == nil ? 1 : 2) }
@@ -47,13 +50,19 @@ extension ChildState {
     /// The state in the layout of `version` (2 on), for tests of reading an earlier one.
     func binary(keys: PackKeys, version: UInt8) -> [UInt8] { encoded(keys, version: version) }
 
-    private func encoded(_ keys: PackKeys?, version: UInt8) -> [UInt8] {
+    private func encoded(_ keys: PackKeys?, version: UInt8, prefix: [UInt8] = []) -> [UInt8] {
         // Room for the timeline's fields and the derivations too: an estimate short of them grew the record two
         // or three times (a checkpoint writes one for every changed child).
         func items(_ d: Derivation) -> Int { d.states.count + d.entries.count + d.pending.count + d.fired.count }
         let baseIsNow = base == now
         let derived = items(now) + (baseIsNow ? 0 : items(base))
-        var w = ByteWriter(capacity: 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128)
+        // Compact (version 4), an event takes about 20 bytes besides its id and fields (`fieldBytes` holds both),
+        // a derived item under 64, an emitted alert under 128.
+        let estimate = version >= 4
+            ? 64 + id.utf8.count + timeline.count * 24 + fieldBytes.count + emitted.count * 128 + derived * 64
+            : 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128
+        var w = ByteWriter(capacity: prefix.count + estimate)
+        w.bytes += prefix
         w.u8(version)
         w.legacyFields = version < 3
         w.compact = version >= 4
@@ -80,7 +89,12 @@ extension ChildState {
         }
         w.u64(UInt64(folded.count))
         for s in folded { w.fixed64(s.idHash); w.instant(s.at) }
-        return w.bytes
+        // A record outlives the checkpoint (held until the broker has it, 100,000 of them at once): one that
+        // took much less than its estimate is copied to its size.
+        guard w.bytes.capacity > w.bytes.count + w.bytes.count / 2 else { return w.bytes }
+        return [UInt8](unsafeUninitializedCapacity: w.bytes.count) { out, n in
+            n = w.bytes.withUnsafeBufferPointer { UnsafeMutableBufferPointer(rebasing: out[...]).initialize(fromContentsOf: $0) }
+        }
     }
 
     public struct BinaryError: Error, CustomStringConvertible {

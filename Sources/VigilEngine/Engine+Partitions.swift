@@ -10,19 +10,19 @@ extension Engine {
         children.filter { domains.contains(Int($0.domain)) }
     }
 
-    /// `takeChanged(inDomains:)` grouped by domain (each in the children's order).
-    public mutating func takeChangedByDomain(_ domains: Set<Int>) -> [Int: [ChildState]] {
-        Dictionary(grouping: takeChanged(inDomains: domains), by: { Int($0.domain) })
-    }
-
-    /// The children of `domains` changed since the last call (or since they were adopted), marked clean again:
-    /// what an incremental checkpoint writes.
-    public mutating func takeChanged(inDomains domains: Set<Int>) -> [ChildState] {
-        var out: [ChildState] = []
+    /// Each child of `domains` changed since the last call (or since it was adopted), marked clean again and
+    /// handed to `body` where it is (not copied out: a checkpoint encodes every changed child).
+    public mutating func takeChanged(inDomains domains: Set<Int>, _ body: (ChildState) -> Void) {
         for i in children.indices where children[i].dirty && domains.contains(Int(children[i].domain)) {
             children[i].dirty = false
-            out.append(children[i])
+            body(children[i])
         }
+    }
+
+    /// `takeChanged(inDomains:_:)` as an array (tests and tools; a checkpoint encodes each where it is).
+    public mutating func takeChanged(inDomains domains: Set<Int>) -> [ChildState] {
+        var out: [ChildState] = []
+        takeChanged(inDomains: domains) { out.append($0) }
         return out
     }
 

@@ -76,19 +76,16 @@ public enum Checkpoint {
     /// The record of one child's state as of input offset `next`: `VC\u{2}`, the checkpoint number, the offset,
     /// the pack's digest, then the state (`ChildState.binary(keys:)`).
     public static func childRecord(_ child: ChildState, checkpoint: Int64, next: Int64, pack: StatePack) -> Record {
-        let rulesDigest = pack.digest
-        let state = child.binary(keys: pack.keys)
-        let digest = Array(rulesDigest.utf8)
-        // Sized once: a checkpoint makes one of these for every changed child, and growing it by appending the
-        // state copied the state again (a shard's allocations at a checkpoint were mostly this).
-        var value = [UInt8]()
-        value.reserveCapacity(binaryMagic.count + 17 + digest.count + state.count)
-        value += binaryMagic
-        for x in [checkpoint, next] { for k in 0..<8 { value.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
-        value.append(UInt8(digest.count))
-        value += digest
-        value += state
-        return Record(key: childKeyPrefix + child.id, value: value)
+        let digest = Array(pack.digest.utf8)
+        var header = [UInt8]()
+        header.reserveCapacity(binaryMagic.count + 17 + digest.count)
+        header += binaryMagic
+        for x in [checkpoint, next] { for k in 0..<8 { header.append(UInt8(UInt64(bitPattern: x) >> (8 * UInt64(k)) & 255)) } }
+        header.append(UInt8(digest.count))
+        header += digest
+        // The state written after the header in one array: a checkpoint makes one of these for every changed
+        // child, and a state encoded on its own was copied once more into the record.
+        return Record(key: childKeyPrefix + child.id, value: child.binary(keys: pack.keys, after: header))
     }
 
     /// A child record's parts: checkpoint, offset, rules digest, state (read under the pack of `keys`). Reads

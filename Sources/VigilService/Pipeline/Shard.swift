@@ -53,17 +53,17 @@ final class Shard: PipelineStage, @unchecked Sendable {
     func stop() { inbox.put(nil) }
     func join() { thread?.join() }
 
-    /// A child's checkpoint record, within the byte budget: while it is over, the child's state is made
+    /// A child's checkpoint record `r`, within the byte budget: while it is over, the child's state is made
     /// smaller step by step (`Engine.shrink`, counted and logged).
-    private func record(_ child: ChildState, _ part: CheckpointPart) -> Checkpoint.Record {
-        var r = Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, pack: pack)
+    private func withinBudget(_ r: Checkpoint.Record, child id: String, _ part: CheckpointPart) -> Checkpoint.Record {
+        var r = r
         var steps = 0
-        while r.value.count > stateMaxBytes, engine.shrink(child: child.id), let smaller = engine.child(child.id) {
+        while r.value.count > stateMaxBytes, engine.shrink(child: id), let smaller = engine.child(id) {
             steps += 1
             r = Checkpoint.childRecord(smaller, checkpoint: part.checkpoint, next: part.offset, pack: pack)
         }
         if steps > 0 {
-            logger.warning("state of child \(child.id) over its \(stateMaxBytes)-byte budget: reduced in \(steps) steps to \(r.value.count) bytes (oldest history first; records arriving later than it are reconciled approximately)")
+            logger.warning("state of child \(id) over its \(stateMaxBytes)-byte budget: reduced in \(steps) steps to \(r.value.count) bytes (oldest history first; records arriving later than it are reconciled approximately)")
         }
         return r
     }
@@ -145,7 +145,25 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     // the changed children first, those about to be evicted too: the ledger writes the
                     // tombstones only after the marker, and until they are durable a restore must find each
                     // child's state as of this checkpoint, not an older record.
-                    var changed = engine.takeChangedByDomain(Set(parts.map { Int($0.partition) }))
+                    // A partition's records carry its first part's checkpoint and offset.
+                    var partOf: [Int: CheckpointPart] = [:]
+                    for part in parts where partOf[Int(part.partition)] == nil { partOf[Int(part.partition)] = part }
+                    // Each changed child encoded where it is in the engine (copying 100,000 children out of it
+                    // first was a twentieth of a shard's time on an alert-dense stream); one over its budget
+                    // is made smaller afterwards, when the engine can change.
+                    var changed: [Int: [Checkpoint.Record]] = [:]
+                    var overBudget: [(domain: Int, at: Int, id: String)] = []
+                    engine.takeChanged(inDomains: Set(partOf.keys)) { child in
+                        let domain = Int(child.domain)
+                        guard let part = partOf[domain] else { return }
+                        let r = Checkpoint.childRecord(child, checkpoint: part.checkpoint, next: part.offset, pack: pack)
+                        if r.value.count > stateMaxBytes { overBudget.append((domain, changed[domain]?.count ?? 0, child.id)) }
+                        changed[domain, default: []].append(r)
+                    }
+                    for o in overBudget {
+                        guard let part = partOf[o.domain], let r = changed[o.domain]?[o.at] else { continue }
+                        changed[o.domain]?[o.at] = withinBudget(r, child: o.id, part)
+                    }
                     var clocks: [Int: Instant] = [:]
                     for part in parts where clocks[Int(part.partition)] == nil { clocks[Int(part.partition)] = part.clock }
                     var evicted = engine.evictIdle(clocks: clocks).byDomain
@@ -155,9 +173,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                             changes.append((part.partition, Checkpoint.packRecord(pack)))
                         }
                         let domain = Int(part.partition)
-                        for child in changed.removeValue(forKey: domain) ?? [] {
-                            changes.append((part.partition, record(child, part)))
-                        }
+                        for r in changed.removeValue(forKey: domain) ?? [] { changes.append((part.partition, r)) }
                         for id in evicted.removeValue(forKey: domain) ?? [] {
                             changes.append((part.partition, Checkpoint.tombstone(child: id)))
                         }

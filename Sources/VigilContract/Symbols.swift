@@ -124,9 +124,12 @@ extension Sequence where Element == UInt8 {
 
 /// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process and must never be persisted or
 /// used to place data).
-@inline(__always) public func stableHash(_ s: String) -> UInt64 {
+@inline(__always) public func stableHash(_ s: String) -> UInt64 { stableHash(s.utf8) }
+
+/// `stableHash` of the text whose UTF-8 is `bytes`.
+@inline(__always) public func stableHash(_ bytes: some Collection<UInt8>) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in s.utf8 {
+    for b in bytes {
         h ^= UInt64(b)
         h = h &* 0x0000_0100_0000_01b3
     }

@@ -103,11 +103,13 @@ struct ByteReader {
     }
     mutating func u64() -> UInt64 { compact ? varint() : fixed64() }
     mutating func i64() -> Int64 { compact ? PackedFields.unzigzag(varint()) : Int64(bitPattern: fixed64()) }
-    mutating func text() -> String {
+    mutating func text() -> String { String(decoding: bytes[textRange()], as: UTF8.self) }
+    /// Where the next text's bytes are (what `text()` reads), skipped.
+    mutating func textRange() -> Range<Int> {
         let n = Int(u16())
-        guard at + n <= end else { failed = true; return "" }
+        guard at + n <= end else { failed = true; return at..<at }
         defer { at += n }
-        return String(decoding: bytes[at..<(at + n)], as: UTF8.self)
+        return at..<(at + n)
     }
     mutating func failed_() { failed = true }
 

@@ -107,8 +107,12 @@ extension ChildState {
     /// read as it was written (the caller knows it was written under this very pack) and marked changed, so
     /// that the next checkpoint rewrites it by stable key. A record of version 1 or 2 has its fields repacked
     /// (and is marked changed, to be written again in the current layout).
-    public init(binary bytes: [UInt8], keys: PackKeys) throws(BinaryError) {
-        var r = ByteReader(bytes)
+    public init(binary bytes: [UInt8], keys: PackKeys) throws(BinaryError) { try self.init(binary: bytes, from: 0, keys: keys) }
+
+    /// The state written from offset `start` of `bytes` to their end (a changelog record's, after its header).
+    public init(binary bytes: [UInt8], from start: Int, keys: PackKeys) throws(BinaryError) {
+        guard start <= bytes.count else { throw BinaryError(description: "the state is cut short or has trailing bytes") }
+        var r = ByteReader(bytes, start..<bytes.count)
         let version = r.u8()
         guard (1...4).contains(version) else { throw BinaryError(description: "unknown state version \(version)") }
         let k: PackKeys? = version == 1 ? nil : keys
@@ -121,23 +125,34 @@ extension ChildState {
         base = r.u8() == 1 ? r.derivation(k) : now
         // The events first, each with its fields' range in the record; then their ids and fields, copied into
         // an array of their exact size (one allocation, not one growth per event).
-        var events: [(ref: EventRef, ignored: Bool, fields: Range<Int>)] = []
+        // Nothing in them is reference-counted: the ids stay where they are in the record until kept.
+        var events: [(event: (id: Range<Int>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?), ignored: Bool, fields: Range<Int>)] = []
         var size = 0
         let n = r.count()
         events.reserveCapacity(n)
         for _ in 0..<n {
-            let ref = r.ref()
+            let event = r.event()
             _ = r.u64()  // its arrival number: its place in the timeline says it
             let ignored = r.u8() != 0
             let fields = r.blobRange()
-            size += Self.bytes(ref, fields: fields.count)
-            events.append((ref, ignored, fields))
+            size += event.id.count + fields.count
+            events.append((event, ignored, fields))
         }
         reserveTimeline(n, bytes: size)
         for e in events {
             // An earlier layout's fields are repacked (fewer bytes than reserved).
             let fields = r.legacyFields ? PackedFields.repack(legacy: r.bytes, e.fields)[...] : r.bytes[e.fields]
-            append(keep(e.ref, fields: fields, ignored: e.ignored), idHash: stableHash(e.ref.eventId))
+            let x = e.event
+            let id = r.bytes[x.id]
+            if id.allSatisfy({ $0 < 0x80 }) {
+                // ASCII (every id Vigil wrote, in practice): its bytes are its text, kept and hashed as they are.
+                append(keep(id: id, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored),
+                       idHash: stableHash(id))
+            } else {
+                // Read as text (bytes that are not UTF-8 repaired), as a ref is.
+                let ref = EventRef(eventId: String(decoding: id, as: UTF8.self), type: x.type, agency: x.agency, occurredAt: x.at, position: x.position)
+                append(keep(ref, fields: fields, ignored: e.ignored), idHash: stableHash(ref.eventId))
+            }
         }
         for _ in 0..<r.count() {
             let alertId = r.text(), recordId = r.text()
@@ -244,7 +259,13 @@ extension ByteReader {
     mutating func optionalInstant() -> Instant? { u8() == 1 ? instant() : nil }
 
     mutating func ref() -> EventRef {
-        let id = text()
+        let e = event()
+        return EventRef(eventId: String(decoding: bytes[e.id], as: UTF8.self), type: e.type, agency: e.agency, occurredAt: e.at, position: e.position)
+    }
+
+    /// What `ref()` reads, its id left where it is in `bytes`.
+    mutating func event() -> (id: Range<Int>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?) {
+        let id = textRange()
         let type = Symbol(u16()), agency = Symbol(u16())
         let at = instant()
         var position: SourcePosition?
@@ -253,7 +274,7 @@ extension ByteReader {
             let partition = Int32(truncatingIfNeeded: i64())
             position = SourcePosition(topicId: topic, partition: partition, offset: i64())
         }
-        return EventRef(eventId: id, type: type, agency: agency, occurredAt: at, position: position)
+        return (id, type, agency, at, position)
     }
 
     /// A position's topic, by its number in `TopicNames`.

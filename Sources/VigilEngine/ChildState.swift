@@ -82,10 +82,13 @@ public struct TimelineEvent: Sendable {
 
     /// The event `ref`, its id and fields at `bytes` (id first, `idLength` bytes of it).
     init(ref: EventRef, bytes: Range<Int>, idLength: Int, ignored: Bool = false) {
-        at = ref.occurredAt
-        type = ref.type
-        agency = ref.agency
-        let p = ref.position
+        self.init(at: ref.occurredAt, type: ref.type, agency: ref.agency, position: ref.position, bytes: bytes, idLength: idLength, ignored: ignored)
+    }
+
+    init(at: Instant, type: Symbol, agency: Symbol, position p: SourcePosition?, bytes: Range<Int>, idLength: Int, ignored: Bool) {
+        self.at = at
+        self.type = type
+        self.agency = agency
         topicId = p?.topicId ?? 0
         partition = p?.partition ?? 0
         offset = p?.offset ?? 0
@@ -369,6 +372,18 @@ public struct ChildState: Sendable, Codable {
         Self.makeRoom(&fieldBytes, for: n)
         fieldBytes += fields.prefix(n)
         return TimelineEvent(ref: ref, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
+    }
+
+    /// `keep(_:fields:ignored:)` of an event whose id is `id`, ASCII bytes (read back from the changelog).
+    mutating func keep(id: ArraySlice<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
+                       fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
+        let start = fieldBytes.count
+        let idLength = min(id.count, Int(UInt16.max))
+        let n = fieldBytes.count + idLength + fields.count > Self.maxFieldBytes ? 0 : fields.count
+        Self.makeRoom(&fieldBytes, for: idLength + n)
+        fieldBytes += id.prefix(idLength)
+        fieldBytes += fields.prefix(n)
+        return TimelineEvent(at: at, type: type, agency: agency, position: position, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
     }
 
     /// The most bytes a child's `fieldBytes` holds (an event's place in them is 32 bits).

@@ -177,12 +177,39 @@ import VigilTesting
             #expect(back.checkpoint == 3 && back.next == 99 && back.rules == state.digest)
             let a = try json(child)
             #expect(try json(back.state) == a, "\(child.id)")
+            #expect(back.state.idHashes == child.idHashes, "\(child.id): the ids' hashes (duplicates are found by them)")
             // And the JSON (snapshots, the layout before the binary one) reads back to the same state.
             #expect(try json(JSONDecoder().decode(ChildState.self, from: a)) == a, "\(child.id)")
         }
         #expect(throws: (any Error).self) {
             try Checkpoint.decodeChild(Array(Checkpoint.childRecord(engine.children(inDomains: [0])[0], checkpoint: 0, next: 0, pack: state).value.dropLast(3)), keys: state.keys)
         }
+    }
+
+    /// Ids that are not ASCII (the contract allows any text) read back as the same text with the same hashes:
+    /// ASCII ids are kept from the record's bytes as they are, others as text.
+    @Test func eventIdsBeyondASCIIRoundTripWithTheirHashes() throws {
+        var g = StreamGenerator(.init(children: 5, days: 300, seed: 4))
+        var lines: [String] = []
+        g.generate { lines.append($0) }
+        var engine = Engine(rules: pack)
+        let decoder = EventDecoder(contract: pack.contract, slots: pack.capturedSlots)
+        var r = decoder.makeRecord()
+        var alerts: [Alert] = []
+        for (i, line) in lines.enumerated() {
+            let id = ["é-", "визит-", "🧒", ""][i % 4]
+            #expect(decoder.decode(line.replacingOccurrences(of: #""event_id":""#, with: #""event_id":"\#(id)"#), into: &r) == nil)
+            engine.process(r, into: &alerts)
+        }
+        let state = StatePack(pack)
+        var nonASCII = 0
+        for child in engine.children(inDomains: [0]) {
+            let back = try Checkpoint.decodeChild(Checkpoint.childRecord(child, checkpoint: 1, next: 1, pack: state).value, keys: state.keys).state
+            #expect(try json(back) == json(child), "\(child.id)")
+            #expect(back.idHashes == child.idHashes, "\(child.id)")
+            nonASCII += child.timeline.indices.filter { child.timeline[$0].eventId(in: child.fieldBytes).utf8.contains { $0 >= 0x80 } }.count
+        }
+        #expect(nonASCII > 0)
     }
 
     /// A record of version 2 (fields and values in the layout before `PackedFields`) reads as the same state,

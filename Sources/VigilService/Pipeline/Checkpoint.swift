@@ -102,7 +102,7 @@ public enum Checkpoint {
         let n = Int(value[19])
         guard value.count >= 20 + n else { throw ChildState.BinaryError(description: "the record is cut short") }
         let rules = String(decoding: value[20..<(20 + n)], as: UTF8.self)
-        return (i64(3), i64(11), rules, try ChildState(binary: Array(value[(20 + n)...]), keys: keys))
+        return (i64(3), i64(11), rules, try ChildState(binary: value, from: 20 + n, keys: keys))
     }
 
     /// A child evicted (nothing about it can matter any more): an empty value, which compaction removes.
@@ -164,6 +164,7 @@ public enum Checkpoint {
     /// not describe (by an older Vigil under other rules: its numbering cannot be read under this pack).
     public static func restore(partition p: Int32, records: [Record], pack: StatePack) throws(RestoreError) -> Restored? {
         var latest: [String: [UInt8]] = [:]
+        latest.reserveCapacity(records.count)
         var marker: [UInt8]?
         var manifests: [String: PackManifest] = [pack.digest: pack.manifest]
         for r in records {
@@ -191,22 +192,23 @@ public enum Checkpoint {
         children.reserveCapacity(latest.count)
         var skip: [String: Int64] = [:]
         var carried: [String: PackManifest] = [:]
-        for (key, value) in latest {
-            let record: (checkpoint: Int64, next: Int64, rules: String, state: ChildState)
-            do { record = try decodeChild(value, keys: pack.keys) } catch {
+        // A stable order keeps restores reproducible: by key, which is by id (`child/<id>`), sorted before
+        // decoding (a child's state is large to move, its key and bytes are not).
+        for (key, value) in latest.sorted(by: { $0.key < $1.key }) {
+            let next: Int64, rules: String, state: ChildState
+            do { (_, next, rules, state) = try decodeChild(value, keys: pack.keys) } catch {
                 throw RestoreError(message: "changelog partition \(p): the record \(key) is unreadable: \(error)")
             }
-            if record.rules != pack.digest && record.rules != pack.legacyDigest {
-                guard let from = manifests[record.rules] else {
+            if rules != pack.digest && rules != pack.legacyDigest {
+                guard let from = manifests[rules] else {
                     throw RestoreError(message: "partition \(p)'s state was written by an earlier Vigil under different rules, which it does not describe; start this version once with those rules (its first checkpoint rewrites the state so that any later pack can read it), or delete the state (the changelog topic) to rebuild it from the beginning of the input")
                 }
-                carried[record.state.id] = from
+                carried[state.id] = from
             }
-            children.append(record.state)
-            if record.next > (m?.offset ?? 0) { skip[record.state.id] = record.next }
+            if next > (m?.offset ?? 0) { skip[state.id] = next }
+            // Its last use: moved into the array, not copied (a copy retains every array the state holds).
+            children.append(state)
         }
-        // A stable order (by id) keeps restores reproducible.
-        children.sort { $0.id < $1.id }
         return Restored(checkpoint: m?.checkpoint, offset: m?.offset, clock: Instant(micros: m?.clock ?? Instant.distantPast.micros),
                         children: children, skipBelow: skip, carried: carried)
     }

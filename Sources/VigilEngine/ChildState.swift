@@ -366,16 +366,11 @@ public struct ChildState: Sendable, Codable {
     /// Keeps the id of `ref` and its packed fields read back (from the changelog, or JSON) for an event about to
     /// join the timeline.
     mutating func keep(_ ref: EventRef, fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
-        let start = fieldBytes.count
-        let idLength = keepId(ref.eventId)
-        let n = fieldBytes.count + fields.count > Self.maxFieldBytes ? 0 : fields.count
-        Self.makeRoom(&fieldBytes, for: n)
-        fieldBytes += fields.prefix(n)
-        return TimelineEvent(ref: ref, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
+        keep(id: ref.eventId.utf8, type: ref.type, agency: ref.agency, at: ref.occurredAt, position: ref.position, fields: fields, ignored: ignored)
     }
 
-    /// `keep(_:fields:ignored:)` of an event whose id is `id`, ASCII bytes (read back from the changelog).
-    mutating func keep(id: ArraySlice<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
+    /// `keep(_:fields:ignored:)` of an event whose id's UTF-8 is `id` (a changelog record's bytes, as they are).
+    mutating func keep(id: some Collection<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
                        fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
         let start = fieldBytes.count
         let idLength = min(id.count, Int(UInt16.max))

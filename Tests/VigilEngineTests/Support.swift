@@ -71,7 +71,7 @@ func pairs(_ alerts: [Alert], _ rules: CompiledRuleSet = pack) -> [(String, Stri
 /// A temporary file with the given lines, removed at the end of the process.
 func tempFile(_ lines: [String], name: String = UUID().uuidString) -> String {
     let path = TestDirectory.file("test-\(name)") + ".jsonl"
-    FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+    precondition(FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8)), "could not write \(path)")
     return path
 }
 

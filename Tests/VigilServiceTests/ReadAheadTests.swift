@@ -18,7 +18,7 @@ import VigilTesting
             if k % 2500 == 0 { lines.append(String(repeating: "x", count: 3_000)) }
         }
         let path = TestDirectory.file("read-ahead") + ".jsonl"
-        FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+        precondition(FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8)), "could not write \(path)")
         return path
     }
 

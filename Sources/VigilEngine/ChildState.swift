@@ -393,9 +393,6 @@ public struct ChildState: Sendable, Codable {
         return n
     }
 
-    /// The bytes a timeline event of `ref` with `fields` bytes of fields takes in `fieldBytes`.
-    static func bytes(_ ref: EventRef, fields: Int) -> Int { idLength(ref.eventId) + fields }
-
     /// The bytes of an id kept (its UTF-8, at most 65,535 of them).
     private static func idLength(_ id: String) -> Int { min(id.utf8.count, Int(UInt16.max)) }
 

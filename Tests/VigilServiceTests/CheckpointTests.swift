@@ -97,6 +97,15 @@ import VigilTesting
         }
         let badPack = Checkpoint.Record(key: "pack/0000", value: Array("{}".utf8))
         #expect(throws: Checkpoint.RestoreError.self) { try Checkpoint.restore(partition: 0, records: [badPack], pack: state) }
+        // Several partitions restored together, some unreadable: the lowest of those is named, every time.
+        for _ in 0..<20 {
+            do {
+                _ = try Checkpoint.restore(partitions: Array(0..<16), records: [9: [garbage], 4: [garbage], 12: [garbage]], pack: state)
+                Issue.record("unreadable partitions were accepted")
+            } catch {
+                #expect(error.message.hasPrefix("changelog partition 4:"), "\(error.message)")
+            }
+        }
     }
 
     /// State checkpointed under another pack (described in the changelog) restores under this one, listed

@@ -138,8 +138,8 @@ public enum Checkpoint {
     }
 
     /// `restore(partition:records:pack:)` of each of `partitions`, spread over the cores (partitions decode
-    /// independently). Blocks: call it from a thread of the pipeline's own (a restore runs on the polling thread,
-    /// inside a rebalance), never from the cooperative pool.
+    /// independently); when some fail, the error of the lowest of them. Blocks: call it from a thread of the
+    /// pipeline's own (a restore runs on the polling thread, inside a rebalance), never from the cooperative pool.
     public static func restore(partitions: [Int32], records: [Int32: [Record]], pack: StatePack) throws(RestoreError) -> [Int32: Restored] {
         let results = Mutex<[Int32: Result<Restored?, RestoreError>]>([:])
         DispatchQueue.concurrentPerform(iterations: partitions.count) { i in
@@ -149,7 +149,7 @@ public enum Checkpoint {
             results.withLock { $0[p] = r }
         }
         var out: [Int32: Restored] = [:]
-        for (p, r) in results.withLock({ $0 }) {
+        for (p, r) in results.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
             switch r {
             case .success(let restored): if let restored { out[p] = restored }
             case .failure(let error): throw error

@@ -150,8 +150,9 @@ extension ChildState {
                        idHash: stableHash(id))
             } else {
                 // Read as text (bytes that are not UTF-8 repaired), as a ref is.
-                let ref = EventRef(eventId: String(decoding: id, as: UTF8.self), type: x.type, agency: x.agency, occurredAt: x.at, position: x.position)
-                append(keep(ref, fields: fields, ignored: e.ignored), idHash: stableHash(ref.eventId))
+                let text = String(decoding: id, as: UTF8.self)
+                append(keep(id: text.utf8, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored),
+                       idHash: stableHash(text))
             }
         }
         for _ in 0..<r.count() {

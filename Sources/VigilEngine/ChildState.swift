@@ -373,10 +373,9 @@ public struct ChildState: Sendable, Codable {
     mutating func keep(id: some Collection<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
                        fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
         let start = fieldBytes.count
-        let idLength = min(id.count, Int(UInt16.max))
-        let n = fieldBytes.count + idLength + fields.count > Self.maxFieldBytes ? 0 : fields.count
-        Self.makeRoom(&fieldBytes, for: idLength + n)
-        fieldBytes += id.prefix(idLength)
+        let idLength = keepId(id)
+        let n = fieldBytes.count + fields.count > Self.maxFieldBytes ? 0 : fields.count
+        Self.makeRoom(&fieldBytes, for: n)
         fieldBytes += fields.prefix(n)
         return TimelineEvent(at: at, type: type, agency: agency, position: position, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
     }
@@ -386,15 +385,17 @@ public struct ChildState: Sendable, Codable {
 
     /// Appends an event id (at most 65,535 bytes: the contract allows 128 characters); returns its length.
     private mutating func keepId(_ id: String) -> Int {
-        let n = Self.idLength(id)
-        Self.makeRoom(&fieldBytes, for: n)
         var id = id
-        id.withUTF8 { fieldBytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0.prefix(n))) }
-        return n
+        return id.withUTF8 { keepId($0) }
     }
 
-    /// The bytes of an id kept (its UTF-8, at most 65,535 of them).
-    private static func idLength(_ id: String) -> Int { min(id.utf8.count, Int(UInt16.max)) }
+    /// Appends the UTF-8 of an event id, at most 65,535 bytes of it; returns its length.
+    private mutating func keepId(_ id: some Collection<UInt8>) -> Int {
+        let n = min(id.count, Int(UInt16.max))
+        Self.makeRoom(&fieldBytes, for: n)
+        fieldBytes += id.prefix(n)
+        return n
+    }
 
     /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).
     mutating func reserveTimeline(_ n: Int, bytes: Int) {

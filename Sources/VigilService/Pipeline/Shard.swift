@@ -145,7 +145,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                     // the changed children first, those about to be evicted too: the ledger writes the
                     // tombstones only after the marker, and until they are durable a restore must find each
                     // child's state as of this checkpoint, not an older record.
-                    // A partition's records carry its first part's checkpoint and offset.
+                    // A partition's records carry its first part's checkpoint and offset; eviction, its clock.
                     var partOf: [Int: CheckpointPart] = [:]
                     for part in parts where partOf[Int(part.partition)] == nil { partOf[Int(part.partition)] = part }
                     // Each changed child encoded where it is in the engine (copying 100,000 children out of it
@@ -164,9 +164,7 @@ final class Shard: PipelineStage, @unchecked Sendable {
                         guard let part = partOf[o.domain], let r = changed[o.domain]?[o.at] else { continue }
                         changed[o.domain]?[o.at] = withinBudget(r, child: o.id, part)
                     }
-                    var clocks: [Int: Instant] = [:]
-                    for part in parts where clocks[Int(part.partition)] == nil { clocks[Int(part.partition)] = part.clock }
-                    var evicted = engine.evictIdle(clocks: clocks).byDomain
+                    var evicted = engine.evictIdle(clocks: partOf.mapValues(\.clock)).byDomain
                     for part in parts {
                         if !packWritten.contains(part.partition) {
                             packWritten.insert(part.partition)

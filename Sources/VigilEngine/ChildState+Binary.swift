@@ -73,10 +73,11 @@ extension ChildState {
         if baseIsNow { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
         for (k, e) in timeline.enumerated() {
-            w.ref(ref(e))
+            let p = e.parts(in: fieldBytes)
+            w.ref(e.ref(p, in: fieldBytes))
             w.u64(UInt64(k))  // its arrival number: the timeline's order is the arrival order
             w.u8(e.ignored ? 1 : 0)
-            if w.legacyFields { w.blob(PackedFields.legacy(fieldBytes, e.fields)[...]) } else { w.blob(fieldBytes[e.fields]) }
+            if w.legacyFields { w.blob(PackedFields.legacy(fieldBytes, p.fields)[...]) } else { w.blob(fieldBytes[p.fields]) }
         }
         w.u64(UInt64(emitted.count))
         for a in emitted {
@@ -135,7 +136,7 @@ extension ChildState {
             _ = r.u64()  // its arrival number: its place in the timeline says it
             let ignored = r.u8() != 0
             let fields = r.blobRange()
-            size += event.id.count + fields.count
+            size += Self.headBytes(event.position, idLength: event.id.count) + event.id.count + fields.count
             events.append((event, ignored, fields))
         }
         reserveTimeline(n, bytes: size)
@@ -146,13 +147,11 @@ extension ChildState {
             let id = r.bytes[x.id]
             if id.allSatisfy({ $0 < 0x80 }) {
                 // ASCII (every id Vigil wrote, in practice): its bytes are its text, kept and hashed as they are.
-                append(keep(id: id, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored),
-                       idHash: stableHash(id))
+                append(keep(id: id, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored))
             } else {
                 // Read as text (bytes that are not UTF-8 repaired), as a ref is.
                 let text = String(decoding: id, as: UTF8.self)
-                append(keep(id: text.utf8, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored),
-                       idHash: stableHash(text))
+                append(keep(id: text.utf8, type: x.type, agency: x.agency, at: x.at, position: x.position, fields: fields, ignored: e.ignored))
             }
         }
         for _ in 0..<r.count() {

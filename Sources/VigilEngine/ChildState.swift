@@ -50,73 +50,110 @@ struct FiredMark: Sendable, Codable, Hashable {
 }
 
 /// One event of a child's timeline: what the rules read of it. No free text: the envelope, and the fields the
-/// compiled pack captures. Its id and packed fields are in its child's `fieldBytes` (`ChildState.ref(_:)`,
-/// `ChildState.eventId(_:)`); its place in the timeline is its arrival order among events at the same time.
+/// compiled pack captures. Its position, id and packed fields are in its child's `fieldBytes` (`parts(in:)`,
+/// `ChildState.ref(_:)`, `ChildState.eventId(_:)`); its place in the timeline is its arrival order among events
+/// at the same time.
 public struct TimelineEvent: Sendable {
-    // 40 bytes: the envelope but the id, the position, and where its bytes are.
+    // 24 bytes: what the duplicate check and the re-derivation's ordering read, and where the rest is. The rest
+    // (read to make a reference or apply the event) is in the bytes, end to end: its position (the topic's
+    // number as a varint, 0 without a position; then the partition and the offset as varints), the id's
+    // length as a varint, the id, the packed fields.
     public let at: Instant
-    private let offset: Int64
-    private let partition: Int32
-    /// `SourcePosition.topicId`, or 0 without a position.
-    private let topicId: UInt32
+    /// Where its bytes are in its child's `fieldBytes`.
+    private var bytesAt: UInt32
+    /// Its bytes' length, and in the top bit `ignored`.
+    private var lengthAndIgnored: UInt32
     public let type: Symbol
     public let agency: Symbol
-    /// Where its bytes are in its child's `fieldBytes`: its id, then its packed fields.
-    private var bytesAt: UInt32
-    /// The packed fields' length, and in the top bit `ignored`.
-    private var fieldsLengthAndIgnored: UInt32
-    /// The id's length in bytes (an id is at most 128 characters: the contract's bound).
-    private let idLength: UInt16
+    /// The low 32 bits of its id's `stableHash`: the duplicate check compares ids only where these match.
+    let idHash: UInt32
 
-    var id: Range<Int> { Int(bytesAt)..<(Int(bytesAt) + Int(idLength)) }
-    var fields: Range<Int> { id.upperBound..<(id.upperBound + Int(fieldsLengthAndIgnored & 0x7FFF_FFFF)) }
-    /// The id and fields, end to end.
-    var bytes: Range<Int> { Int(bytesAt)..<fields.upperBound }
-    var position: SourcePosition? { topicId == 0 ? nil : SourcePosition(topicId: topicId, partition: partition, offset: offset) }
+    /// Its bytes in its child's `fieldBytes`: position, id and fields.
+    var bytes: Range<Int> { Int(bytesAt)..<(Int(bytesAt) + Int(lengthAndIgnored & 0x7FFF_FFFF)) }
 
     /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
     var ignored: Bool {
-        get { fieldsLengthAndIgnored & 0x8000_0000 != 0 }
-        set { fieldsLengthAndIgnored = newValue ? fieldsLengthAndIgnored | 0x8000_0000 : fieldsLengthAndIgnored & 0x7FFF_FFFF }
+        get { lengthAndIgnored & 0x8000_0000 != 0 }
+        set { lengthAndIgnored = newValue ? lengthAndIgnored | 0x8000_0000 : lengthAndIgnored & 0x7FFF_FFFF }
     }
 
-    /// The event `ref`, its id and fields at `bytes` (id first, `idLength` bytes of it).
-    init(ref: EventRef, bytes: Range<Int>, idLength: Int, ignored: Bool = false) {
-        self.init(at: ref.occurredAt, type: ref.type, agency: ref.agency, position: ref.position, bytes: bytes, idLength: idLength, ignored: ignored)
-    }
-
-    init(at: Instant, type: Symbol, agency: Symbol, position p: SourcePosition?, bytes: Range<Int>, idLength: Int, ignored: Bool) {
+    /// The event at `at`, its position, id and fields at `bytes` of its child's `fieldBytes` (`ChildState.keep`).
+    init(at: Instant, type: Symbol, agency: Symbol, bytes: Range<Int>, idHash: UInt64, ignored: Bool) {
         self.at = at
         self.type = type
         self.agency = agency
-        topicId = p?.topicId ?? 0
-        partition = p?.partition ?? 0
-        offset = p?.offset ?? 0
+        self.idHash = UInt32(truncatingIfNeeded: idHash)
         bytesAt = UInt32(truncatingIfNeeded: bytes.lowerBound)
-        self.idLength = UInt16(truncatingIfNeeded: idLength)
-        fieldsLengthAndIgnored = UInt32(truncatingIfNeeded: min(bytes.count - idLength, 0x7FFF_FFFF))
+        lengthAndIgnored = UInt32(truncatingIfNeeded: min(bytes.count, 0x7FFF_FFFF))
         self.ignored = ignored
+    }
+
+    /// What its bytes hold: its position, and where its id and its packed fields are.
+    struct Parts {
+        var position: SourcePosition?
+        var id: Range<Int>
+        var fields: Range<Int>
     }
 
     // Read with its child's `fieldBytes` passed in (the engine reads them out of the child once: a method
     // called on a child in the engine's array can copy the whole child first).
 
-    /// Its reference, its id read from its child's `bytes`.
-    func ref(in bytes: [UInt8]) -> EventRef {
-        EventRef(eventId: eventId(in: bytes), type: type, agency: agency, occurredAt: at, position: position)
+    /// Its position, and where its id and fields are, read from its child's `bytes`.
+    func parts(in bytes: [UInt8]) -> Parts {
+        let range = self.bytes
+        return bytes.withUnsafeBufferPointer { b in
+            var i = range.lowerBound
+            let end = min(range.upperBound, b.count)
+            func varint() -> UInt64 {
+                var v: UInt64 = 0, shift: UInt64 = 0
+                while i < end {
+                    let x = b[i]
+                    i += 1
+                    v |= UInt64(x & 0x7F) << shift
+                    if x < 0x80 { break }
+                    shift += 7
+                }
+                return v
+            }
+            var position: SourcePosition?
+            let topic = UInt32(truncatingIfNeeded: varint())
+            if topic != 0 {
+                let partition = Int32(bitPattern: UInt32(truncatingIfNeeded: varint()))
+                position = SourcePosition(topicId: topic, partition: partition, offset: Int64(bitPattern: varint()))
+            }
+            let idLength = Int(varint())
+            let idEnd = min(i + idLength, end)
+            return Parts(position: position, id: i..<idEnd, fields: idEnd..<end)
+        }
     }
 
-    func eventId(in bytes: [UInt8]) -> String { String(decoding: bytes[id], as: UTF8.self) }
+    /// Its reference, read from its child's `bytes`.
+    func ref(in bytes: [UInt8]) -> EventRef { ref(parts(in: bytes), in: bytes) }
+
+    /// Its reference, its `parts` read already.
+    func ref(_ p: Parts, in bytes: [UInt8]) -> EventRef {
+        EventRef(eventId: String(decoding: bytes[p.id], as: UTF8.self), type: type, agency: agency, occurredAt: at, position: p.position)
+    }
+
+    func eventId(in bytes: [UInt8]) -> String { String(decoding: bytes[parts(in: bytes).id], as: UTF8.self) }
+
+    /// Its position on its topic, if it came from one.
+    func position(in bytes: [UInt8]) -> SourcePosition? { parts(in: bytes).position }
+
+    /// Where its packed fields are in its child's `bytes`.
+    func fields(in bytes: [UInt8]) -> Range<Int> { parts(in: bytes).fields }
 
     /// Whether its id is `id` (compared as bytes, no string made).
     func hasId(_ id: String, in bytes: [UInt8]) -> Bool {
         var id = id
-        return id.withUTF8 { a in bytes.withUnsafeBufferPointer { b in a.elementsEqual(b[self.id]) } }
+        let mine = parts(in: bytes).id
+        return id.withUTF8 { a in bytes.withUnsafeBufferPointer { b in a.elementsEqual(b[mine]) } }
     }
 
     /// Whether it has the same id as `o`.
     func sameId(as o: TimelineEvent, in bytes: [UInt8]) -> Bool {
-        id.count == o.id.count && bytes.withUnsafeBufferPointer { $0[id].elementsEqual($0[o.id]) }
+        let a = parts(in: bytes).id, b = o.parts(in: bytes).id
+        return a.count == b.count && bytes.withUnsafeBufferPointer { $0[a].elementsEqual($0[b]) }
     }
 
     /// The same event, its bytes moved to `at`.
@@ -210,7 +247,7 @@ public struct Derivation: Sendable, Codable, Equatable {
 /// (`base`), and the alerts emitted that a late record could still change. Bounded: the timeline is folded
 /// into the base as it ages past the horizon, every list is pruned by time and capped.
 public struct ChildState: Sendable, Codable {
-    // Laid out small: a child's struct is held for every child (120 bytes). What only some children hold is
+    // Laid out small: a child's struct is held for every child (112 bytes). What only some children hold is
     // apart, in `history`.
     public var id: String
     /// The derivation of every event applied, up to the clock.
@@ -226,9 +263,6 @@ public struct ChildState: Sendable, Codable {
     /// allocation per child, not one per event. The bytes of events folded out are reclaimed once they are
     /// most of it.
     private(set) var fieldBytes: [UInt8] = []
-    /// The low 32 bits of the timeline's id hashes, contiguous, for the duplicate check every event makes (where
-    /// they match, the ids are compared; not persisted).
-    private(set) var idHashes: [UInt32] = []
     /// The base, the alerts remembered and the ids folded, when any of them holds something (none for a child
     /// whose events are all in its timeline and that raised no alert): one element, or none.
     private var history: [History] = []
@@ -313,19 +347,15 @@ public struct ChildState: Sendable, Codable {
     /// Changed since last written (or read from an older layout: to be written again).
     public var isChanged: Bool { dirty }
 
-    /// Appends `e`, whose id hashes to `idHash`.
-    mutating func append(_ e: TimelineEvent, idHash: UInt64) {
+    /// Appends `e` (kept by `keep`) to the timeline.
+    mutating func append(_ e: TimelineEvent) {
         Self.makeRoom(&timeline, for: 1)
-        Self.makeRoom(&idHashes, for: 1)
         timeline.append(e)
-        idHashes.append(UInt32(truncatingIfNeeded: idHash))
     }
 
-    mutating func insert(_ e: TimelineEvent, idHash: UInt64, at i: Int) {
+    mutating func insert(_ e: TimelineEvent, at i: Int) {
         Self.makeRoom(&timeline, for: 1)
-        Self.makeRoom(&idHashes, for: 1)
         timeline.insert(e, at: i)
-        idHashes.insert(UInt32(truncatingIfNeeded: idHash), at: i)
     }
 
     /// Room for `extra` more elements, growing by half rather than doubling: a child's arrays grow an event at
@@ -338,7 +368,6 @@ public struct ChildState: Sendable, Codable {
 
     /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
     mutating func removeOldest() -> TimelineEvent {
-        idHashes.removeFirst()
         let e = timeline.removeFirst()
         freedFieldBytes += UInt32(truncatingIfNeeded: e.bytes.count)
         return e
@@ -350,57 +379,89 @@ public struct ChildState: Sendable, Codable {
     /// The id of timeline event `e`.
     public func eventId(_ e: TimelineEvent) -> String { e.eventId(in: fieldBytes) }
 
-    /// Keeps the id of `ref` and the fields `keep` marks of `r` for an event about to join the timeline.
-    mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool]) -> TimelineEvent {
+    /// Keeps the position and id of `ref` and the fields `keep` marks of `r` for an event about to join the
+    /// timeline; its id hashes to `idHash`.
+    mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool], idHash: UInt64) -> TimelineEvent {
         let start = fieldBytes.count
-        let idLength = keepId(ref.eventId)
-        var n = PackedFields.append(r, keep: keep, to: &fieldBytes)
+        keepHead(ref.position, id: ref.eventId)
+        let n = PackedFields.append(r, keep: keep, to: &fieldBytes)
         if fieldBytes.count > Self.maxFieldBytes {
             // Past what an event's place can address (4 GiB of one child's events): its fields are not kept.
             fieldBytes.removeLast(n)
-            n = 0
         }
-        return TimelineEvent(ref: ref, bytes: start..<(start + idLength + n), idLength: idLength)
+        return TimelineEvent(at: ref.occurredAt, type: ref.type, agency: ref.agency, bytes: start..<fieldBytes.count, idHash: idHash, ignored: false)
     }
 
-    /// Keeps the id of `ref` and its packed fields read back (from the changelog, or JSON) for an event about to
-    /// join the timeline.
+    /// Keeps the position and id of `ref` and its packed fields read back (from the changelog, or JSON) for an
+    /// event about to join the timeline.
     mutating func keep(_ ref: EventRef, fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
-        keep(id: ref.eventId.utf8, type: ref.type, agency: ref.agency, at: ref.occurredAt, position: ref.position, fields: fields, ignored: ignored)
+        var id = ref.eventId
+        return id.withUTF8 { keep(id: $0, type: ref.type, agency: ref.agency, at: ref.occurredAt, position: ref.position, fields: fields, ignored: ignored) }
     }
 
-    /// `keep(_:fields:ignored:)` of an event whose id's UTF-8 is `id` (a changelog record's bytes, as they are).
+    /// `keep(_:fields:ignored:)` of an event whose id's UTF-8 is `id` (a changelog record's bytes, as they are);
+    /// the id hashed as bytes (`stableHash`).
     mutating func keep(id: some Collection<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
                        fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
         let start = fieldBytes.count
-        let idLength = keepId(id)
+        let idStart = keepHead(position, id: id)
+        let hash = fieldBytes.withUnsafeBufferPointer { stableHash(UnsafeBufferPointer(rebasing: $0[idStart...])) }
         let n = fieldBytes.count + fields.count > Self.maxFieldBytes ? 0 : fields.count
         Self.makeRoom(&fieldBytes, for: n)
         fieldBytes += fields.prefix(n)
-        return TimelineEvent(at: at, type: type, agency: agency, position: position, bytes: start..<(start + idLength + n), idLength: idLength, ignored: ignored)
+        return TimelineEvent(at: at, type: type, agency: agency, bytes: start..<fieldBytes.count, idHash: hash, ignored: ignored)
     }
 
     /// The most bytes a child's `fieldBytes` holds (an event's place in them is 32 bits).
     static let maxFieldBytes = Int(UInt32.max)
 
-    /// Appends an event id (at most 65,535 bytes: the contract allows 128 characters); returns its length.
-    private mutating func keepId(_ id: String) -> Int {
+    /// The most bytes of an event's id kept (the contract allows 128 characters, at most 512 bytes).
+    static let maxIdBytes = Int(UInt16.max)
+
+    /// Appends what comes before an event's fields: its position, its id's length and its id (at most
+    /// `maxIdBytes` of it). Returns where the id starts.
+    @discardableResult
+    private mutating func keepHead(_ position: SourcePosition?, id: String) -> Int {
         var id = id
-        return id.withUTF8 { keepId($0) }
+        return id.withUTF8 { keepHead(position, id: $0) }
     }
 
-    /// Appends the UTF-8 of an event id, at most 65,535 bytes of it; returns its length.
-    private mutating func keepId(_ id: some Collection<UInt8>) -> Int {
-        let n = min(id.count, Int(UInt16.max))
-        Self.makeRoom(&fieldBytes, for: n)
+    @discardableResult
+    private mutating func keepHead(_ position: SourcePosition?, id: some Collection<UInt8>) -> Int {
+        let n = min(id.count, Self.maxIdBytes)
+        Self.makeRoom(&fieldBytes, for: Self.headBytes(position, idLength: n) + n)
+        if let p = position {
+            appendVarint(UInt64(p.topicId))
+            appendVarint(UInt64(UInt32(bitPattern: p.partition)))
+            appendVarint(UInt64(bitPattern: p.offset))
+        } else {
+            appendVarint(0)
+        }
+        appendVarint(UInt64(n))
+        let idStart = fieldBytes.count
         fieldBytes += id.prefix(n)
-        return n
+        return idStart
+    }
+
+    private mutating func appendVarint(_ x: UInt64) {
+        var x = x
+        while x >= 0x80 {
+            fieldBytes.append(UInt8(truncatingIfNeeded: x) | 0x80)
+            x >>= 7
+        }
+        fieldBytes.append(UInt8(x))
+    }
+
+    /// The bytes an event's position and id length take before its id.
+    static func headBytes(_ position: SourcePosition?, idLength: Int) -> Int {
+        func varint(_ x: UInt64) -> Int { x == 0 ? 1 : (64 - x.leadingZeroBitCount + 6) / 7 }
+        let p = position.map { varint(UInt64($0.topicId)) + varint(UInt64(UInt32(bitPattern: $0.partition))) + varint(UInt64(bitPattern: $0.offset)) } ?? 1
+        return p + varint(UInt64(idLength))
     }
 
     /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).
     mutating func reserveTimeline(_ n: Int, bytes: Int) {
         timeline.reserveCapacity(timeline.count + n)
-        idHashes.reserveCapacity(idHashes.count + n)
         fieldBytes.reserveCapacity(fieldBytes.count + bytes)
     }
 
@@ -429,7 +490,7 @@ public struct ChildState: Sendable, Codable {
             // Absent when it was the same as `now` (written once).
             base = try c.decodeIfPresent(Derivation.self, forKey: .base) ?? now
             for j in try c.decode([TimelineEventJSON].self, forKey: .timeline) {
-                append(keep(j.ref, fields: j.fields[...], ignored: j.ignored), idHash: stableHash(j.ref.eventId))
+                append(keep(j.ref, fields: j.fields[...], ignored: j.ignored))
             }
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             folded = try c.decode([SeenEvent].self, forKey: .folded)
@@ -458,7 +519,7 @@ public struct ChildState: Sendable, Codable {
         try c.encode(domain, forKey: .domain)
         try c.encode(now, forKey: .now)
         if base != now { try c.encode(base, forKey: .base) }
-        try c.encode(timeline.enumerated().map { TimelineEventJSON(ref: ref($1), arrival: $0, ignored: $1.ignored, fields: Array(fieldBytes[$1.fields])) },
+        try c.encode(timeline.enumerated().map { TimelineEventJSON(ref: ref($1), arrival: $0, ignored: $1.ignored, fields: Array(fieldBytes[$1.fields(in: fieldBytes)])) },
                      forKey: .timeline)
         try c.encode(emitted, forKey: .emitted)
         try c.encode(folded, forKey: .folded)
@@ -483,7 +544,6 @@ public struct ChildState: Sendable, Codable {
         derivation(now, "now")
         derivation(base, "base")
         b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
-        b.add("timeline id hashes", arr(idHashes.capacity, 4))
         b.add("timeline ids and fields", arr(fieldBytes.capacity, 1))
         b.add("history (base, emitted, folded)", arr(history.capacity, MemoryLayout<History>.stride))
         b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))

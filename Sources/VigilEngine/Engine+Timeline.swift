@@ -6,17 +6,17 @@ extension Engine {
     /// base, and emit the difference from what was emitted: a withdrawal for each alert no longer justified,
     /// each newly justified alert marked as raised late (re-raised under a revised id if it had been
     /// withdrawn). Pending deadlines are whatever the derivation leaves.
-    mutating func reconcile(_ ci: Int, late event: TimelineEvent, ref: EventRef, idHash: UInt64, recordedAt: Instant?, into alerts: inout [Alert]) {
+    mutating func reconcile(_ ci: Int, late event: TimelineEvent, ref: EventRef, recordedAt: Instant?, into alerts: inout [Alert]) {
         stats.lateEvents += 1
         let id = children[ci].id
         let target = children[ci].now.frontier
         if event.at < children[ci].base.frontier {
             // Older than everything the timeline holds: taken as its first event (stated in README, counted).
             stats.lateBeyondHorizon += 1
-            children[ci].insert(event, idHash: idHash, at: 0)
+            children[ci].insert(event, at: 0)
         } else {
             let i = children[ci].timeline.firstIndex { $0.at > event.at } ?? children[ci].timeline.count
-            children[ci].insert(event, idHash: idHash, at: i)
+            children[ci].insert(event, at: i)
         }
         let (d, derived) = rederive(ci, through: target)
         let late = LateRecord(eventId: ref.eventId, occurredAt: event.at, recordedAt: recordedAt)
@@ -53,8 +53,9 @@ extension Engine {
             let ignored = appliedBefore(ci, k, e, bytes: bytes)
             if ignored != e.ignored { children[ci].setIgnored(k, ignored) }
             if ignored { continue }
-            let ref = e.ref(in: bytes)
-            deriver.record(of: ref, fields: bytes, e.fields, child: id, into: &scratch)
+            let p = e.parts(in: bytes)
+            let ref = e.ref(p, in: bytes)
+            deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
@@ -89,8 +90,8 @@ extension Engine {
     func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent, bytes: [UInt8]) -> Bool {
         let horizon = limits.duplicateHorizon
         // The ids' hashes first (one small array), the events themselves only where a hash matches.
-        let h = children[ci].idHashes[k]
-        for j in 0..<k where children[ci].idHashes[j] == h {
+        let h = e.idHash
+        for j in 0..<k where children[ci].timeline[j].idHash == h {
             let t = children[ci].timeline[j]
             if !t.ignored && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
         }
@@ -120,8 +121,9 @@ extension Engine {
             let id = children[ci].id
             var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
             let bytes = children[ci].fieldBytes
-            let ref = first.ref(in: bytes)
-            deriver.record(of: ref, fields: bytes, first.fields, child: id, into: &scratch)
+            let p = first.parts(in: bytes)
+            let ref = first.ref(p, in: bytes)
+            deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             seq = x.seq

@@ -213,7 +213,7 @@ public struct Engine: Sendable {
             return .duplicate
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
-        let event = children[ci].keep(ref, r, keep: deriver.timelineSlot)
+        let event = children[ci].keep(ref, r, keep: deriver.timelineSlot, idHash: h)
         children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
@@ -221,10 +221,10 @@ public struct Engine: Sendable {
             let armedFrom = children[ci].now.nextPendingId
             deriver.popDue(&children[ci].now, through: at, &x)
             deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &x)
-            children[ci].append(event, idHash: h)
+            children[ci].append(event)
             finish(ci, &x, armedFrom: armedFrom, into: &alerts)
         } else {
-            reconcile(ci, late: event, ref: ref, idHash: h, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
+            reconcile(ci, late: event, ref: ref, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
         }
         fold(ci)
         return .processed
@@ -268,8 +268,7 @@ public struct Engine: Sendable {
     func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
         let horizon = limits.duplicateHorizon
         let low = UInt32(truncatingIfNeeded: h)
-        for (k, x) in children[ci].idHashes.enumerated() where x == low {
-            let e = children[ci].timeline[k]
+        for e in children[ci].timeline where e.idHash == low {
             if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: children[ci].fieldBytes) { return true }
         }
         return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }

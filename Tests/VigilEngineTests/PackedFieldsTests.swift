@@ -159,7 +159,7 @@ import VigilContract
             let id = i == 8 ? "E-" + String(repeating: "x", count: 40) : "E\(i)"
             refs.append(EventRef(eventId: id, type: Symbol(1), agency: Symbol(UInt16(i)), occurredAt: Instant(micros: Int64(i)),
                                  position: i % 3 == 0 ? nil : SourcePosition(topic: "t\(i % 2)", partition: Int32(i), offset: Int64(i) * 1_000)))
-            child.append(child.keep(refs[i], r, keep: [false, true, true]), idHash: UInt64(i))
+            child.append(child.keep(refs[i], r, keep: [false, true, true], idHash: stableHash(refs[i].eventId)))
         }
         let before = child.fieldBytes.count
         for _ in 0..<7 { _ = child.removeOldest() }
@@ -174,9 +174,43 @@ import VigilContract
         for (k, e) in child.timeline.enumerated() {
             let i = 7 + k
             var got: [Int: FieldValue] = [:]
-            PackedFields.forEach(child.fieldBytes, e.fields) { got[$0] = $1 }
+            PackedFields.forEach(child.fieldBytes, e.fields(in: child.fieldBytes)) { got[$0] = $1 }
             #expect(got[1] == .int(Int64(i)) && got[2] == (i % 2 == 0 ? .string(String(repeating: "s", count: i * 10)) : nil), "event \(i)")
         }
+    }
+
+    /// An event's position and id are kept in its child's bytes before its fields (varints): any position, with
+    /// or without one, and any id read back as they were kept, beside the same fields.
+    @Test func anEventsPositionAndIdReadBackFromItsChildsBytes() {
+        var child = ChildState(id: "C1")
+        var r = EventRecord(slotCount: 2)
+        r.set(1, .int(-7))
+        let positions: [SourcePosition?] = [
+            nil, SourcePosition(topic: "t", partition: 0, offset: 0), SourcePosition(topic: "t", partition: Int32.max, offset: Int64.max),
+            SourcePosition(topic: "t", partition: -1, offset: -1), SourcePosition(topic: "u", partition: 127, offset: 128),
+        ]
+        let ids = ["", "E1", String(repeating: "é", count: 128), "🧒-" + String(repeating: "9", count: 300)]
+        var refs: [EventRef] = []
+        for (k, p) in positions.enumerated() {
+            for (j, id) in ids.enumerated() {
+                let ref = EventRef(eventId: id, type: Symbol(UInt16(k)), agency: Symbol(UInt16(j)), occurredAt: Instant(micros: Int64(k * 10 + j)), position: p)
+                refs.append(ref)
+                child.append(child.keep(ref, r, keep: [false, true], idHash: stableHash(id)))
+            }
+        }
+        #expect(child.timeline.map { child.ref($0) } == refs)
+        #expect(child.timeline.map(\.idHash) == refs.map { UInt32(truncatingIfNeeded: stableHash($0.eventId)) })
+        for e in child.timeline {
+            var got: [Int: FieldValue] = [:]
+            PackedFields.forEach(child.fieldBytes, e.fields(in: child.fieldBytes)) { got[$0] = $1 }
+            #expect(got == [1: .int(-7)])
+            #expect(e.bytes.count == ChildState.headBytes(child.ref(e).position, idLength: child.ref(e).eventId.utf8.count)
+                    + child.ref(e).eventId.utf8.count + e.fields(in: child.fieldBytes).count)
+        }
+        // Read back from the changelog's bytes (the same keeping, from a record) too.
+        var other = ChildState(id: "C1")
+        for ref in refs { other.append(other.keep(ref, fields: [], ignored: false)) }
+        #expect(other.timeline.map { other.ref($0) } == refs && other.timeline.map(\.idHash) == child.timeline.map(\.idHash))
     }
 
     @Test func aChildHoldsItsHistoryOnlyWhileThereIsSome() {
@@ -195,11 +229,11 @@ import VigilContract
     }
 
     @Test func aTimelineEventAndAReferenceToAnEventAreFixedSize() {
-        // Every event of every timeline is one (its id with its fields); every window entry, state and
-        // expectation holds a reference.
-        #expect(MemoryLayout<TimelineEvent>.stride == 40)
+        // Every event of every timeline is one (its position, id and fields in its child's bytes); every window
+        // entry, state and expectation holds a reference.
+        #expect(MemoryLayout<TimelineEvent>.stride == 24)
         // Every child's: what only some children hold is apart.
-        #expect(MemoryLayout<ChildState>.stride == 120)
+        #expect(MemoryLayout<ChildState>.stride == 112)
         #expect(MemoryLayout<EventRef>.stride == 48)
     }
 }

@@ -80,6 +80,10 @@ func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleS
     let slot = rules.contract.occurredAtSlot
     let order = indices ?? Array(0..<input.count)
     let prefetch = ProcessInfo.processInfo.environment["VIGIL_BENCH_NO_PREFETCH"] == nil
+    // Each event at its place on a topic of 128 partitions keyed by child, as `vigil run` gives it (a
+    // timeline event keeps its position).
+    let topic = SourcePosition(topic: "events", partition: 0, offset: 0)
+    var offsets = [Int64](repeating: 0, count: 128)
     let t = seconds {
         for (k, i) in order.enumerated() {
             // The child id hashes of the events ahead are known (as a shard knows them from intake).
@@ -87,7 +91,9 @@ func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleS
             let failed = input.withEvent(i) { decoder.decode($0, into: &record) }
             guard failed == nil else { continue }
             if case .instant(let at) = record[slot] { engine.advance(to: at, into: &alerts) }
-            engine.process(record, into: &alerts)
+            let partition = Int(input.childHash[i] % 128)
+            offsets[partition] += 1
+            engine.process(record, position: SourcePosition(topicOf: topic, partition: Int32(partition), offset: offsets[partition]), into: &alerts)
             if alerts.count > 512 {
                 alertCount += alerts.count
                 alerts.removeAll(keepingCapacity: true)

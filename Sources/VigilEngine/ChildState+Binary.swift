@@ -319,16 +319,20 @@ extension ByteReader {
         }
         for _ in 0..<count() {
             let window = keys == nil ? u16() : keys?.windowIndex[fixed64()]
-            let at = instant(), distinct = fixed64(), key = text(), r = ref()
-            if let window { d.entries.append(WindowEntry(window: window, at: at, distinct: distinct, key: key, ref: r)) }
+            // Its time, written before the rest, is its reference's (read, not kept).
+            _ = instant()
+            let distinct = fixed64(), key = text(), r = ref()
+            if let window { d.entries.append(WindowEntry(window: window, distinct: distinct, key: key, ref: r)) }
         }
         for _ in 0..<count() {
             let rule = rule(keys), clause = Int16(truncatingIfNeeded: i64())
             let id = UInt32(truncatingIfNeeded: u64()), seq = u64(), key = text()
-            let armedAt = instant(), deadline = instant(), r = ref()
+            // When it was armed, written before its deadline, is its reference's time (read, not kept).
+            _ = instant()
+            let deadline = instant(), r = ref()
             let args = (0..<count()).map { _ in text() }
             if let rule {
-                d.pending.append(PendingExpectation(rule: rule, clause: clause, id: id, seq: seq, key: key, armedAt: armedAt, deadline: deadline, ref: r, args: args))
+                d.pending.append(PendingExpectation(rule: rule, clause: clause, id: id, seq: seq, key: key, deadline: deadline, ref: r, args: args))
             }
         }
         for _ in 0..<count() {

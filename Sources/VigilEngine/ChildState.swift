@@ -7,40 +7,119 @@ struct SeenEvent: Sendable, Codable, Hashable, Equatable {
     var at: Instant
 }
 
+// A derived item holds its event's reference first: the fields after it take the four bytes the reference's
+// layout leaves at its end (a reference is 44 bytes in a stride of 48).
+
 /// The latest value of a declared state (one per key for keyed states), with the event that set it.
 struct StateEntry: Sendable, Codable, Hashable {
+    var ref: EventRef
     var state: UInt16
     /// Correlation key for keyed states; empty for unkeyed ones.
     var key: String
     var value: FieldValue
-    var ref: EventRef
+
+    init(state: UInt16, key: String, value: FieldValue, ref: EventRef) {
+        self.ref = ref
+        self.state = state
+        self.key = key
+        self.value = value
+    }
 }
 
 /// One event kept in a window (or a look-back) for a child.
-struct WindowEntry: Sendable, Codable, Hashable {
+struct WindowEntry: Sendable, Hashable {
+    var ref: EventRef
     var window: UInt16
-    var at: Instant
     /// The value `distinct(...)` counts (a symbol id or a hash).
     var distinct: UInt64
     /// The look-back correlation key, if the window has one.
     var key: String
-    var ref: EventRef
+
+    /// When its event happened.
+    var at: Instant { ref.occurredAt }
+
+    init(window: UInt16, distinct: UInt64, key: String, ref: EventRef) {
+        self.ref = ref
+        self.window = window
+        self.distinct = distinct
+        self.key = key
+    }
+}
+
+extension WindowEntry: Codable {
+    // `at` is written as before (a reader before it was its reference's time needs it) and not read.
+    enum CodingKeys: String, CodingKey { case window, at, distinct, key, ref }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(window: try c.decode(UInt16.self, forKey: .window), distinct: try c.decode(UInt64.self, forKey: .distinct),
+                  key: try c.decode(String.self, forKey: .key), ref: try c.decode(EventRef.self, forKey: .ref))
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(window, forKey: .window)
+        try c.encode(at, forKey: .at)
+        try c.encode(distinct, forKey: .distinct)
+        try c.encode(key, forKey: .key)
+        try c.encode(ref, forKey: .ref)
+    }
 }
 
 /// An armed expectation waiting for its deadline.
-public struct PendingExpectation: Sendable, Codable, Hashable {
-    public var rule: Int32
+public struct PendingExpectation: Sendable, Hashable {
+    /// The event that armed it.
+    public var ref: EventRef
     public var clause: Int16
+    public var rule: Int32
     /// Unique within the child; the deadline queue refers to it.
     public var id: UInt32
     /// Engine-wide arming order: deadlines at the same instant fire in this order.
     public var seq: UInt64
     public var key: String
-    public var armedAt: Instant
     public var deadline: Instant
-    public var ref: EventRef
     /// Template values captured at arming.
     public var args: [String]
+
+    /// When it was armed: when the event that armed it happened.
+    public var armedAt: Instant { ref.occurredAt }
+
+    init(rule: Int32, clause: Int16, id: UInt32, seq: UInt64, key: String, deadline: Instant, ref: EventRef, args: [String]) {
+        self.ref = ref
+        self.clause = clause
+        self.rule = rule
+        self.id = id
+        self.seq = seq
+        self.key = key
+        self.deadline = deadline
+        self.args = args
+    }
+}
+
+extension PendingExpectation: Codable {
+    // `armedAt` is written as before (a reader before it was its reference's time needs it) and not read.
+    enum CodingKeys: String, CodingKey { case rule, clause, id, seq, key, armedAt, deadline, ref, args }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(rule: try c.decode(Int32.self, forKey: .rule), clause: try c.decode(Int16.self, forKey: .clause), id: try c.decode(UInt32.self, forKey: .id),
+                  seq: try c.decode(UInt64.self, forKey: .seq), key: try c.decode(String.self, forKey: .key),
+                  deadline: try c.decode(Instant.self, forKey: .deadline), ref: try c.decode(EventRef.self, forKey: .ref),
+                  args: try c.decode([String].self, forKey: .args))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rule, forKey: .rule)
+        try c.encode(clause, forKey: .clause)
+        try c.encode(id, forKey: .id)
+        try c.encode(seq, forKey: .seq)
+        try c.encode(key, forKey: .key)
+        try c.encode(armedAt, forKey: .armedAt)
+        try c.encode(deadline, forKey: .deadline)
+        try c.encode(ref, forKey: .ref)
+        try c.encode(args, forKey: .args)
+    }
 }
 
 /// When a rule last fired for the child (for suppression).

@@ -183,7 +183,7 @@ struct Deriver: Sendable {
             d.entries.removeFirst()
             x.stats.overflowDrops += 1
         }
-        d.entries.append(WindowEntry(window: UInt16(w), at: ref.occurredAt, distinct: distinct, key: key(def.keySlots, r), ref: ref))
+        d.entries.append(WindowEntry(window: UInt16(w), distinct: distinct, key: key(def.keySlots, r), ref: ref))
     }
 
     func pruneWindows(_ d: inout Derivation) {
@@ -256,7 +256,7 @@ struct Deriver: Sendable {
         d.nextPendingId &+= 1
         x.seq += 1
         d.pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: x.seq, key: k,
-                                            armedAt: ref.occurredAt, deadline: due, ref: ref, args: args))
+                                            deadline: due, ref: ref, args: args))
         x.stats.deadlinesArmed += 1
     }
 

@@ -235,6 +235,10 @@ import VigilContract
         // Every child's: what only some children hold is apart.
         #expect(MemoryLayout<ChildState>.stride == 112)
         #expect(MemoryLayout<EventRef>.stride == 48)
+        // Their fields after the reference, in the bytes its layout leaves at its end; their times its time.
+        #expect(MemoryLayout<WindowEntry>.stride == 72)
+        #expect(MemoryLayout<PendingExpectation>.stride == 96)
+        #expect(MemoryLayout<StateEntry>.stride == 104)
     }
 }
 

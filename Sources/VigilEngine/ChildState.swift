@@ -437,8 +437,8 @@ public struct ChildState: Sendable, Codable {
         timeline.insert(e, at: i)
     }
 
-    /// Room for `extra` more elements, growing by a quarter rather than doubling: a child's arrays grow an event
-    /// at a time and live long, and the slack doubling leaves (a quarter on average; growing by half, a sixth)
+    /// Room for `extra` more elements, growing by a quarter rather than doubling: a child's arrays (its timeline,
+    /// its bytes, its states, window entries and expectations) grow an item at a time and live long, and the slack doubling leaves (a quarter on average; growing by half, a sixth)
     /// is memory held for nothing. More growths cost less than the memory did (`vigil-bench engine`, A/B).
     static func makeRoom<T>(_ a: inout [T], for extra: Int) {
         let need = a.count + extra

@@ -162,6 +162,7 @@ struct Deriver: Sendable {
                 d.states.removeFirst()
                 x.stats.overflowDrops += 1
             }
+            ChildState.makeRoom(&d.states, for: 1)
             d.states.append(entry)
         }
     }
@@ -183,6 +184,7 @@ struct Deriver: Sendable {
             d.entries.removeFirst()
             x.stats.overflowDrops += 1
         }
+        ChildState.makeRoom(&d.entries, for: 1)
         d.entries.append(WindowEntry(window: UInt16(w), distinct: distinct, key: key(def.keySlots, r), ref: ref))
     }
 
@@ -255,6 +257,7 @@ struct Deriver: Sendable {
         let id = d.nextPendingId
         d.nextPendingId &+= 1
         x.seq += 1
+        ChildState.makeRoom(&d.pending, for: 1)
         d.pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: x.seq, key: k,
                                             deadline: due, ref: ref, args: args))
         x.stats.deadlinesArmed += 1

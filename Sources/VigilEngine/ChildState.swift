@@ -438,8 +438,9 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// Room for `extra` more elements, growing by a quarter rather than doubling: a child's arrays (its timeline,
-    /// its bytes, its states, window entries and expectations) grow an item at a time and live long, and the slack doubling leaves (a quarter on average; growing by half, a sixth)
-    /// is memory held for nothing. More growths cost less than the memory did (`vigil-bench engine`, A/B).
+    /// its bytes, its states, window entries and expectations) grow an item at a time and live long, and the
+    /// slack doubling leaves (a quarter on average; growing by half, a sixth) is memory held for nothing. The
+    /// extra growths cost little (`vigil-bench engine`, A/B: within the VM's spread; BENCHMARKS.md).
     static func makeRoom<T>(_ a: inout [T], for extra: Int) {
         let need = a.count + extra
         guard need > a.capacity else { return }

@@ -89,7 +89,7 @@ extension Engine {
     /// folded into the base) within the duplicate horizon.
     func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent, bytes: [UInt8]) -> Bool {
         let horizon = limits.duplicateHorizon
-        // The ids' hashes first (one small array), the events themselves only where a hash matches.
+        // The ids' hashes first (in the events), the ids themselves only where a hash matches.
         let h = e.idHash
         for j in 0..<k where children[ci].timeline[j].idHash == h {
             let t = children[ci].timeline[j]

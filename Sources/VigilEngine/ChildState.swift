@@ -180,29 +180,16 @@ public struct TimelineEvent: Sendable {
     /// Its position, and where its id and fields are, read from its child's `bytes`.
     func parts(in bytes: [UInt8]) -> Parts {
         let range = self.bytes
-        return bytes.withUnsafeBufferPointer { b in
-            var i = range.lowerBound
-            let end = min(range.upperBound, b.count)
-            func varint() -> UInt64 {
-                var v: UInt64 = 0, shift: UInt64 = 0
-                while i < end {
-                    let x = b[i]
-                    i += 1
-                    v |= UInt64(x & 0x7F) << shift
-                    if x < 0x80 { break }
-                    shift += 7
-                }
-                return v
-            }
+        return bytes.withUnsafeBytes { raw in
+            var r = RawReader(raw, range.lowerBound..<min(range.upperBound, raw.count))
             var position: SourcePosition?
-            let topic = UInt32(truncatingIfNeeded: varint())
+            let topic = UInt32(truncatingIfNeeded: r.varint())
             if topic != 0 {
-                let partition = Int32(bitPattern: UInt32(truncatingIfNeeded: varint()))
-                position = SourcePosition(topicId: topic, partition: partition, offset: Int64(bitPattern: varint()))
+                let partition = Int32(bitPattern: UInt32(truncatingIfNeeded: r.varint()))
+                position = SourcePosition(topicId: topic, partition: partition, offset: Int64(bitPattern: r.varint()))
             }
-            let idLength = Int(varint())
-            let idEnd = min(i + idLength, end)
-            return Parts(position: position, id: i..<idEnd, fields: idEnd..<end)
+            let idLength = r.length()
+            return Parts(position: position, id: r.at..<(r.at + idLength), fields: (r.at + idLength)..<r.end)
         }
     }
 
@@ -510,34 +497,34 @@ public struct ChildState: Sendable, Codable {
     @discardableResult
     private mutating func keepHead(_ position: SourcePosition?, id: some Collection<UInt8>) -> Int {
         let n = min(id.count, Self.maxIdBytes)
-        Self.makeRoom(&fieldBytes, for: Self.headBytes(position, idLength: n) + n)
-        if let p = position {
-            appendVarint(UInt64(p.topicId))
-            appendVarint(UInt64(UInt32(bitPattern: p.partition)))
-            appendVarint(UInt64(bitPattern: p.offset))
-        } else {
-            appendVarint(0)
+        let head = Self.headBytes(position, idLength: n)
+        Self.makeRoom(&fieldBytes, for: head + n)
+        let at = fieldBytes.count
+        fieldBytes.append(contentsOf: repeatElement(0, count: head))
+        fieldBytes.withUnsafeMutableBytes { b in
+            guard let base = b.baseAddress else { return }
+            var w = RawWriter(p: base + at)
+            if let p = position {
+                w.varint(UInt64(p.topicId))
+                w.varint(UInt64(UInt32(bitPattern: p.partition)))
+                w.varint(UInt64(bitPattern: p.offset))
+            } else {
+                w.varint(0)
+            }
+            w.varint(UInt64(n))
         }
-        appendVarint(UInt64(n))
         let idStart = fieldBytes.count
         fieldBytes += id.prefix(n)
         return idStart
     }
 
-    private mutating func appendVarint(_ x: UInt64) {
-        var x = x
-        while x >= 0x80 {
-            fieldBytes.append(UInt8(truncatingIfNeeded: x) | 0x80)
-            x >>= 7
-        }
-        fieldBytes.append(UInt8(x))
-    }
-
     /// The bytes an event's position and id length take before its id.
     static func headBytes(_ position: SourcePosition?, idLength: Int) -> Int {
-        func varint(_ x: UInt64) -> Int { x == 0 ? 1 : (64 - x.leadingZeroBitCount + 6) / 7 }
-        let p = position.map { varint(UInt64($0.topicId)) + varint(UInt64(UInt32(bitPattern: $0.partition))) + varint(UInt64(bitPattern: $0.offset)) } ?? 1
-        return p + varint(UInt64(idLength))
+        let p = position.map {
+            PackedFields.varintSize(UInt64($0.topicId)) + PackedFields.varintSize(UInt64(UInt32(bitPattern: $0.partition)))
+                + PackedFields.varintSize(UInt64(bitPattern: $0.offset))
+        } ?? 1
+        return p + PackedFields.varintSize(UInt64(idLength))
     }
 
     /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).

@@ -181,7 +181,8 @@ public struct TimelineEvent: Sendable {
     func parts(in bytes: [UInt8]) -> Parts {
         let range = self.bytes
         return bytes.withUnsafeBytes { raw in
-            var r = RawReader(raw, range.lowerBound..<min(range.upperBound, raw.count))
+            let end = min(range.upperBound, raw.count)
+            var r = RawReader(raw, min(range.lowerBound, end)..<end)
             var position: SourcePosition?
             let topic = UInt32(truncatingIfNeeded: r.varint())
             if topic != 0 {
@@ -202,9 +203,6 @@ public struct TimelineEvent: Sendable {
     }
 
     func eventId(in bytes: [UInt8]) -> String { String(decoding: bytes[parts(in: bytes).id], as: UTF8.self) }
-
-    /// Its position on its topic, if it came from one.
-    func position(in bytes: [UInt8]) -> SourcePosition? { parts(in: bytes).position }
 
     /// Where its packed fields are in its child's `bytes`.
     func fields(in bytes: [UInt8]) -> Range<Int> { parts(in: bytes).fields }

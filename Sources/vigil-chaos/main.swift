@@ -14,6 +14,8 @@ struct ChaosCommand: ParsableCommand {
             random pause), and stops them once every expected alert is out. It then checks that the alert ids on \
             the alerts topic, and in the audit logs together, equal `vigil replay --until now` on the same \
             stream, that no audit log holds an id twice, and that every deadline fired. It prints the counts.
+            A temporary work directory is removed when the run passes and kept when it fails; one given with \
+            --work-dir is always kept.
             Exit status: 0 pass, 1 fail, 2 the run could not be set up.
             """)
 
@@ -61,11 +63,24 @@ struct ChaosCommand: ParsableCommand {
         do {
             report = try Chaos.run(plan) { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) }
         } catch {
-            FileHandle.standardError.write(Data("vigil-chaos: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("vigil-chaos: \(error) (work directory kept: \(dir))\n".utf8))
             throw ExitCode(2)
         }
         print(report.text)
-        if !report.passed { throw ExitCode(1) }
+        guard report.passed else {
+            print("work directory kept for inspection: \(dir)")
+            throw ExitCode(1)
+        }
+        // A temporary directory of a run that passed holds nothing to look at (tens of MiB of stream, logs and
+        // audit logs): removed. One given with --work-dir, or of a run that failed or could not be set up, stays.
+        if workDir == nil {
+            do {
+                try FileManager.default.removeItem(atPath: dir)
+                print("work directory removed (the run passed; --work-dir keeps one)")
+            } catch {
+                FileHandle.standardError.write(Data("vigil-chaos: could not remove the work directory \(dir): \(error)\n".utf8))
+            }
+        }
     }
 }
 

@@ -585,8 +585,10 @@ public struct ChildState: Sendable, Codable {
         try c.encode(domain, forKey: .domain)
         try c.encode(now, forKey: .now)
         if base != now { try c.encode(base, forKey: .base) }
-        try c.encode(timeline.enumerated().map { TimelineEventJSON(ref: ref($1), arrival: $0, ignored: $1.ignored, fields: Array(fieldBytes[$1.fields(in: fieldBytes)])) },
-                     forKey: .timeline)
+        try c.encode(timeline.enumerated().map { k, e in
+            let p = e.parts(in: fieldBytes)
+            return TimelineEventJSON(ref: e.ref(p, in: fieldBytes), arrival: k, ignored: e.ignored, fields: Array(fieldBytes[p.fields]))
+        }, forKey: .timeline)
         try c.encode(emitted, forKey: .emitted)
         try c.encode(folded, forKey: .folded)
         try c.encode(arrivals, forKey: .arrivals)

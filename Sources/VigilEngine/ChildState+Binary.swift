@@ -56,11 +56,11 @@ extension ChildState {
         func items(_ d: Derivation) -> Int { d.states.count + d.entries.count + d.pending.count + d.fired.count }
         let baseIsNow = base == now
         let derived = items(now) + (baseIsNow ? 0 : items(base))
-        // Compact (version 4), an event takes about 20 bytes besides its id and fields (`fieldBytes` holds both),
+        // Compact (version 4), an event takes about 20 bytes besides its id and fields (`timeline.byteCount`),
         // a derived item under 64, an emitted alert under 128.
         let estimate = version >= 4
-            ? 64 + id.utf8.count + timeline.count * 24 + fieldBytes.count + emitted.count * 128 + derived * 64
-            : 256 + timeline.count * 96 + fieldBytes.count + emitted.count * 160 + derived * 128
+            ? 64 + id.utf8.count + timeline.count * 24 + timeline.byteCount + emitted.count * 128 + derived * 64
+            : 256 + timeline.count * 96 + timeline.byteCount + emitted.count * 160 + derived * 128
         var w = ByteWriter(capacity: prefix.count + estimate)
         w.bytes += prefix
         w.u8(version)
@@ -68,10 +68,11 @@ extension ChildState {
         w.compact = version >= 4
         w.text(id)
         w.i64(Int64(domain))
-        w.u64(arrivals)
+        w.u64(nextArrival)
         w.derivation(now, keys)
         if baseIsNow { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
+        let fieldBytes = self.fieldBytes
         for (k, e) in timeline.enumerated() {
             let p = e.parts(in: fieldBytes)
             w.ref(e.ref(p, in: fieldBytes))
@@ -121,7 +122,7 @@ extension ChildState {
         r.compact = version >= 4
         self.init(id: r.text())
         domain = Int32(truncatingIfNeeded: r.i64())
-        arrivals = r.u64()
+        _ = r.u64()  // the next arrival number: the timeline's count says it
         now = r.derivation(k)
         base = r.u8() == 1 ? r.derivation(k) : now
         // The events first, each with its fields' range in the record; then their ids and fields, copied into
@@ -136,7 +137,7 @@ extension ChildState {
             _ = r.u64()  // its arrival number: its place in the timeline says it
             let ignored = r.u8() != 0
             let fields = r.blobRange()
-            size += Self.headBytes(event.position, idLength: event.id.count) + event.id.count + fields.count
+            size += Self.headBytes(event.position, idLength: event.id.count, fields: fields.count) + event.id.count + fields.count
             events.append((event, ignored, fields))
         }
         reserveTimeline(n, bytes: size)

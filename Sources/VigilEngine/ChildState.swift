@@ -129,42 +129,56 @@ struct FiredMark: Sendable, Codable, Hashable {
 }
 
 /// One event of a child's timeline: what the rules read of it. No free text: the envelope, and the fields the
-/// compiled pack captures. Its position, id and packed fields are in its child's `fieldBytes` (`parts(in:)`,
-/// `ChildState.ref(_:)`, `ChildState.eventId(_:)`); its place in the timeline is its arrival order among events
-/// at the same time.
+/// compiled pack captures. Its position, id and packed fields are in its child's timeline buffer
+/// (`Timeline.buffer`, `parts(in:)`, `ChildState.ref(_:)`, `ChildState.eventId(_:)`); its place in the timeline
+/// is its arrival order among events at the same time.
 public struct TimelineEvent: Sendable {
-    // 24 bytes: what the duplicate check and the re-derivation's ordering read, and where the rest is. The rest
-    // (read to make a reference or apply the event) is in the bytes, end to end: its position (the topic's
-    // number as a varint, 0 without a position; then the partition and the offset as varints), the id's
-    // length as a varint, the id, the packed fields.
+    // 18 bytes in a timeline's buffer (`MemoryLayout.size`): what the duplicate check and the re-derivation's
+    // ordering read, and where the rest is. The rest (read to make a reference or apply the event) is in the
+    // bytes, end to end: the length of what follows as a varint, its position (the topic's number as a
+    // varint, 0 without a position; then the partition and the offset as varints), the id's length as a
+    // varint, the id, the packed fields.
     public let at: Instant
-    /// Where its bytes are in its child's `fieldBytes`.
-    private var bytesAt: UInt32
-    /// Its bytes' length, and in the top bit `ignored`.
-    private var lengthAndIgnored: UInt32
+    /// Where its bytes are in its child's timeline buffer (their start's distance from the buffer's end, below
+    /// 2^31: `Timeline.maxBytes`), and in the top bit `ignored`.
+    private var fromEndAndIgnored: UInt32
     public let type: Symbol
     public let agency: Symbol
-    /// The low 32 bits of its id's `stableHash`: the duplicate check compares ids only where these match.
-    let idHash: UInt32
+    /// The low 16 bits of its id's `stableHash`: the duplicate check compares ids only where these match (one
+    /// pair of other ids in 65,536).
+    let idHash: UInt16
 
-    /// Its bytes in its child's `fieldBytes`: position, id and fields.
-    var bytes: Range<Int> { Int(bytesAt)..<(Int(bytesAt) + Int(lengthAndIgnored & 0x7FFF_FFFF)) }
+    /// Its bytes' start's distance from the end of its child's timeline buffer.
+    var fromEnd: Int { Int(fromEndAndIgnored & 0x7FFF_FFFF) }
 
     /// A duplicate of an event before it in event-time order (found when a copy arrived late): not applied.
     var ignored: Bool {
-        get { lengthAndIgnored & 0x8000_0000 != 0 }
-        set { lengthAndIgnored = newValue ? lengthAndIgnored | 0x8000_0000 : lengthAndIgnored & 0x7FFF_FFFF }
+        get { fromEndAndIgnored & 0x8000_0000 != 0 }
+        set { fromEndAndIgnored = newValue ? fromEndAndIgnored | 0x8000_0000 : fromEndAndIgnored & 0x7FFF_FFFF }
     }
 
-    /// The event at `at`, its position, id and fields at `bytes` of its child's `fieldBytes` (`ChildState.keep`).
-    init(at: Instant, type: Symbol, agency: Symbol, bytes: Range<Int>, idHash: UInt64, ignored: Bool) {
+    /// The event at `at`, its bytes `fromEnd` bytes before the end of its child's timeline buffer
+    /// (`ChildState.keep`).
+    init(at: Instant, type: Symbol, agency: Symbol, fromEnd: UInt32, idHash: UInt64, ignored: Bool) {
         self.at = at
         self.type = type
         self.agency = agency
-        self.idHash = UInt32(truncatingIfNeeded: idHash)
-        bytesAt = UInt32(truncatingIfNeeded: bytes.lowerBound)
-        lengthAndIgnored = UInt32(truncatingIfNeeded: min(bytes.count, 0x7FFF_FFFF))
+        self.idHash = UInt16(truncatingIfNeeded: idHash)
+        fromEndAndIgnored = fromEnd & 0x7FFF_FFFF
         self.ignored = ignored
+    }
+
+    /// The low bits of `hash` an event keeps (`idHash`).
+    static func idHash(_ hash: UInt64) -> UInt16 { UInt16(truncatingIfNeeded: hash) }
+
+    /// Its bytes in its child's timeline buffer `bytes`: length, position, id and fields.
+    func bytes(in bytes: [UInt8]) -> Range<Int> {
+        bytes.withUnsafeBytes { raw in
+            let start = max(raw.count - fromEnd, 0)
+            var r = RawReader(raw, start..<raw.count)
+            let n = r.length()
+            return start..<(r.at + n)
+        }
     }
 
     /// What its bytes hold: its position, and where its id and its packed fields are.
@@ -174,15 +188,16 @@ public struct TimelineEvent: Sendable {
         var fields: Range<Int>
     }
 
-    // Read with its child's `fieldBytes` passed in (the engine reads them out of the child once: a method
+    // Read with its child's timeline buffer passed in (the engine reads it out of the child once: a method
     // called on a child in the engine's array can copy the whole child first).
 
-    /// Its position, and where its id and fields are, read from its child's `bytes`.
+    /// Its position, and where its id and fields are, read from its child's timeline buffer `bytes`.
     func parts(in bytes: [UInt8]) -> Parts {
-        let range = self.bytes
-        return bytes.withUnsafeBytes { raw in
-            let end = min(range.upperBound, raw.count)
-            var r = RawReader(raw, min(range.lowerBound, end)..<end)
+        bytes.withUnsafeBytes { raw in
+            // Bytes past an event's are never read, whatever its place and length say.
+            var r = RawReader(raw, max(raw.count - fromEnd, 0)..<raw.count)
+            let n = r.length()
+            r = RawReader(raw, r.at..<(r.at + n))
             var position: SourcePosition?
             let topic = UInt32(truncatingIfNeeded: r.varint())
             if topic != 0 {
@@ -220,10 +235,10 @@ public struct TimelineEvent: Sendable {
         return a.count == b.count && bytes.withUnsafeBufferPointer { $0[a].elementsEqual($0[b]) }
     }
 
-    /// The same event, its bytes moved to `at`.
-    func moved(to at: Int) -> TimelineEvent {
+    /// The same event, its bytes moved to `fromEnd` bytes before the end of the buffer.
+    func moved(toDistanceFromEnd fromEnd: UInt32) -> TimelineEvent {
         var e = self
-        e.bytesAt = UInt32(truncatingIfNeeded: at)
+        e.fromEndAndIgnored = fromEnd & 0x7FFF_FFFF | (ignored ? 0x8000_0000 : 0)
         return e
     }
 }
@@ -311,27 +326,42 @@ public struct Derivation: Sendable, Codable, Equatable {
 /// (`base`), and the alerts emitted that a late record could still change. Bounded: the timeline is folded
 /// into the base as it ages past the horizon, every list is pruned by time and capped.
 public struct ChildState: Sendable, Codable {
-    // Laid out small: a child's struct is held for every child (112 bytes). What only some children hold is
+    // Laid out small: a child's struct is held for every child (96 bytes). What only some children hold is
     // apart, in `history`.
     public var id: String
     /// The derivation of every event applied, up to the clock.
     public internal(set) var now = Derivation()
-    /// The clock domain (input partition) of the child's latest event.
-    public var domain: Int32 = 0
-    /// Bytes of `fieldBytes` no event of the timeline refers to any more (not persisted).
-    private var freedFieldBytes: UInt32 = 0
-    /// Changed since its state was last written to the changelog (not persisted).
-    var dirty = false
-    public private(set) var timeline: [TimelineEvent] = []
-    /// The timeline events' ids and captured fields, end to end (each event holds where its are): one
+    /// `domain`, and in the top bit `dirty`.
+    private var domainAndDirty: UInt32 = 0
+    /// The timeline's events, and their ids and captured fields (each event holds where its are): one
     /// allocation per child, not one per event. The bytes of events folded out are reclaimed once they are
-    /// most of it.
-    private(set) var fieldBytes: [UInt8] = []
+    /// most of them.
+    public private(set) var timeline = Timeline()
     /// The base, the alerts remembered and the ids folded, when any of them holds something (none for a child
     /// whose events are all in its timeline and that raised no alert): one element, or none.
     private var history: [History] = []
-    /// Events accepted so far (the next arrival number).
-    var arrivals: UInt64 = 0
+
+    /// The clock domain (input partition) of the child's latest event (0 to 2^31 - 1; what is outside is 0).
+    public var domain: Int32 {
+        get { Int32(bitPattern: domainAndDirty & 0x7FFF_FFFF) }
+        set { domainAndDirty = domainAndDirty & 0x8000_0000 | UInt32(bitPattern: max(newValue, 0)) }
+    }
+
+    /// Changed since its state was last written to the changelog (not persisted).
+    var dirty: Bool {
+        get { domainAndDirty & 0x8000_0000 != 0 }
+        set { domainAndDirty = newValue ? domainAndDirty | 0x8000_0000 : domainAndDirty & 0x7FFF_FFFF }
+    }
+
+    /// Whether it has had an event: one in its timeline, or folded into its base.
+    var hasEvents: Bool { !timeline.isEmpty || holdsHistory }
+
+    /// The next arrival number, as written for an earlier Vigil (one that numbered a timeline's events in
+    /// arrival order): the timeline's order is the arrival order, and its count is the next number.
+    var nextArrival: UInt64 { UInt64(timeline.count) }
+
+    /// The timeline's buffer: its events' positions, ids and fields are read from it (`TimelineEvent.parts(in:)`).
+    var fieldBytes: [UInt8] { timeline.buffer }
 
     /// What a child holds once events fold out of its timeline or it raises an alert.
     struct History: Sendable {
@@ -412,32 +442,35 @@ public struct ChildState: Sendable, Codable {
     public var isChanged: Bool { dirty }
 
     /// Appends `e` (kept by `keep`) to the timeline.
-    mutating func append(_ e: TimelineEvent) {
-        Self.makeRoom(&timeline, for: 1)
-        timeline.append(e)
-    }
+    mutating func append(_ e: TimelineEvent) { timeline.append(e) }
 
-    mutating func insert(_ e: TimelineEvent, at i: Int) {
-        Self.makeRoom(&timeline, for: 1)
-        timeline.insert(e, at: i)
-    }
+    mutating func insert(_ e: TimelineEvent, at i: Int) { timeline.insert(e, at: i) }
 
-    /// Room for `extra` more elements, growing by a quarter rather than doubling: a child's arrays (its timeline,
-    /// its bytes, its states, window entries and expectations) grow an item at a time and live long, and the
-    /// slack doubling leaves (a quarter on average; growing by half, a sixth) is memory held for nothing. The
-    /// extra growths cost little (`vigil-bench engine`, A/B: within the VM's spread; BENCHMARKS.md).
+    /// Room for `extra` more elements, growing by a quarter rather than doubling: a child's arrays (its states,
+    /// window entries and expectations; its timeline's buffer likewise) grow an item at a time and live long,
+    /// and the slack doubling leaves (a quarter on average; growing by half, a sixth) is memory held for
+    /// nothing. The extra growths cost little (`vigil-bench engine`, A/B: within the VM's spread; BENCHMARKS.md).
     static func makeRoom<T>(_ a: inout [T], for extra: Int) {
         let need = a.count + extra
         guard need > a.capacity else { return }
         a.reserveCapacity(max(need, a.count + a.count / 4))
     }
 
-    /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
-    mutating func removeOldest() -> TimelineEvent {
-        let e = timeline.removeFirst()
-        freedFieldBytes += UInt32(truncatingIfNeeded: e.bytes.count)
-        return e
+    /// Gives back the room of an array that has lost at least half of what it held: all of it once it is
+    /// empty, else what it does not use (one copy). A child's expectations and window entries come and go, and
+    /// an array keeps its room when emptied (a child's met expectations held 11 bytes a child on the 1M-children
+    /// benchmark: BENCHMARKS.md, 2026-12-01).
+    static func trim<T>(_ a: inout [T]) {
+        guard a.capacity > 0, a.count * 2 <= a.capacity else { return }
+        guard !a.isEmpty else { a = []; return }
+        var kept: [T] = []
+        kept.reserveCapacity(a.count)
+        kept.append(contentsOf: a)
+        a = kept
     }
+
+    /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
+    mutating func removeOldest() -> TimelineEvent { timeline.removeFirst() }
 
     /// The reference to timeline event `e` (its id read from `fieldBytes`).
     public func ref(_ e: TimelineEvent) -> EventRef { e.ref(in: fieldBytes) }
@@ -448,14 +481,12 @@ public struct ChildState: Sendable, Codable {
     /// Keeps the position and id of `ref` and the fields `keep` marks of `r` for an event about to join the
     /// timeline; its id hashes to `idHash`.
     mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool], idHash: UInt64) -> TimelineEvent {
-        let start = fieldBytes.count
-        keepHead(ref.position, id: ref.eventId)
-        let n = PackedFields.append(r, keep: keep, to: &fieldBytes)
-        if fieldBytes.count > Self.maxFieldBytes {
-            // Past what an event's place can address (4 GiB of one child's events): its fields are not kept.
-            fieldBytes.removeLast(n)
+        var id = ref.eventId
+        let fields = PackedFields.size(r, keep: keep)
+        let fromEnd = id.withUTF8 { id in
+            keepBytes(ref.position, id: id, fields: fields) { PackedFields.write(r, keep: keep, to: $0) }
         }
-        return TimelineEvent(at: ref.occurredAt, type: ref.type, agency: ref.agency, bytes: start..<fieldBytes.count, idHash: idHash, ignored: false)
+        return TimelineEvent(at: ref.occurredAt, type: ref.type, agency: ref.agency, fromEnd: fromEnd, idHash: idHash, ignored: false)
     }
 
     /// Keeps the position and id of `ref` and its packed fields read back (from the changelog, or JSON) for an
@@ -469,39 +500,32 @@ public struct ChildState: Sendable, Codable {
     /// the id hashed as bytes (`stableHash`).
     mutating func keep(id: some Collection<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
                        fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
-        let start = fieldBytes.count
-        let idStart = keepHead(position, id: id)
-        let hash = fieldBytes.withUnsafeBufferPointer { stableHash(UnsafeBufferPointer(rebasing: $0[idStart...])) }
-        let n = fieldBytes.count + fields.count > Self.maxFieldBytes ? 0 : fields.count
-        Self.makeRoom(&fieldBytes, for: n)
-        fieldBytes += fields.prefix(n)
-        return TimelineEvent(at: at, type: type, agency: agency, bytes: start..<fieldBytes.count, idHash: hash, ignored: ignored)
+        let fromEnd = keepBytes(position, id: id, fields: fields.count) { p in
+            fields.withUnsafeBytes { if let f = $0.baseAddress, !$0.isEmpty { p.copyMemory(from: f, byteCount: $0.count) } }
+            return p + fields.count
+        }
+        // The id is hashed as it was kept (`maxIdBytes` of it).
+        let hash = timeline.buffer.withUnsafeBufferPointer { b in
+            let id = TimelineEvent(at: at, type: type, agency: agency, fromEnd: fromEnd, idHash: 0, ignored: false).parts(in: timeline.buffer).id
+            return stableHash(UnsafeBufferPointer(rebasing: b[id]))
+        }
+        return TimelineEvent(at: at, type: type, agency: agency, fromEnd: fromEnd, idHash: hash, ignored: ignored)
     }
-
-    /// The most bytes a child's `fieldBytes` holds (an event's place in them is 32 bits).
-    static let maxFieldBytes = Int(UInt32.max)
 
     /// The most bytes of an event's id kept (the contract allows 128 characters, at most 512 bytes).
     static let maxIdBytes = Int(UInt16.max)
 
-    /// Appends what comes before an event's fields: its position, its id's length and its id (at most
-    /// `maxIdBytes` of it). Returns where the id starts.
-    @discardableResult
-    private mutating func keepHead(_ position: SourcePosition?, id: String) -> Int {
-        var id = id
-        return id.withUTF8 { keepHead(position, id: $0) }
-    }
-
-    @discardableResult
-    private mutating func keepHead(_ position: SourcePosition?, id: some Collection<UInt8>) -> Int {
+    /// Writes an event's bytes at the back of the timeline's buffer: the length of what follows, its position,
+    /// its id's length, its id (at most `maxIdBytes` of it), then `fields` bytes of fields written by
+    /// `writeFields` (given where to start, returning where it stopped). Returns where they are (their distance
+    /// from the buffer's end). Past what a timeline holds (`Timeline.maxBytes` of one child's events), the
+    /// fields are not kept, and then not the id either.
+    private mutating func keepBytes(_ position: SourcePosition?, id: some Collection<UInt8>, fields: Int,
+                                    _ writeFields: (UnsafeMutableRawPointer) -> UnsafeMutableRawPointer) -> UInt32 {
         let n = min(id.count, Self.maxIdBytes)
-        let head = Self.headBytes(position, idLength: n)
-        Self.makeRoom(&fieldBytes, for: head + n)
-        let at = fieldBytes.count
-        fieldBytes.append(contentsOf: repeatElement(0, count: head))
-        fieldBytes.withUnsafeMutableBytes { b in
-            guard let base = b.baseAddress else { return }
-            var w = RawWriter(p: base + at)
+        func write(_ p: UnsafeMutableRawPointer, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
+            var w = RawWriter(p: p)
+            w.varint(UInt64(Self.positionBytes(position, idLength: n) + n + fields))
             if let p = position {
                 w.varint(UInt64(p.topicId))
                 w.varint(UInt64(UInt32(bitPattern: p.partition)))
@@ -510,14 +534,29 @@ public struct ChildState: Sendable, Codable {
                 w.varint(0)
             }
             w.varint(UInt64(n))
+            var at = w.p
+            for b in id.prefix(n) {
+                at.storeBytes(of: b, as: UInt8.self)
+                at += 1
+            }
+            return at
         }
-        let idStart = fieldBytes.count
-        fieldBytes += id.prefix(n)
-        return idStart
+        let all = Self.headBytes(position, idLength: n, fields: fields) + n + fields
+        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, idLength: n, fields: fields)) }) { return fromEnd }
+        if let fromEnd = timeline.appendBytes(Self.headBytes(position, idLength: n, fields: 0) + n, { _ = write($0, idLength: n, fields: 0) }) {
+            return fromEnd
+        }
+        return timeline.appendBytes(Self.headBytes(nil, idLength: 0, fields: 0)) { _ = write($0, idLength: 0, fields: 0) } ?? 0
+    }
+
+    /// The bytes an event's length, position and id length take before its id, with `fields` bytes of fields.
+    static func headBytes(_ position: SourcePosition?, idLength: Int, fields: Int) -> Int {
+        let rest = positionBytes(position, idLength: idLength)
+        return PackedFields.varintSize(UInt64(rest + idLength + fields)) + rest
     }
 
     /// The bytes an event's position and id length take before its id.
-    static func headBytes(_ position: SourcePosition?, idLength: Int) -> Int {
+    private static func positionBytes(_ position: SourcePosition?, idLength: Int) -> Int {
         let p = position.map {
             PackedFields.varintSize(UInt64($0.topicId)) + PackedFields.varintSize(UInt64(UInt32(bitPattern: $0.partition)))
                 + PackedFields.varintSize(UInt64(bitPattern: $0.offset))
@@ -526,23 +565,14 @@ public struct ChildState: Sendable, Codable {
     }
 
     /// Room for `n` more timeline events holding `bytes` bytes, exactly (a state read back knows what it holds).
-    mutating func reserveTimeline(_ n: Int, bytes: Int) {
-        timeline.reserveCapacity(timeline.count + n)
-        fieldBytes.reserveCapacity(fieldBytes.count + bytes)
-    }
+    mutating func reserveTimeline(_ n: Int, bytes: Int) { timeline.makeRoom(events: n, bytes: bytes, exactly: true) }
 
-    /// Moves the bytes of the timeline's events together once those of events gone are most of them.
+    /// Moves the bytes of the timeline's events together once those of events gone are most of them (a pass
+    /// over the events to count them: called after events were removed).
     mutating func reclaimFields() {
-        guard freedFieldBytes > 0, Int(freedFieldBytes) * 2 >= fieldBytes.count else { return }
-        let old = fieldBytes
-        fieldBytes = []
-        fieldBytes.reserveCapacity(old.count - Int(freedFieldBytes))
-        freedFieldBytes = 0
-        for k in timeline.indices {
-            let start = fieldBytes.count
-            fieldBytes += old[timeline[k].bytes]
-            timeline[k] = timeline[k].moved(to: start)
-        }
+        let held = timeline.byteCount
+        guard held > 0, (held - timeline.liveBytes) * 2 >= held else { return }
+        timeline = timeline.compacted()
     }
 
     mutating func setIgnored(_ k: Int, _ ignored: Bool) { timeline[k].ignored = ignored }
@@ -560,7 +590,7 @@ public struct ChildState: Sendable, Codable {
             }
             emitted = try c.decode([EmittedAlert].self, forKey: .emitted)
             folded = try c.decode([SeenEvent].self, forKey: .folded)
-            arrivals = try c.decode(UInt64.self, forKey: .arrivals)
+            _ = try c.decode(UInt64.self, forKey: .arrivals)
         } else {
             // State written before timelines existed: it becomes the base of an empty timeline, so a record
             // arriving late for such a child is reconciled only from here on.
@@ -585,13 +615,14 @@ public struct ChildState: Sendable, Codable {
         try c.encode(domain, forKey: .domain)
         try c.encode(now, forKey: .now)
         if base != now { try c.encode(base, forKey: .base) }
+        let fieldBytes = self.fieldBytes
         try c.encode(timeline.enumerated().map { k, e in
             let p = e.parts(in: fieldBytes)
             return TimelineEventJSON(ref: e.ref(p, in: fieldBytes), arrival: k, ignored: e.ignored, fields: Array(fieldBytes[p.fields]))
         }, forKey: .timeline)
         try c.encode(emitted, forKey: .emitted)
         try c.encode(folded, forKey: .folded)
-        try c.encode(arrivals, forKey: .arrivals)
+        try c.encode(nextArrival, forKey: .arrivals)
     }
 
     /// Approximate heap bytes held (for benchmarks).
@@ -611,8 +642,7 @@ public struct ChildState: Sendable, Codable {
         b.add("child id", id.utf8.count > 15 ? 32 + id.utf8.count : 0)
         derivation(now, "now")
         derivation(base, "base")
-        b.add("timeline", arr(timeline.capacity, MemoryLayout<TimelineEvent>.stride))
-        b.add("timeline ids and fields", arr(fieldBytes.capacity, 1))
+        b.add("timeline (events, ids and fields)", arr(timeline.capacity, 1))
         b.add("history (base, emitted, folded)", arr(history.capacity, MemoryLayout<History>.stride))
         b.add("emitted", arr(emitted.capacity, MemoryLayout<EmittedAlert>.stride))
         b.add("folded", arr(folded.capacity, MemoryLayout<SeenEvent>.stride))

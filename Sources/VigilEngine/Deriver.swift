@@ -95,7 +95,10 @@ struct Deriver: Sendable {
                     best = i
                 }
             }
-            guard best >= 0 else { return }
+            guard best >= 0 else {
+                ChildState.trim(&d.pending)
+                return
+            }
             let p = d.pending.remove(at: best)
             let ri = Int(p.rule)
             if let fireIf = tables.expectations[ri]?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
@@ -192,6 +195,7 @@ struct Deriver: Sendable {
         let newest = d.newest.micros
         let windows = rules.windows
         d.entries.removeAll { e in e.at.micros < newest - windows[Int(e.window)].retention }
+        ChildState.trim(&d.entries)
     }
 
     // MARK: expectations
@@ -210,6 +214,7 @@ struct Deriver: Sendable {
             p.rule == rule && p.key == k && at < p.deadline && (!met || lookback.map { at.micros >= p.armedAt.micros - $0 } ?? true)
         }
         let removed = before - d.pending.count
+        ChildState.trim(&d.pending)
         if met { x.stats.deadlinesMet += removed } else { x.stats.deadlinesCancelled += removed }
     }
 

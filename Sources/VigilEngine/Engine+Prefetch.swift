@@ -9,7 +9,7 @@ import CPrefetch
 extension Engine {
     /// Byte offsets in a `ChildState` of the lists an event reads or appends to.
     private static let listOffsets: [Int] = [
-        \ChildState.timeline, \ChildState.fieldBytes,
+        \ChildState.timeline,
         \ChildState.now.entries, \ChildState.now.pending, \ChildState.now.states,
     ].compactMap { MemoryLayout<ChildState>.offset(of: $0) }
 

@@ -114,7 +114,9 @@ extension Engine {
     mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
         let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
+        var removed = false
         while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
+            removed = true
             if children[ci].timeline[0].at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
             let first = children[ci].removeOldest()
             guard !first.ignored else { continue }
@@ -133,6 +135,6 @@ extension Engine {
             if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }
             children[ci].emitted.removeAll { $0.firedAt <= through }
         }
-        children[ci].reclaimFields()
+        if removed { children[ci].reclaimFields() }
     }
 }

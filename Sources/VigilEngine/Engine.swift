@@ -203,7 +203,7 @@ public struct Engine: Sendable {
         stats.events += 1
         children[ci].dirty = true
         if domain >= 0 {
-            if children[ci].domain != Int32(domain) && children[ci].arrivals > 0 { stats.domainChanges += 1 }
+            if children[ci].domain != Int32(domain) && children[ci].hasEvents { stats.domainChanges += 1 }
             children[ci].domain = Int32(domain)
             while queues.count <= domain { queues.append(DeadlineQueue()) }
         }
@@ -214,7 +214,6 @@ public struct Engine: Sendable {
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
         let event = children[ci].keep(ref, r, keep: deriver.timelineSlot, idHash: h)
-        children[ci].arrivals += 1
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
             var x = context(child: childId)
@@ -267,7 +266,7 @@ public struct Engine: Sendable {
     /// comes before it in event-time order, within the duplicate horizon, was accepted already.
     func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
         let horizon = limits.duplicateHorizon
-        let low = UInt32(truncatingIfNeeded: h)
+        let low = TimelineEvent.idHash(h)
         for e in children[ci].timeline where e.idHash == low {
             if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: children[ci].fieldBytes) { return true }
         }

@@ -179,6 +179,62 @@ import VigilContract
         }
     }
 
+    /// A timeline's events and their bytes share one buffer (events from the front, bytes from the back): events
+    /// inserted anywhere, across many growths, each read back their own position, id and fields; a copy of the
+    /// child taken on the way is not changed by what is done to the child after it.
+    @Test func aTimelinesEventsAndBytesShareOneBufferAndReadBackWhereverInsertedAndWhenCopied() {
+        var child = ChildState(id: "C1")
+        var r = EventRecord(slotCount: 3)
+        var expected: [(ref: EventRef, value: Int64)] = []
+        var copy: ChildState?
+        var copied: [(ref: EventRef, value: Int64)] = []
+        for i in 0..<300 {
+            r.reset()
+            r.set(1, .int(Int64(i) * 1_000_003))
+            r.set(2, .string(String(repeating: "v", count: i % 37)))
+            let ref = EventRef(eventId: "E\(i)-" + String(repeating: "i", count: i % 23), type: Symbol(UInt16(i % 5)), agency: Symbol(UInt16(i % 7)),
+                               occurredAt: Instant(micros: Int64(i)), position: i % 4 == 0 ? nil : SourcePosition(topic: "t", partition: Int32(i % 3), offset: Int64(i) << 20))
+            let e = child.keep(ref, r, keep: [false, true, true], idHash: stableHash(ref.eventId))
+            // At the end, the front, or somewhere between.
+            let at = i % 3 == 0 ? child.timeline.count : i % 3 == 1 ? 0 : child.timeline.count / 2
+            child.insert(e, at: at)
+            expected.insert((ref, Int64(i) * 1_000_003), at: at)
+            if i == 150 { copy = child; copied = expected }
+        }
+        func check(_ c: ChildState, _ want: [(ref: EventRef, value: Int64)]) {
+            #expect(c.timeline.count == want.count)
+            #expect(c.timeline.map { c.ref($0) } == want.map(\.ref))
+            for (e, w) in zip(c.timeline, want) {
+                var got: [Int: FieldValue] = [:]
+                PackedFields.forEach(c.fieldBytes, e.fields(in: c.fieldBytes)) { got[$0] = $1 }
+                #expect(got[1] == .int(w.value) && e.type == w.ref.type && e.agency == w.ref.agency && e.at == w.ref.occurredAt)
+            }
+        }
+        check(child, expected)
+        if let copy { check(copy, copied) }
+        // The oldest removed, the bytes given back, the rest as they were.
+        for _ in 0..<200 { _ = child.removeOldest() }
+        child.reclaimFields()
+        expected.removeFirst(200)
+        check(child, expected)
+        #expect(child.timeline.byteCount == child.timeline.liveBytes)
+    }
+
+    /// A child's domain and its changed mark share a word: each set leaves the other as it was.
+    @Test func aChildsDomainAndChangedMarkAreKeptApart() {
+        var child = ChildState(id: "C1")
+        child.domain = Int32.max
+        #expect(!child.isChanged && child.domain == Int32.max)
+        child.markChanged()
+        #expect(child.isChanged && child.domain == Int32.max)
+        child.domain = 7
+        #expect(child.isChanged && child.domain == 7)
+        child.dirty = false
+        #expect(!child.isChanged && child.domain == 7)
+        child.domain = -1
+        #expect(child.domain == 0, "a domain is an input partition: none is negative")
+    }
+
     /// An event's position and id are kept in its child's bytes before its fields (varints): any position, with
     /// or without one, and any id read back as they were kept, beside the same fields.
     @Test func anEventsPositionAndIdReadBackFromItsChildsBytes() {
@@ -199,13 +255,13 @@ import VigilContract
             }
         }
         #expect(child.timeline.map { child.ref($0) } == refs)
-        #expect(child.timeline.map(\.idHash) == refs.map { UInt32(truncatingIfNeeded: stableHash($0.eventId)) })
+        #expect(child.timeline.map(\.idHash) == refs.map { TimelineEvent.idHash(stableHash($0.eventId)) })
         for e in child.timeline {
             var got: [Int: FieldValue] = [:]
             PackedFields.forEach(child.fieldBytes, e.fields(in: child.fieldBytes)) { got[$0] = $1 }
             #expect(got == [1: .int(-7)])
-            #expect(e.bytes.count == ChildState.headBytes(child.ref(e).position, idLength: child.ref(e).eventId.utf8.count)
-                    + child.ref(e).eventId.utf8.count + e.fields(in: child.fieldBytes).count)
+            let fields = e.fields(in: child.fieldBytes).count, idLength = child.ref(e).eventId.utf8.count
+            #expect(e.bytes(in: child.fieldBytes).count == ChildState.headBytes(child.ref(e).position, idLength: idLength, fields: fields) + idLength + fields)
         }
         // Read back from the changelog's bytes (the same keeping, from a record) too.
         var other = ChildState(id: "C1")
@@ -231,9 +287,9 @@ import VigilContract
     @Test func aTimelineEventAndAReferenceToAnEventAreFixedSize() {
         // Every event of every timeline is one (its position, id and fields in its child's bytes); every window
         // entry, state and expectation holds a reference.
-        #expect(MemoryLayout<TimelineEvent>.stride == 24)
+        #expect(MemoryLayout<TimelineEvent>.size == 18, "as a timeline's buffer holds it")
         // Every child's: what only some children hold is apart.
-        #expect(MemoryLayout<ChildState>.stride == 112)
+        #expect(MemoryLayout<ChildState>.stride == 96)
         #expect(MemoryLayout<EventRef>.stride == 48)
         // Their fields after the reference, in the bytes its layout leaves at its end; their times its time.
         #expect(MemoryLayout<WindowEntry>.stride == 72)

@@ -523,7 +523,8 @@ public struct ChildState: Sendable, Codable {
     private mutating func keepBytes(_ position: SourcePosition?, id: some Collection<UInt8>, fields: Int,
                                     _ writeFields: (UnsafeMutableRawPointer) -> UnsafeMutableRawPointer) -> UInt32 {
         let n = min(id.count, Self.maxIdBytes)
-        func write(_ p: UnsafeMutableRawPointer, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
+        // Writes exactly `headBytes(position, idLength: n, fields: fields) + n` bytes, what each call reserved.
+        func write(_ p: UnsafeMutableRawPointer, _ position: SourcePosition?, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
             var w = RawWriter(p: p)
             w.varint(UInt64(Self.positionBytes(position, idLength: n) + n + fields))
             if let p = position {
@@ -542,11 +543,12 @@ public struct ChildState: Sendable, Codable {
             return at
         }
         let all = Self.headBytes(position, idLength: n, fields: fields) + n + fields
-        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, idLength: n, fields: fields)) }) { return fromEnd }
-        if let fromEnd = timeline.appendBytes(Self.headBytes(position, idLength: n, fields: 0) + n, { _ = write($0, idLength: n, fields: 0) }) {
+        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, position, idLength: n, fields: fields)) }) { return fromEnd }
+        if let fromEnd = timeline.appendBytes(Self.headBytes(position, idLength: n, fields: 0) + n, { _ = write($0, position, idLength: n, fields: 0) }) {
             return fromEnd
         }
-        return timeline.appendBytes(Self.headBytes(nil, idLength: 0, fields: 0)) { _ = write($0, idLength: 0, fields: 0) } ?? 0
+        // Neither position nor id: the two bytes reserved (it wrote the position past them before).
+        return timeline.appendBytes(Self.headBytes(nil, idLength: 0, fields: 0)) { _ = write($0, nil, idLength: 0, fields: 0) } ?? 0
     }
 
     /// The bytes an event's length, position and id length take before its id, with `fields` bytes of fields.

@@ -163,7 +163,7 @@ public struct TimelineEvent: Sendable {
         self.at = at
         self.type = type
         self.agency = agency
-        self.idHash = UInt16(truncatingIfNeeded: idHash)
+        self.idHash = Self.idHash(idHash)
         fromEndAndIgnored = fromEnd & 0x7FFF_FFFF
         self.ignored = ignored
     }
@@ -174,11 +174,18 @@ public struct TimelineEvent: Sendable {
     /// Its bytes in its child's timeline buffer `bytes`: length, position, id and fields.
     func bytes(in bytes: [UInt8]) -> Range<Int> {
         bytes.withUnsafeBytes { raw in
-            let start = max(raw.count - fromEnd, 0)
-            var r = RawReader(raw, start..<raw.count)
-            let n = r.length()
-            return start..<(r.at + n)
+            let s = span(in: raw)
+            return s.start..<s.body.upperBound
         }
+    }
+
+    /// Where its bytes start in the buffer `raw`, and what follows their length (position, id and fields).
+    /// Bytes past an event's are never read, whatever its place and length say.
+    private func span(in raw: UnsafeRawBufferPointer) -> (start: Int, body: Range<Int>) {
+        let start = max(raw.count - fromEnd, 0)
+        var r = RawReader(raw, start..<raw.count)
+        let n = r.length()
+        return (start, r.at..<(r.at + n))
     }
 
     /// What its bytes hold: its position, and where its id and its packed fields are.
@@ -194,10 +201,7 @@ public struct TimelineEvent: Sendable {
     /// Its position, and where its id and fields are, read from its child's timeline buffer `bytes`.
     func parts(in bytes: [UInt8]) -> Parts {
         bytes.withUnsafeBytes { raw in
-            // Bytes past an event's are never read, whatever its place and length say.
-            var r = RawReader(raw, max(raw.count - fromEnd, 0)..<raw.count)
-            let n = r.length()
-            r = RawReader(raw, r.at..<(r.at + n))
+            var r = RawReader(raw, span(in: raw).body)
             var position: SourcePosition?
             let topic = UInt32(truncatingIfNeeded: r.varint())
             if topic != 0 {

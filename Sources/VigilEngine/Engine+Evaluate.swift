@@ -73,13 +73,7 @@ extension Deriver {
                 flag = d.states.contains { $0.state == s }
             case .age(let slot, let op, let bound, let cal):
                 guard case .date(let dob) = r[slot] else { flag = false; break }
-                let calendar = rules.calendars[cal]
-                let threshold: Instant
-                switch bound {
-                case .months(let n): threshold = calendar.start(of: dob, plusMonths: n)
-                case .micros(let m): threshold = calendar.zone.startOfDay(dob) + m
-                }
-                flag = op.holds(now, threshold)
+                flag = op.holds(now, threshold(born: dob, bound, cal, seenFrom: now))
             case .windowCount(let w, let micros, let op, let n):
                 let lower = now.micros - micros
                 let window = UInt16(w)
@@ -122,6 +116,37 @@ extension Deriver {
             pc += 1
         }
         return flag
+    }
+
+    /// The instant a child born on `dob` reaches age `bound` (00:00 local on the day, in calendar `cal`'s zone),
+    /// or, when `now` is clearly on one side of it, an instant on that same side: every comparison of `now`
+    /// with either then agrees. N months after a day are 28N-3 to 31N days after it (months are 28 to 31 days;
+    /// a day clamped to a shorter month loses at most 3), and a local midnight is within the zone's widest
+    /// offset of the UTC one; most ages are years from their threshold, and the calendar is not consulted.
+    @inline(__always) func threshold(born dob: Day, _ bound: AgeBound, _ cal: Int, seenFrom now: Instant) -> Instant {
+        let calendar = rules.calendars[cal]
+        let day = Instant.microsPerDay
+        // The span from the day's UTC midnight: at least `low`, at most `high` (far from overflow: days within
+        // 27,000 years of 1970, spans under 83,000 years; otherwise exactly).
+        var low: Int64 = 0, high: Int64 = 0, bounded = abs(dob.number) < 10_000_000
+        switch bound {
+        case .months(let n):
+            bounded = bounded && n >= 0 && n < 1_000_000
+            (low, high) = (Int64(28 * n - 3) * day, Int64(31 * n) * day)
+        case .micros(let m):
+            bounded = bounded && abs(m) < 1 << 61
+            (low, high) = (m, m)
+        }
+        if bounded {
+            let midnight = Int64(dob.number) * day
+            let slack = calendar.zone.widestOffset * Instant.microsPerSecond + day
+            if now.micros < midnight + low - slack { return Instant(micros: midnight + low - slack) }
+            if now.micros > midnight + high + slack { return Instant(micros: midnight + high + slack) }
+        }
+        switch bound {
+        case .months(let n): return calendar.start(of: dob, plusMonths: n)
+        case .micros(let m): return calendar.zone.startOfDay(dob) + m
+        }
     }
 
     @inline(__always) func fetch(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> FieldValue {

@@ -15,6 +15,8 @@ public struct ZoneTable: Sendable, Hashable {
     @usableFromInline let transitionsBefore: [UInt16]
     @usableFromInline let indexBase: Int64
     @usableFromInline static let spanShift: Int64 = 22
+    /// The largest offset from UTC, either way, in seconds: a local midnight is within it of the UTC one.
+    public let widestOffset: Int64
 
     private static let cache = Mutex<[String: ZoneTable]>([:])
 
@@ -42,6 +44,7 @@ public struct ZoneTable: Sendable, Hashable {
         }
         transitions = ts
         offsets = os
+        widestOffset = os.reduce(Int64(abs(initialOffset))) { max($0, Int64(abs($1))) }
         indexBase = ts.first ?? 0
         var before: [UInt16] = []
         if let last = ts.last, ts.count < Int(UInt16.max) {

@@ -34,7 +34,7 @@ struct ByteWriter {
             w.varint(x)
             return w.p - base
         }
-        withUnsafeBytes(of: &word) { bytes.append(contentsOf: $0.prefix(n)) }
+        withUnsafeBytes(of: &word) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
     }
     /// An instant: compact, as packed fields write one (`PackedFields.instantCode`: by its seconds when it falls
     /// on a whole one, five bytes for this century, not eight).
@@ -44,14 +44,16 @@ struct ByteWriter {
     /// A string of at most 65,535 bytes (longer ones are cut).
     mutating func text(_ s: String) {
         if let done = s.utf8.withContiguousStorageIfAvailable({ b -> Bool in
-            let n = min(b.count, Int(UInt16.max))
-            u16(UInt16(n))
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[..<n]))
+            text(utf8: b)
             return true
         }), done { return }
-        let b = Array(s.utf8.prefix(Int(UInt16.max)))
-        u16(UInt16(b.count))
-        bytes += b
+        Array(s.utf8).withUnsafeBufferPointer { text(utf8: $0) }
+    }
+    /// A string's UTF-8 as `text` writes it (at most 65,535 bytes of it).
+    mutating func text(utf8 b: UnsafeBufferPointer<UInt8>) {
+        let n = min(b.count, Int(UInt16.max))
+        u16(UInt16(n))
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[..<n]))
     }
 }
 

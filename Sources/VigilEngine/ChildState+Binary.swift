@@ -73,12 +73,19 @@ extension ChildState {
         if baseIsNow { w.u8(0) } else { w.u8(1); w.derivation(base, keys) }
         w.u64(UInt64(timeline.count))
         let fieldBytes = self.fieldBytes
-        for (k, e) in timeline.enumerated() {
-            let p = e.parts(in: fieldBytes)
-            w.ref(e.ref(p, in: fieldBytes))
-            w.u64(UInt64(k))  // its arrival number: the timeline's order is the arrival order
-            w.u8(e.ignored ? 1 : 0)
-            if w.legacyFields { w.blob(PackedFields.legacy(fieldBytes, p.fields)[...]) } else { w.blob(fieldBytes[p.fields]) }
+        fieldBytes.withUnsafeBufferPointer { raw in
+            for (k, e) in timeline.enumerated() {
+                let p = e.parts(in: fieldBytes)
+                w.ref(id: UnsafeBufferPointer(rebasing: raw[p.id]), type: e.type, agency: e.agency, at: e.at, position: p.position)
+                w.u64(UInt64(k))  // its arrival number: the timeline's order is the arrival order
+                w.u8(e.ignored ? 1 : 0)
+                if w.legacyFields {
+                    w.blob(PackedFields.legacy(fieldBytes, p.fields)[...])
+                } else {
+                    w.u64(UInt64(p.fields.count))
+                    w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: raw[p.fields]))
+                }
+            }
         }
         w.u64(UInt64(emitted.count))
         for a in emitted {
@@ -183,11 +190,17 @@ extension ByteWriter {
     }
 
     mutating func ref(_ e: EventRef) {
-        text(e.eventId)
-        u16(e.type.id)
-        u16(e.agency.id)
-        instant(e.occurredAt)
-        if let p = e.position { u8(1); topic(p); i64(Int64(p.partition)); i64(p.offset) } else { u8(0) }
+        var id = e.eventId
+        id.withUTF8 { ref(id: $0, type: e.type, agency: e.agency, at: e.occurredAt, position: e.position) }
+    }
+
+    /// A reference from what it holds, its id as UTF-8 (a timeline event's, as kept: no string made).
+    mutating func ref(id: UnsafeBufferPointer<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?) {
+        text(utf8: id)
+        u16(type.id)
+        u16(agency.id)
+        instant(at)
+        if let p = position { u8(1); topic(p); i64(Int64(p.partition)); i64(p.offset) } else { u8(0) }
     }
 
     /// A position's topic: its name; compact, its place among the record's topics (1-based), or 0 and its name

@@ -72,7 +72,7 @@ struct Deriver: Sendable {
         for k in ranges.checks { checkExpectation(Int(lists[k]), r, &d, ref, &x) }
         for k in ranges.immediates {
             let ri = Int(lists[k])
-            guard let code = rules.rules[ri].immediate, eval(code, r, d, at) else { continue }
+            guard let code = tables.immediates[ri], eval(code, r, d, at) else { continue }
             fire(ri, &d, at: at, deadline: nil, trigger: ref, args: nil, record: r, &x)
         }
         var lastArmed = -1
@@ -148,9 +148,9 @@ struct Deriver: Sendable {
     }
 
     func updateState(_ s: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
-        let def = rules.states[s]
+        let def = tables.states[s]
         guard eval(def.condition, r, d, ref.occurredAt) else { return }
-        let k = def.isKeyed ? key(def.keySlots, r) : ""
+        let k = def.keyed ? key(tables.stateKeys[s], r) : ""
         let value = r[def.valueSlot]
         let existing = d.states.firstIndex { $0.state == UInt16(s) && $0.key == k }
         if value.isMissing {
@@ -171,7 +171,7 @@ struct Deriver: Sendable {
     }
 
     func appendWindow(_ w: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
-        let def = rules.windows[w]
+        let def = tables.windows[w]
         guard eval(def.condition, r, d, ref.occurredAt) else { return }
         var distinct: UInt64 = 0
         if let slot = def.distinctSlot {
@@ -188,12 +188,12 @@ struct Deriver: Sendable {
             x.stats.overflowDrops += 1
         }
         ChildState.makeRoom(&d.entries, for: 1)
-        d.entries.append(WindowEntry(window: UInt16(w), distinct: distinct, key: key(def.keySlots, r), ref: ref))
+        d.entries.append(WindowEntry(window: UInt16(w), distinct: distinct, key: key(tables.windowKeys[w], r), ref: ref))
     }
 
     func pruneWindows(_ d: inout Derivation) {
         let newest = d.newest.micros
-        let windows = rules.windows
+        let windows = tables.windows
         d.entries.removeAll { e in e.at.micros < newest - windows[Int(e.window)].retention }
         ChildState.trim(&d.entries)
     }

@@ -18,6 +18,27 @@ final class EngineTables: @unchecked Sendable {
     let armClauses: UnsafeMutableBufferPointer<ArmClause>
     /// Per rule, its expectation's correlation slots (empty without one).
     let correlate: [[Int]]
+    /// Per rule, its immediate condition (nil for an expectation).
+    let immediates: UnsafeMutableBufferPointer<ConditionCode?>
+    /// Per state and per window, the parts an event reads (trivially copyable: binding `rules.states[s]` or
+    /// `rules.windows[w]` copied the definition, retaining its strings and arrays, for each one an event updates).
+    let states: UnsafeMutableBufferPointer<State>
+    let windows: UnsafeMutableBufferPointer<Window>
+    /// Per state and per window, its key slots.
+    let stateKeys: [[Int]]
+    let windowKeys: [[Int]]
+
+    struct State {
+        var condition: ConditionCode
+        var valueSlot: Int
+        var keyed: Bool
+    }
+
+    struct Window {
+        var condition: ConditionCode
+        var retention: Int64
+        var distinctSlot: Int?
+    }
 
     struct Expectation {
         var arms: Range<Int>
@@ -63,6 +84,14 @@ final class EngineTables: @unchecked Sendable {
         _ = expectations.initialize(from: facts)
         armClauses = .allocate(capacity: max(clauses.count, 1))
         _ = armClauses.initialize(from: clauses)
+        immediates = .allocate(capacity: max(rules.rules.count, 1))
+        _ = immediates.initialize(from: rules.rules.map(\.immediate))
+        states = .allocate(capacity: max(rules.states.count, 1))
+        _ = states.initialize(from: rules.states.map { State(condition: $0.condition, valueSlot: $0.valueSlot, keyed: $0.isKeyed) })
+        windows = .allocate(capacity: max(rules.windows.count, 1))
+        _ = windows.initialize(from: rules.windows.map { Window(condition: $0.condition, retention: $0.retention, distinctSlot: $0.distinctSlot) })
+        stateKeys = rules.states.map(\.keySlots)
+        windowKeys = rules.windows.map(\.keySlots)
     }
 
     deinit {
@@ -71,6 +100,9 @@ final class EngineTables: @unchecked Sendable {
         lists.deallocate()
         expectations.deallocate()
         armClauses.deallocate()
+        immediates.deallocate()
+        states.deallocate()
+        windows.deallocate()
     }
 }
 

@@ -47,18 +47,22 @@ extension Engine {
         let id = children[ci].id
         var d = children[ci].base
         var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
-        let bytes = children[ci].fieldBytes
-        for k in children[ci].timeline.indices {
-            let e = children[ci].timeline[k]
-            let ignored = appliedBefore(ci, k, e, bytes: bytes)
-            if ignored != e.ignored { children[ci].setIgnored(k, ignored) }
-            if ignored { continue }
+        // The timeline read from a copy taken once (through the engine's array, each read of an event copied
+        // part of the child), the events' `ignored` marks kept aside and written back after.
+        let timeline = children[ci].timeline
+        var ignored = [Bool](repeating: false, count: timeline.count)
+        for k in timeline.indices {
+            let e = timeline[k]
+            ignored[k] = appliedBefore(k, e, in: timeline, ignored: ignored, folded: children[ci].folded)
+            if ignored[k] { continue }
+            let bytes = timeline.buffer
             let p = e.parts(in: bytes)
             let ref = e.ref(p, in: bytes)
             deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
+        for k in ignored.indices where ignored[k] != timeline[k].ignored { children[ci].setIgnored(k, ignored[k]) }
         deriver.popDue(&d, through: target, &x)
         seq = x.seq
         return (d, x.alerts)
@@ -85,19 +89,20 @@ extension Engine {
         return true
     }
 
-    /// Whether timeline event `k` is a duplicate of an event applied before it (earlier in the timeline, or
-    /// folded into the base) within the duplicate horizon.
-    func appliedBefore(_ ci: Int, _ k: Int, _ e: TimelineEvent, bytes: [UInt8]) -> Bool {
+    /// Whether event `k` of `timeline` is a duplicate of an event applied before it (earlier in the timeline and
+    /// not `ignored`, or folded into the base: `folded`) within the duplicate horizon.
+    func appliedBefore(_ k: Int, _ e: TimelineEvent, in timeline: Timeline, ignored: [Bool], folded: [SeenEvent]) -> Bool {
         let horizon = limits.duplicateHorizon
+        let bytes = timeline.buffer
         // The ids' hashes first (in the events), the ids themselves only where a hash matches.
         let h = e.idHash
-        for j in 0..<k where children[ci].timeline[j].idHash == h {
-            let t = children[ci].timeline[j]
-            if !t.ignored && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
+        for j in 0..<k where timeline[j].idHash == h {
+            let t = timeline[j]
+            if !ignored[j] && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
         }
-        guard !children[ci].folded.isEmpty else { return false }
+        guard !folded.isEmpty else { return false }
         let full = stableHash(e.eventId(in: bytes))
-        return children[ci].folded.contains { $0.idHash == full && abs($0.at.micros - e.at.micros) <= horizon }
+        return folded.contains { $0.idHash == full && abs($0.at.micros - e.at.micros) <= horizon }
     }
 
     func withdrawal(of a: EmittedAlert, child: String, late: EventRef, record: LateRecord) -> Alert {

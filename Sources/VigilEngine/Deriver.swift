@@ -17,6 +17,8 @@ struct Deriver: Sendable {
     let timelineSlot: [Bool]
     /// Slots this pack reads (`capturedSlots`): all a re-derivation takes of a timeline event's fields.
     let readSlot: [Bool]
+    /// The envelope's slots in the order `record(of:...)` sets them.
+    let envelopeSlots: [Int32]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
         self.rules = rules
@@ -32,6 +34,7 @@ struct Deriver: Sendable {
         var read = [Bool](repeating: false, count: rules.contract.slotCount)
         for s in rules.capturedSlots where s >= 0 && s < read.count { read[s] = true }
         readSlot = read
+        envelopeSlots = [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot].map { Int32($0) }
     }
 
     /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
@@ -110,7 +113,8 @@ struct Deriver: Sendable {
     /// The record a timeline event stands for (envelope, and the fields this pack reads of its packed fields
     /// at `range` of `bytes`), written into `r`.
     func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout EventRecord) {
-        r.reset()
+        // A record this wrote last has the envelope's slots first: they are overwritten, not cleared and set.
+        if r.writtenSlots.starts(with: envelopeSlots) { r.reset(keepingFirst: envelopeSlots.count) } else { r.reset() }
         r.set(c.eventIdSlot, .string(e.eventId))
         r.set(c.typeSlot, .symbol(e.type))
         r.set(c.occurredAtSlot, .instant(e.occurredAt))

@@ -44,6 +44,33 @@ struct Deriver: Sendable {
         var seq: UInt64
         var stats: EngineStats
         var alerts: [Alert] = []
+        var datesPlusMonths = DatesPlusMonths()
+    }
+
+    /// The last four instants worked out as a date plus months (`at: child.date_of_birth + 5 months`): one
+    /// child's date, armed again and again as a re-derivation goes over its events.
+    struct DatesPlusMonths {
+        struct Entry: Equatable {
+            var day: Day
+            var months: Int
+            var calendar: Int
+            /// No entry: a calendar no pack has.
+            static let none = Entry(day: Day(number: 0), months: 0, calendar: -1)
+        }
+        var entries: (Entry, Entry, Entry, Entry) = (.none, .none, .none, .none)
+        var instants: (Instant, Instant, Instant, Instant) = (.distantPast, .distantPast, .distantPast, .distantPast)
+
+        mutating func instant(_ day: Day, plus months: Int, in calendar: Int, _ calendars: [WorkingCalendar]) -> Instant {
+            let key = Entry(day: day, months: months, calendar: calendar)
+            if entries.0 == key { return instants.0 }
+            if entries.1 == key { return instants.1 }
+            if entries.2 == key { return instants.2 }
+            if entries.3 == key { return instants.3 }
+            let at = calendars[calendar].start(of: day, plusMonths: months)
+            entries = (key, entries.0, entries.1, entries.2)
+            instants = (at, instants.0, instants.1, instants.2)
+            return at
+        }
     }
 
     // MARK: events
@@ -114,7 +141,12 @@ struct Deriver: Sendable {
     /// at `range` of `bytes`), written into `r`.
     func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout EventRecord) {
         // A record this wrote last has the envelope's slots first: they are overwritten, not cleared and set.
-        if r.writtenSlots.starts(with: envelopeSlots) { r.reset(keepingFirst: envelopeSlots.count) } else { r.reset() }
+        let written = r.writtenSlots
+        if written.count >= envelopeSlots.count && envelopeSlots.indices.allSatisfy({ written[$0] == envelopeSlots[$0] }) {
+            r.reset(keepingFirst: envelopeSlots.count)
+        } else {
+            r.reset()
+        }
         r.set(c.eventIdSlot, .string(e.eventId))
         r.set(c.typeSlot, .symbol(e.type))
         r.set(c.occurredAtSlot, .instant(e.occurredAt))
@@ -222,14 +254,21 @@ struct Deriver: Sendable {
         if met { x.stats.deadlinesMet += removed } else { x.stats.deadlinesCancelled += removed }
     }
 
+    /// When an expectation armed by `r` at `at` falls due under `rule` (nil when the field it needs is missing).
     func deadline(_ rule: DeadlineRule, _ r: EventRecord, _ at: Instant) -> Instant? {
+        var memo = DatesPlusMonths()
+        return deadline(rule, r, at, &memo)
+    }
+
+    /// The same, a date plus months looked up in `memo` first.
+    func deadline(_ rule: DeadlineRule, _ r: EventRecord, _ at: Instant, _ memo: inout DatesPlusMonths) -> Instant? {
         switch rule {
         case .exact(let m): return at + m
         case .workingDays(let n, let cal): return rules.calendars[cal].deadline(workingDays: n, after: at)
         case .months(let n, let cal): return rules.calendars[cal].deadline(months: n, after: at)
         case .dateFieldPlusMonths(let slot, let n, let cal):
             guard case .date(let d) = r[slot] else { return nil }
-            return rules.calendars[cal].start(of: d, plusMonths: n)
+            return memo.instant(d, plus: n, in: cal, rules.calendars)
         case .dateFieldPlusDays(let slot, let n, let cal):
             guard case .date(let d) = r[slot] else { return nil }
             return rules.calendars[cal].zone.startOfDay(d.adding(days: n))
@@ -240,7 +279,7 @@ struct Deriver: Sendable {
     }
 
     func arm(_ ri: Int, _ clause: Int, _ exp: EngineTables.Expectation, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
-        guard let due = deadline(tables.armClauses[exp.arms.lowerBound + clause].deadline, r, ref.occurredAt) else { return }
+        guard let due = deadline(tables.armClauses[exp.arms.lowerBound + clause].deadline, r, ref.occurredAt, &x.datesPlusMonths) else { return }
         let k = key(tables.correlate[ri], r)
         if let lb = exp.lookback {
             // An event applied before this one (not this one itself) that occurred in [armed - lookback, deadline) meets it already.

@@ -39,6 +39,43 @@ public struct EventRecord: Sendable {
         values[slot]
     }
 
+    /// The symbol in `slot`, read in place (nil when it holds something else or nothing): a condition's test
+    /// of a field copied the whole value out first.
+    @inlinable public func symbol(at slot: Int) -> Symbol? {
+        values.withUnsafeBufferPointer { b in
+            precondition(slot >= 0 && slot < b.count, "a slot out of range")
+            guard case .symbol(let v) = b[slot] else { return nil }
+            return v
+        }
+    }
+
+    /// The integer in `slot`, read in place.
+    @inlinable public func int(at slot: Int) -> Int64? {
+        values.withUnsafeBufferPointer { b in
+            precondition(slot >= 0 && slot < b.count, "a slot out of range")
+            guard case .int(let v) = b[slot] else { return nil }
+            return v
+        }
+    }
+
+    /// The boolean in `slot`, read in place.
+    @inlinable public func bool(at slot: Int) -> Bool? {
+        values.withUnsafeBufferPointer { b in
+            precondition(slot >= 0 && slot < b.count, "a slot out of range")
+            guard case .bool(let v) = b[slot] else { return nil }
+            return v
+        }
+    }
+
+    /// Whether `slot` holds a value, read in place.
+    @inlinable public func has(_ slot: Int) -> Bool {
+        values.withUnsafeBufferPointer { b in
+            precondition(slot >= 0 && slot < b.count, "a slot out of range")
+            if case .missing = b[slot] { return false }
+            return true
+        }
+    }
+
     @inlinable public mutating func set(_ slot: Int, _ v: consuming FieldValue) {
         // A slot set again (an array's items, then the array) is listed once: listed at each setting, its value
         // was packed into a child's timeline once per item.

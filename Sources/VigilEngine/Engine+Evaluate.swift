@@ -35,21 +35,21 @@ extension Deriver {
             case .constant(let b):
                 flag = b
             case .exists(let ref):
-                flag = !fetch(ref, r, d, it).isMissing
+                if case .slot(let slot) = ref { flag = r.has(slot) } else { flag = !fetch(ref, r, d, it).isMissing }
             case .symbolIs(let ref, let s):
-                if case .symbol(let v) = fetch(ref, r, d, it) { flag = v == s } else { flag = false }
+                if let v = symbol(ref, r, d, it) { flag = v == s } else { flag = false }
             case .symbolIn(let ref, let set):
-                if case .symbol(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
+                if let v = symbol(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .stringIs(let ref, let s):
                 if case .string(let v) = fetch(ref, r, d, it) { flag = v == s } else { flag = false }
             case .stringIn(let ref, let set):
                 if case .string(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .boolIs(let ref, let b):
-                if case .bool(let v) = fetch(ref, r, d, it) { flag = v == b } else { flag = false }
+                if let v = bool(ref, r, d, it) { flag = v == b } else { flag = false }
             case .intCompare(let ref, let op, let n):
-                if case .int(let v) = fetch(ref, r, d, it) { flag = op.holds(v, n) } else { flag = false }
+                if let v = int(ref, r, d, it) { flag = op.holds(v, n) } else { flag = false }
             case .intIn(let ref, let set):
-                if case .int(let v) = fetch(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
+                if let v = int(ref, r, d, it) { flag = set.contains(v) } else { flag = false }
             case .valuesEqual(let a, let b):
                 let x = fetch(a, r, d, it)
                 flag = !x.isMissing && x == fetch(b, r, d, it)
@@ -147,6 +147,27 @@ extension Deriver {
         case .months(let n): return calendar.start(of: dob, plusMonths: n)
         case .micros(let m): return calendar.zone.startOfDay(dob) + m
         }
+    }
+
+    /// `fetch` of a symbol: a field's read in place.
+    @inline(__always) func symbol(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Symbol? {
+        if case .slot(let slot) = ref { return r.symbol(at: slot) }
+        if case .symbol(let v) = fetch(ref, r, d, it) { return v }
+        return nil
+    }
+
+    /// `fetch` of an integer: a field's read in place.
+    @inline(__always) func int(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Int64? {
+        if case .slot(let slot) = ref { return r.int(at: slot) }
+        if case .int(let v) = fetch(ref, r, d, it) { return v }
+        return nil
+    }
+
+    /// `fetch` of a boolean: a field's read in place.
+    @inline(__always) func bool(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Bool? {
+        if case .slot(let slot) = ref { return r.bool(at: slot) }
+        if case .bool(let v) = fetch(ref, r, d, it) { return v }
+        return nil
     }
 
     @inline(__always) func fetch(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> FieldValue {

@@ -124,7 +124,11 @@ extension Sequence where Element == UInt8 {
 
 /// FNV-1a, 64 bits: a stable hash (Swift's `Hasher` is seeded per process and must never be persisted or
 /// used to place data).
-@inline(__always) public func stableHash(_ s: String) -> UInt64 { stableHash(s.utf8) }
+@inline(__always) public func stableHash(_ s: String) -> UInt64 {
+    // Over the string's UTF-8 in place: the same bytes as its `utf8` view's, without the view's iterator.
+    var s = s
+    return s.withUTF8 { stableHash($0) }
+}
 
 /// `stableHash` of the text whose UTF-8 is `bytes`.
 @inline(__always) public func stableHash(_ bytes: some Collection<UInt8>) -> UInt64 {

@@ -43,11 +43,8 @@ struct ByteWriter {
     }
     /// A string of at most 65,535 bytes (longer ones are cut).
     mutating func text(_ s: String) {
-        if let done = s.utf8.withContiguousStorageIfAvailable({ b -> Bool in
-            text(utf8: b)
-            return true
-        }), done { return }
-        Array(s.utf8).withUnsafeBufferPointer { text(utf8: $0) }
+        var s = s
+        s.withUTF8 { text(utf8: $0) }
     }
     /// A string's UTF-8 as `text` writes it (at most 65,535 bytes of it).
     mutating func text(utf8 b: UnsafeBufferPointer<UInt8>) {

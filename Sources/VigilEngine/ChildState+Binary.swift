@@ -80,10 +80,9 @@ extension ChildState {
                 w.u64(UInt64(k))  // its arrival number: the timeline's order is the arrival order
                 w.u8(e.ignored ? 1 : 0)
                 if w.legacyFields {
-                    w.blob(PackedFields.legacy(fieldBytes, p.fields)[...])
+                    w.blob(PackedFields.legacy(fieldBytes, p.fields))
                 } else {
-                    w.u64(UInt64(p.fields.count))
-                    w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: raw[p.fields]))
+                    w.blob(UnsafeBufferPointer(rebasing: raw[p.fields]))
                 }
             }
         }
@@ -180,9 +179,9 @@ extension ChildState {
 }
 
 extension ByteWriter {
-    mutating func blob(_ b: ArraySlice<UInt8>) {
+    mutating func blob(_ b: some Collection<UInt8>) {
         u64(UInt64(b.count))
-        bytes += b
+        bytes.append(contentsOf: b)
     }
 
     mutating func optionalInstant(_ t: Instant?) {
@@ -222,7 +221,7 @@ extension ByteWriter {
     }
 
     mutating func value(_ v: FieldValue) {
-        blob((legacyFields ? LegacyPackedFields.bytes(slot: 0, v) : PackedFields.bytes(slot: 0, v))[...])
+        blob(legacyFields ? LegacyPackedFields.bytes(slot: 0, v) : PackedFields.bytes(slot: 0, v))
     }
 
     /// A rule by stable key, or (`keys` nil, version 1) by index.

@@ -186,7 +186,7 @@ struct Deriver: Sendable {
     func updateState(_ s: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let def = tables.states[s]
         guard eval(def.condition, r, d, ref.occurredAt) else { return }
-        let k = def.keyed ? key(tables.stateKeys[s], r) : ""
+        let k = key(tables.stateKeys[s], r)  // "" for a state without a key
         let value = r[def.valueSlot]
         let existing = d.states.firstIndex { $0.state == UInt16(s) && $0.key == k }
         if value.isMissing {

@@ -24,14 +24,13 @@ final class EngineTables: @unchecked Sendable {
     /// `rules.windows[w]` copied the definition, retaining its strings and arrays, for each one an event updates).
     let states: UnsafeMutableBufferPointer<State>
     let windows: UnsafeMutableBufferPointer<Window>
-    /// Per state and per window, its key slots.
+    /// Per state and per window, its key slots (none for a state without a key).
     let stateKeys: [[Int]]
     let windowKeys: [[Int]]
 
     struct State {
         var condition: ConditionCode
         var valueSlot: Int
-        var keyed: Bool
     }
 
     struct Window {
@@ -87,7 +86,7 @@ final class EngineTables: @unchecked Sendable {
         immediates = .allocate(capacity: max(rules.rules.count, 1))
         _ = immediates.initialize(from: rules.rules.map(\.immediate))
         states = .allocate(capacity: max(rules.states.count, 1))
-        _ = states.initialize(from: rules.states.map { State(condition: $0.condition, valueSlot: $0.valueSlot, keyed: $0.isKeyed) })
+        _ = states.initialize(from: rules.states.map { State(condition: $0.condition, valueSlot: $0.valueSlot) })
         windows = .allocate(capacity: max(rules.windows.count, 1))
         _ = windows.initialize(from: rules.windows.map { Window(condition: $0.condition, retention: $0.retention, distinctSlot: $0.distinctSlot) })
         stateKeys = rules.states.map(\.keySlots)

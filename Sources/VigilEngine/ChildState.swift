@@ -473,6 +473,20 @@ public struct ChildState: Sendable, Codable {
         a = kept
     }
 
+    /// Whether an event with this id (hashing to `h`), at `at`, is a duplicate (docs/rules.md): an event with the
+    /// same id that comes before it in event-time order, within `horizon`, was accepted already. Mutating only so
+    /// that a call on a child in the engine's array reads it in place (a non-mutating call copied the child, and
+    /// one on the engine copied the whole engine).
+    mutating func isDuplicate(hash h: UInt64, id: String, at: Instant, horizon: Int64) -> Bool {
+        let low = TimelineEvent.idHash(h)
+        let bytes = timeline.buffer
+        for e in timeline where e.idHash == low {
+            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: bytes) { return true }
+        }
+        guard holdsHistory else { return false }
+        return folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
+    }
+
     /// Removes the timeline's first event. Its id and fields stay readable until the next `reclaimFields()`.
     mutating func removeOldest() -> TimelineEvent { timeline.removeFirst() }
 

@@ -4,7 +4,10 @@ import VigilRules
 /// Applies the compiled rules to one child's derivation: an event, or the clock reaching its deadlines.
 /// The same code serves the live path, folding the timeline into the base, and re-deriving a child when a
 /// record arrives late. No state of its own: everything it changes is passed in.
-struct Deriver: Sendable {
+///
+/// A class: called from the engine's mutating methods, the struct it was (about 500 bytes, a retain of each
+/// array in it) was copied to the stack before every call, twice an event.
+final class Deriver: Sendable {
     let rules: CompiledRuleSet
     let limits: EngineLimits
     let tables: EngineTables
@@ -42,9 +45,28 @@ struct Deriver: Sendable {
     struct Context {
         let child: String
         var seq: UInt64
-        var stats: EngineStats
+        var counts = Counts()
         var alerts: [Alert] = []
         var datesPlusMonths = DatesPlusMonths()
+
+        init(child: String, seq: UInt64) {
+            self.child = child
+            self.seq = seq
+        }
+    }
+
+    /// What a derivation step counts, added to the engine's `EngineStats` when the step is done (moving the
+    /// whole `EngineStats` in and out of every step cost three copies of it each way).
+    struct Counts {
+        var alerts = 0
+        var suppressed = 0
+        var deadlinesArmed = 0
+        var deadlinesMet = 0
+        var deadlinesCancelled = 0
+        var deadlinesFired = 0
+        var overflowDrops = 0
+        var pendingRefused = 0
+        var suppressedByRule: [String: Int] = [:]
     }
 
     /// The last four instants worked out as a date plus months (`at: child.date_of_birth + 5 months`): one
@@ -132,7 +154,7 @@ struct Deriver: Sendable {
             let p = d.pending.remove(at: best)
             let ri = Int(p.rule)
             if let fireIf = tables.expectations[ri]?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
-            x.stats.deadlinesFired += 1
+            x.counts.deadlinesFired += 1
             fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: nil, &x)
         }
     }
@@ -199,7 +221,7 @@ struct Deriver: Sendable {
         } else {
             if d.states.count >= limits.maxStatesPerChild {
                 d.states.removeFirst()
-                x.stats.overflowDrops += 1
+                x.counts.overflowDrops += 1
             }
             ChildState.makeRoom(&d.states, for: 1)
             d.states.append(entry)
@@ -221,7 +243,7 @@ struct Deriver: Sendable {
         }
         if d.entries.count >= limits.maxWindowEntriesPerChild {
             d.entries.removeFirst()
-            x.stats.overflowDrops += 1
+            x.counts.overflowDrops += 1
         }
         ChildState.makeRoom(&d.entries, for: 1)
         d.entries.append(WindowEntry(window: UInt16(w), distinct: distinct, key: key(tables.windowKeys[w], r), ref: ref))
@@ -251,7 +273,7 @@ struct Deriver: Sendable {
         }
         let removed = before - d.pending.count
         ChildState.trim(&d.pending)
-        if met { x.stats.deadlinesMet += removed } else { x.stats.deadlinesCancelled += removed }
+        if met { x.counts.deadlinesMet += removed } else { x.counts.deadlinesCancelled += removed }
     }
 
     /// When an expectation armed by `r` at `at` falls due under `rule` (nil when the field it needs is missing).
@@ -289,7 +311,7 @@ struct Deriver: Sendable {
                     && !(e.ref.eventId == ref.eventId && e.at == ref.occurredAt)
             }
             if satisfied {
-                x.stats.deadlinesMet += 1
+                x.counts.deadlinesMet += 1
                 return
             }
         }
@@ -298,7 +320,7 @@ struct Deriver: Sendable {
             d.pending.remove(at: existing)
         }
         guard d.pending.count < limits.maxPendingPerChild else {
-            x.stats.pendingRefused += 1
+            x.counts.pendingRefused += 1
             return
         }
         let args = rules.rules[ri].templateSlots.map { render(r[$0]) ?? "unknown" }
@@ -308,7 +330,7 @@ struct Deriver: Sendable {
         ChildState.makeRoom(&d.pending, for: 1)
         d.pending.append(PendingExpectation(rule: Int32(ri), clause: Int16(clause), id: id, seq: x.seq, key: k,
                                             deadline: due, ref: ref, args: args))
-        x.stats.deadlinesArmed += 1
+        x.counts.deadlinesArmed += 1
     }
 
     // MARK: alerts
@@ -319,8 +341,8 @@ struct Deriver: Sendable {
         if let window = rule.suppressMicros {
             if let mark = d.fired.first(where: { $0.rule == Int32(ri) }),
                window == Int64.max || mark.at.micros > firedAt.micros - window {
-                x.stats.suppressed += 1
-                x.stats.suppressedByRule[rule.id, default: 0] += 1
+                x.counts.suppressed += 1
+                x.counts.suppressedByRule[rule.id, default: 0] += 1
                 return
             }
             d.fired.removeAll { $0.rule == Int32(ri) }
@@ -368,7 +390,7 @@ struct Deriver: Sendable {
         }
         let summary = render(rule.template)
         let id = Alert.identity(ruleId: rule.id, childId: x.child, firedAt: firedAt, eventIds: evidence.map(\.eventId))
-        x.stats.alerts += 1
+        x.counts.alerts += 1
         var alert = Alert(alertId: id, status: .fired, withdraws: nil, ruleIndex: ri, childId: x.child, firedAt: firedAt,
                           deadline: deadline, summary: summary, evidence: evidence)
         if !rule.annotations.isEmpty { alert.annotations = rule.annotations.map { render($0.template) } }

@@ -46,7 +46,7 @@ extension Engine {
     mutating func rederive(_ ci: Int, through target: Instant) -> (Derivation, [Alert]) {
         let id = children[ci].id
         var d = children[ci].base
-        var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
+        var x = Deriver.Context(child: id, seq: seq)
         // The timeline read from a copy taken once (through the engine's array, each read of an event copied
         // part of the child), the events' `ignored` marks kept aside and written back after.
         let timeline = children[ci].timeline
@@ -126,7 +126,7 @@ extension Engine {
             let first = children[ci].removeOldest()
             guard !first.ignored else { continue }
             let id = children[ci].id
-            var x = Deriver.Context(child: id, seq: seq, stats: EngineStats())
+            var x = Deriver.Context(child: id, seq: seq)
             let bytes = children[ci].fieldBytes
             let p = first.parts(in: bytes)
             let ref = first.ref(p, in: bytes)

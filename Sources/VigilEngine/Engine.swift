@@ -71,6 +71,14 @@ public struct EngineStats: Sendable, Codable, Equatable {
         packSwitches += o.packSwitches; rederived += o.rederived; backfilled += o.backfilled
         suppressedByRule.merge(o.suppressedByRule, uniquingKeysWith: +)
     }
+
+    /// Adds what a derivation step counted.
+    mutating func add(_ n: Deriver.Counts) {
+        alerts += n.alerts; suppressed += n.suppressed; deadlinesArmed += n.deadlinesArmed; deadlinesMet += n.deadlinesMet
+        deadlinesCancelled += n.deadlinesCancelled; deadlinesFired += n.deadlinesFired; overflowDrops += n.overflowDrops
+        pendingRefused += n.pendingRefused
+        if !n.suppressedByRule.isEmpty { suppressedByRule.merge(n.suppressedByRule, uniquingKeysWith: +) }
+    }
 }
 
 /// The rule engine: per-child timelines and their derivations, windows, expectations and a deadline queue,
@@ -195,10 +203,11 @@ public struct Engine: Sendable {
     public mutating func process(_ r: EventRecord, position: SourcePosition? = nil, domain: Int = 0, into alerts: inout [Alert]) -> Outcome {
         guard case .symbol(let typeSym) = r[c.typeSlot], case .string(let childId) = r[c.childIdSlot],
               case .instant(let at) = r[c.occurredAtSlot], case .string(let eventId) = r[c.eventIdSlot],
-              case .symbol(let agency) = r[c.agencySlot], c.eventTypeIndex(typeSym) >= 0 else {
+              case .symbol(let agency) = r[c.agencySlot] else {
             return .incomplete
         }
         let t = c.eventTypeIndex(typeSym)
+        guard t >= 0 else { return .incomplete }
         let ci = childIndex(childId, hash: stableHash(childId))
         stats.events += 1
         children[ci].dirty = true
@@ -208,7 +217,7 @@ public struct Engine: Sendable {
             while queues.count <= domain { queues.append(DeadlineQueue()) }
         }
         let h = stableHash(eventId)
-        if isDuplicate(ci, hash: h, id: eventId, at: at) {
+        if children[ci].isDuplicate(hash: h, id: eventId, at: at, horizon: limits.duplicateHorizon) {
             stats.duplicates += 1
             return .duplicate
         }
@@ -229,19 +238,14 @@ public struct Engine: Sendable {
         return .processed
     }
 
-    /// A derivation step's context for a child. The engine's counters move into it (copying them twice per
-    /// event cost more than the step); `finish` moves them back, and nothing in between reads `stats`.
-    mutating func context(child: String) -> Deriver.Context {
-        var x = Deriver.Context(child: child, seq: seq, stats: EngineStats())
-        swap(&x.stats, &stats)
-        return x
-    }
+    /// A derivation step's context for a child: the engine's arming counter, and counts from zero.
+    func context(child: String) -> Deriver.Context { Deriver.Context(child: child, seq: seq) }
 
-    /// Takes a derivation step's arming counter, counters and alerts back, queues the deadlines it armed
+    /// Takes a derivation step's arming counter back and adds its counts, queues the deadlines it armed
     /// (pending ids from `armedFrom` on), and remembers the alerts fired.
     mutating func finish(_ ci: Int, _ x: inout Deriver.Context, armedFrom: UInt32, into alerts: inout [Alert]) {
         seq = x.seq
-        swap(&stats, &x.stats)
+        stats.add(x.counts)
         children[ci].dirty = true
         let domain = Int(max(children[ci].domain, 0))
         for p in children[ci].now.pending where p.id >= armedFrom {
@@ -260,16 +264,5 @@ public struct Engine: Sendable {
         children.append(ChildState(id: id))
         index.insert(i, hash: hash)
         return i
-    }
-
-    /// Whether an event with this id, at `at`, is a duplicate (docs/rules.md): an event with the same id that
-    /// comes before it in event-time order, within the duplicate horizon, was accepted already.
-    func isDuplicate(_ ci: Int, hash h: UInt64, id: String, at: Instant) -> Bool {
-        let horizon = limits.duplicateHorizon
-        let low = TimelineEvent.idHash(h)
-        for e in children[ci].timeline where e.idHash == low {
-            if !e.ignored && e.at <= at && at.micros - e.at.micros <= horizon && e.hasId(id, in: children[ci].fieldBytes) { return true }
-        }
-        return children[ci].folded.contains { $0.idHash == h && abs($0.at.micros - at.micros) <= horizon }
     }
 }

@@ -69,7 +69,7 @@ public struct Explainer: Sendable {
         out.line(0, "child \(child): \(mine.count) event\(mine.count == 1 ? "" : "s"), \(mine.filter { reads.contains(c.eventTypeIndex($0.2.type)) }.count) of a type the rule reads")
 
         var d = Derivation()
-        var x = Deriver.Context(child: child, seq: 0, stats: EngineStats())
+        var x = Deriver.Context(child: child, seq: 0)
         var seen: [(id: String, at: Instant)] = []
         for (_, r, ref) in mine {
             let t = c.eventTypeIndex(ref.type)

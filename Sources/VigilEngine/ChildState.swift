@@ -541,10 +541,11 @@ public struct ChildState: Sendable, Codable {
     private mutating func keepBytes(_ position: SourcePosition?, id: some Collection<UInt8>, fields: Int,
                                     _ writeFields: (UnsafeMutableRawPointer) -> UnsafeMutableRawPointer) -> UInt32 {
         let n = min(id.count, Self.maxIdBytes)
-        // Writes exactly `headBytes(position, idLength: n, fields: fields) + n` bytes, what each call reserved.
-        func write(_ p: UnsafeMutableRawPointer, _ position: SourcePosition?, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
+        // Writes exactly `headBytes(position, idLength: n, fields: fields) + n` bytes, what each call reserved;
+        // `rest` is `positionBytes(position, idLength: n)`, worked out once by the caller.
+        func write(_ p: UnsafeMutableRawPointer, _ position: SourcePosition?, rest: Int, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
             var w = RawWriter(p: p)
-            w.varint(UInt64(Self.positionBytes(position, idLength: n) + n + fields))
+            w.varint(UInt64(rest + n + fields))
             if let p = position {
                 w.varint(UInt64(p.topicId))
                 w.varint(UInt64(UInt32(bitPattern: p.partition)))
@@ -560,19 +561,25 @@ public struct ChildState: Sendable, Codable {
             }
             return at
         }
-        let all = Self.headBytes(position, idLength: n, fields: fields) + n + fields
-        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, position, idLength: n, fields: fields)) }) { return fromEnd }
-        if let fromEnd = timeline.appendBytes(Self.headBytes(position, idLength: n, fields: 0) + n, { _ = write($0, position, idLength: n, fields: 0) }) {
+        let rest = Self.positionBytes(position, idLength: n)
+        let all = Self.headBytes(rest: rest, idLength: n, fields: fields) + n + fields
+        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, position, rest: rest, idLength: n, fields: fields)) }) { return fromEnd }
+        if let fromEnd = timeline.appendBytes(Self.headBytes(rest: rest, idLength: n, fields: 0) + n, { _ = write($0, position, rest: rest, idLength: n, fields: 0) }) {
             return fromEnd
         }
         // Neither position nor id: the two bytes reserved (it wrote the position past them before).
-        return timeline.appendBytes(Self.headBytes(nil, idLength: 0, fields: 0)) { _ = write($0, nil, idLength: 0, fields: 0) } ?? 0
+        let none = Self.positionBytes(nil, idLength: 0)
+        return timeline.appendBytes(Self.headBytes(rest: none, idLength: 0, fields: 0)) { _ = write($0, nil, rest: none, idLength: 0, fields: 0) } ?? 0
     }
 
     /// The bytes an event's length, position and id length take before its id, with `fields` bytes of fields.
     static func headBytes(_ position: SourcePosition?, idLength: Int, fields: Int) -> Int {
-        let rest = positionBytes(position, idLength: idLength)
-        return PackedFields.varintSize(UInt64(rest + idLength + fields)) + rest
+        headBytes(rest: positionBytes(position, idLength: idLength), idLength: idLength, fields: fields)
+    }
+
+    /// The same, its position and id length taking `rest` bytes.
+    @inline(__always) private static func headBytes(rest: Int, idLength: Int, fields: Int) -> Int {
+        PackedFields.varintSize(UInt64(rest + idLength + fields)) + rest
     }
 
     /// The bytes an event's position and id length take before its id.

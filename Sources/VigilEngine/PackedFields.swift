@@ -28,7 +28,7 @@ enum PackedFields {
     /// The bytes the fields of `r` in slots that `keep` marks (without it, all) take.
     static func size(_ r: EventRecord, keep: [Bool]?) -> Int {
         var size = 0
-        for s in r.writtenSlots where keep?[Int(s)] ?? true { size += Self.size(slot: UInt16(truncatingIfNeeded: s), r[Int(s)]) }
+        forEachKept(r, keep) { slot, v in size += Self.size(slot: slot, v) }
         return size
     }
 
@@ -36,8 +36,23 @@ enum PackedFields {
     /// bytes; returns the byte after them.
     static func write(_ r: EventRecord, keep: [Bool]?, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
         var at = p
-        for s in r.writtenSlots where keep?[Int(s)] ?? true { at = write(UInt16(truncatingIfNeeded: s), r[Int(s)], to: at) }
+        forEachKept(r, keep) { slot, v in at = write(slot, v, to: at) }
         return at
+    }
+
+    /// Calls `body` with each slot of `r` that was written and that `keep` marks (without it, each), and its
+    /// value read in place: through the arrays' storage, no value copied out of the record and destroyed after
+    /// (what subscripting it did, twice a field, once to size and once to write).
+    @inline(__always) private static func forEachKept(_ r: EventRecord, _ keep: [Bool]?, _ body: (UInt16, FieldValue) -> Void) {
+        r.values.withUnsafeBufferPointer { values in
+            r.writtenSlots.withUnsafeBufferPointer { written in
+                for s in written {
+                    let slot = Int(s)
+                    if let keep, slot >= keep.count || !keep[slot] { continue }
+                    body(UInt16(truncatingIfNeeded: slot), values[slot])
+                }
+            }
+        }
     }
 
     /// The bytes of one field.
@@ -88,7 +103,7 @@ enum PackedFields {
     @inline(__always) static func head(_ slot: UInt16, _ tag: Tag) -> UInt64 { UInt64(slot) << 3 | UInt64(tag.rawValue - 1) }
 
     /// The bytes `write` takes for a field with value `v` (none for a missing value).
-    static func size(slot: UInt16, _ v: FieldValue) -> Int {
+    @inline(__always) static func size(slot: UInt16, _ v: FieldValue) -> Int {
         let h = varintSize(UInt64(slot) << 3)
         switch v {
         case .missing: return 0
@@ -107,7 +122,7 @@ enum PackedFields {
     }
 
     /// Writes a field at `p`, which has `size(slot:v)` bytes; returns the byte after it.
-    static func write(_ slot: UInt16, _ v: FieldValue, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    @inline(__always) static func write(_ slot: UInt16, _ v: FieldValue, to p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
         // A cursor with mutating methods, not local functions capturing `p`: captured, `p` was boxed and every
         // write went through a dynamic exclusivity check (a third of the time packing a record took).
         var w = RawWriter(p: p)

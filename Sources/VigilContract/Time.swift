@@ -7,17 +7,19 @@ public struct Instant: Hashable, Comparable, Sendable, Codable, CustomStringConv
 
     @inlinable public init(micros: Int64) { self.micros = micros }
 
-    public static let microsPerSecond: Int64 = 1_000_000
-    public static let microsPerMinute: Int64 = 60_000_000
-    public static let microsPerHour: Int64 = 3_600_000_000
-    public static let microsPerDay: Int64 = 86_400_000_000
+    // Constants computed where they are read (inlinable): as `static let`s every read from another module went
+    // through the global's accessor and its once-check (the engine's per-event path reads them).
+    @inlinable public static var microsPerSecond: Int64 { 1_000_000 }
+    @inlinable public static var microsPerMinute: Int64 { 60_000_000 }
+    @inlinable public static var microsPerHour: Int64 { 3_600_000_000 }
+    @inlinable public static var microsPerDay: Int64 { 86_400_000_000 }
 
     @inlinable public static func < (a: Instant, b: Instant) -> Bool { a.micros < b.micros }
     @inlinable public static func + (a: Instant, d: Int64) -> Instant { Instant(micros: a.micros &+ d) }
     @inlinable public static func - (a: Instant, d: Int64) -> Instant { Instant(micros: a.micros &- d) }
 
-    public static let distantPast = Instant(micros: Int64.min / 2)
-    public static let distantFuture = Instant(micros: Int64.max / 2)
+    @inlinable public static var distantPast: Instant { Instant(micros: Int64.min / 2) }
+    @inlinable public static var distantFuture: Instant { Instant(micros: Int64.max / 2) }
 
     /// The UTC civil day this instant falls on.
     public var utcDay: Day { Day(number: Int32(floorDiv(micros, Instant.microsPerDay))) }

@@ -251,6 +251,8 @@ public struct Engine: Sendable {
         for p in children[ci].now.pending where p.id >= armedFrom {
             queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
         }
+        // Most steps fire nothing.
+        guard !x.alerts.isEmpty else { return }
         for a in x.alerts where a.status == .fired {
             children[ci].emitted.append(EmittedAlert(alertId: a.alertId, recordId: a.alertId, rule: Int32(a.ruleIndex), firedAt: a.firedAt,
                                                      deadline: a.deadline, trigger: a.evidence[0]))

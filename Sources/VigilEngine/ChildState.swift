@@ -496,14 +496,11 @@ public struct ChildState: Sendable, Codable {
     /// The id of timeline event `e`.
     public func eventId(_ e: TimelineEvent) -> String { e.eventId(in: fieldBytes) }
 
-    /// Keeps the position and id of `ref` and the fields `keep` marks of `r` for an event about to join the
-    /// timeline; its id hashes to `idHash`.
-    mutating func keep(_ ref: EventRef, _ r: EventRecord, keep: [Bool], idHash: UInt64) -> TimelineEvent {
+    /// Keeps the position and id of `ref` and its packed fields `fields` (`PackedFields.pack`) for an event about
+    /// to join the timeline; its id hashes to `idHash`.
+    mutating func keep(_ ref: EventRef, fields: ArraySlice<UInt8>, idHash: UInt64) -> TimelineEvent {
         var id = ref.eventId
-        let fields = PackedFields.size(r, keep: keep)
-        let fromEnd = id.withUTF8 { id in
-            keepBytes(ref.position, id: id, fields: fields) { PackedFields.write(r, keep: keep, to: $0) }
-        }
+        let fromEnd = id.withUTF8 { keepBytes(ref.position, id: $0, fields: fields) }
         return TimelineEvent(at: ref.occurredAt, type: ref.type, agency: ref.agency, fromEnd: fromEnd, idHash: idHash, ignored: false)
     }
 
@@ -518,10 +515,7 @@ public struct ChildState: Sendable, Codable {
     /// the id hashed as bytes (`stableHash`).
     mutating func keep(id: some Collection<UInt8>, type: Symbol, agency: Symbol, at: Instant, position: SourcePosition?,
                        fields: ArraySlice<UInt8>, ignored: Bool) -> TimelineEvent {
-        let fromEnd = keepBytes(position, id: id, fields: fields.count) { p in
-            fields.withUnsafeBytes { if let f = $0.baseAddress, !$0.isEmpty { p.copyMemory(from: f, byteCount: $0.count) } }
-            return p + fields.count
-        }
+        let fromEnd = keepBytes(position, id: id, fields: fields)
         // The id is hashed as it was kept (`maxIdBytes` of it).
         let hash = timeline.buffer.withUnsafeBufferPointer { b in
             let id = TimelineEvent(at: at, type: type, agency: agency, fromEnd: fromEnd, idHash: 0, ignored: false).parts(in: timeline.buffer).id
@@ -534,13 +528,12 @@ public struct ChildState: Sendable, Codable {
     static let maxIdBytes = Int(UInt16.max)
 
     /// Writes an event's bytes at the back of the timeline's buffer: the length of what follows, its position,
-    /// its id's length, its id (at most `maxIdBytes` of it), then `fields` bytes of fields written by
-    /// `writeFields` (given where to start, returning where it stopped). Returns where they are (their distance
-    /// from the buffer's end). Past what a timeline holds (`Timeline.maxBytes` of one child's events), the
-    /// fields are not kept, and then not the id either.
-    private mutating func keepBytes(_ position: SourcePosition?, id: some Collection<UInt8>, fields: Int,
-                                    _ writeFields: (UnsafeMutableRawPointer) -> UnsafeMutableRawPointer) -> UInt32 {
+    /// its id's length, its id (at most `maxIdBytes` of it), then its packed fields `packed`. Returns where they
+    /// are (their distance from the buffer's end). Past what a timeline holds (`Timeline.maxBytes` of one child's
+    /// events), the fields are not kept, and then not the id either.
+    private mutating func keepBytes(_ position: SourcePosition?, id: some Collection<UInt8>, fields packed: ArraySlice<UInt8>) -> UInt32 {
         let n = min(id.count, Self.maxIdBytes)
+        let fields = packed.count
         // Writes exactly `headBytes(position, idLength: n, fields: fields) + n` bytes, what each call reserved;
         // `rest` is `positionBytes(position, idLength: n)`, worked out once by the caller.
         func write(_ p: UnsafeMutableRawPointer, _ position: SourcePosition?, rest: Int, idLength n: Int, fields: Int) -> UnsafeMutableRawPointer {
@@ -563,7 +556,12 @@ public struct ChildState: Sendable, Codable {
         }
         let rest = Self.positionBytes(position, idLength: n)
         let all = Self.headBytes(rest: rest, idLength: n, fields: fields) + n + fields
-        if let fromEnd = timeline.appendBytes(all, { _ = writeFields(write($0, position, rest: rest, idLength: n, fields: fields)) }) { return fromEnd }
+        if let fromEnd = timeline.appendBytes(all, { p in
+            let at = write(p, position, rest: rest, idLength: n, fields: fields)
+            packed.withUnsafeBytes { if let f = $0.baseAddress, !$0.isEmpty { at.copyMemory(from: f, byteCount: $0.count) } }
+        }) {
+            return fromEnd
+        }
         if let fromEnd = timeline.appendBytes(Self.headBytes(rest: rest, idLength: n, fields: 0) + n, { _ = write($0, position, rest: rest, idLength: n, fields: 0) }) {
             return fromEnd
         }

@@ -112,6 +112,8 @@ public struct Engine: Sendable {
     var domainClock: [Instant] = []
     /// A record to rebuild timeline events into.
     var scratch: EventRecord
+    /// Room to pack an event's fields into before its child keeps them (`PackedFields.pack`).
+    var packed: [UInt8] = []
     let c: EventContract
 
     public init(rules: CompiledRuleSet, limits: EngineLimits = EngineLimits()) {
@@ -222,7 +224,8 @@ public struct Engine: Sendable {
             return .duplicate
         }
         let ref = EventRef(eventId: eventId, type: typeSym, agency: agency, occurredAt: at, position: position)
-        let event = children[ci].keep(ref, r, keep: deriver.timelineSlot, idHash: h)
+        let packedBytes = PackedFields.pack(r, keep: deriver.timelineSlot, into: &packed)
+        let event = children[ci].keep(ref, fields: packed[..<packedBytes], idHash: h)
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
             var x = context(child: childId)

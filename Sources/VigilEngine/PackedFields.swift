@@ -40,6 +40,30 @@ enum PackedFields {
         return at
     }
 
+    /// Writes the fields of `r` in slots that `keep` marks at the start of `out`, in one pass (each value read
+    /// once, sized and written); returns how many bytes that took. `out` is room kept from call to call (its
+    /// count is the room): it doubles, and the pass starts again, when a field does not fit.
+    static func pack(_ r: EventRecord, keep: [Bool], into out: inout [UInt8]) -> Int {
+        while true {
+            let room = out.count
+            let written = out.withUnsafeMutableBytes { b -> Int? in
+                guard let base = b.baseAddress else { return nil }
+                var at = 0
+                var fits = true
+                forEachKept(r, keep) { slot, v in
+                    guard fits else { return }
+                    let size = Self.size(slot: slot, v)
+                    guard size <= room - at else { fits = false; return }
+                    _ = write(slot, v, to: base + at)
+                    at += size
+                }
+                return fits ? at : nil
+            }
+            if let written { return written }
+            out = [UInt8](repeating: 0, count: Swift.max(256, room * 2))
+        }
+    }
+
     /// Calls `body` with each slot of `r` that was written and that `keep` marks (without it, each), and its
     /// value read in place: through the arrays' storage, no value copied out of the record and destroyed after
     /// (what subscripting it did, twice a field, once to size and once to write).

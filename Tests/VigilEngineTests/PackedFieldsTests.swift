@@ -145,6 +145,21 @@ import VigilContract
         #expect(PackedFields.append(EventRecord(slotCount: 2), keep: [true, true], to: &none) == 0 && none.isEmpty)
         #expect(PackedFields.bytes(slot: 0, .missing).isEmpty)
         #expect(PackedFields.bytes(slot: 4, .bool(false)) == [32, 0])
+        // Packed in one pass into room kept from event to event: the same bytes, the room grown for the long one
+        // and kept for the next, which then starts at its beginning.
+        var room: [UInt8] = []
+        var short = EventRecord(slotCount: 2)
+        short.set(0, .int(-3))
+        short.set(1, .string("ab"))
+        var shortBytes: [UInt8] = []
+        _ = PackedFields.append(short, keep: [true, true], to: &shortBytes)
+        for (record, bytes) in [(short, shortBytes), (r, packed), (short, shortBytes), (EventRecord(slotCount: 2), [])] {
+            let n = PackedFields.pack(record, keep: [true, true], into: &room)
+            #expect(Array(room[..<n]) == bytes)
+        }
+        #expect(room.count >= 1 + 3 + 70_000)
+        let onlySecond = PackedFields.pack(short, keep: [false, true], into: &room)
+        #expect(Array(room[..<onlySecond]) == PackedFields.bytes(slot: 1, .string("ab")))
     }
 
     @Test func aChildsIdsAndFieldsStayTheirEventsWhenTheOldestGoAndTheirBytesAreReclaimed() {
@@ -159,7 +174,7 @@ import VigilContract
             let id = i == 8 ? "E-" + String(repeating: "x", count: 40) : "E\(i)"
             refs.append(EventRef(eventId: id, type: Symbol(1), agency: Symbol(UInt16(i)), occurredAt: Instant(micros: Int64(i)),
                                  position: i % 3 == 0 ? nil : SourcePosition(topic: "t\(i % 2)", partition: Int32(i), offset: Int64(i) * 1_000)))
-            child.append(child.keep(refs[i], r, keep: [false, true, true], idHash: stableHash(refs[i].eventId)))
+            child.append(keep(&child, refs[i], r, [false, true, true]))
         }
         let before = child.fieldBytes.count
         for _ in 0..<7 { _ = child.removeOldest() }
@@ -194,7 +209,7 @@ import VigilContract
             r.set(2, .string(String(repeating: "v", count: i % 37)))
             let ref = EventRef(eventId: "E\(i)-" + String(repeating: "i", count: i % 23), type: Symbol(UInt16(i % 5)), agency: Symbol(UInt16(i % 7)),
                                occurredAt: Instant(micros: Int64(i)), position: i % 4 == 0 ? nil : SourcePosition(topic: "t", partition: Int32(i % 3), offset: Int64(i) << 20))
-            let e = child.keep(ref, r, keep: [false, true, true], idHash: stableHash(ref.eventId))
+            let e = keep(&child, ref, r, [false, true, true])
             // At the end, the front, or somewhere between.
             let at = i % 3 == 0 ? child.timeline.count : i % 3 == 1 ? 0 : child.timeline.count / 2
             child.insert(e, at: at)
@@ -251,7 +266,7 @@ import VigilContract
             for (j, id) in ids.enumerated() {
                 let ref = EventRef(eventId: id, type: Symbol(UInt16(k)), agency: Symbol(UInt16(j)), occurredAt: Instant(micros: Int64(k * 10 + j)), position: p)
                 refs.append(ref)
-                child.append(child.keep(ref, r, keep: [false, true], idHash: stableHash(id)))
+                child.append(keep(&child, ref, r, [false, true]))
             }
         }
         #expect(child.timeline.map { child.ref($0) } == refs)
@@ -315,4 +330,12 @@ import VigilContract
         #expect(index.find("C5000", hash: hash(5_000), in: children) == nil)
         #expect(index.find("C-unknown", hash: hash(1), in: children) == nil, "the 32 bits of many, the id of none")
     }
+}
+
+/// What the engine does with an event joining a child's timeline: its fields `keep` marks packed
+/// (`PackedFields.pack`, into room that starts empty so that it grows), then kept with its position and id.
+private func keep(_ child: inout ChildState, _ ref: EventRef, _ r: EventRecord, _ keep: [Bool]) -> TimelineEvent {
+    var room: [UInt8] = []
+    let n = PackedFields.pack(r, keep: keep, into: &room)
+    return child.keep(ref, fields: room[..<n], idHash: stableHash(ref.eventId))
 }

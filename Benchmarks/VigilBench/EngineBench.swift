@@ -93,7 +93,8 @@ func runEngine(_ input: EventBuffer, indices: [Int]? = nil, rules: CompiledRuleS
             if case .instant(let at) = record[slot] { engine.advance(to: at, into: &alerts) }
             let partition = Int(input.childHash[i] % 128)
             offsets[partition] += 1
-            engine.process(record, position: SourcePosition(topicOf: topic, partition: Int32(partition), offset: offsets[partition]), into: &alerts)
+            engine.process(record, position: SourcePosition(topicOf: topic, partition: Int32(partition), offset: offsets[partition]),
+                           childHash: input.childHash[i], into: &alerts)
             if alerts.count > 512 {
                 alertCount += alerts.count
                 alerts.removeAll(keepingCapacity: true)

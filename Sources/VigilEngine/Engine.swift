@@ -200,9 +200,11 @@ public struct Engine: Sendable {
     /// Applies one validated event (decoded with a decoder that captures `Engine.decodedSlots(rules)`).
     ///
     /// `domain` is the clock domain (input partition) the event came from; the child's future deadlines are
-    /// kept in that domain's queue.
+    /// kept in that domain's queue. `childHash`, when the caller has it already (intake, to pick the shard; a
+    /// replay's read-ahead, to prefetch), is `stableHash` of the record's child id: it is not worked out again.
     @discardableResult
-    public mutating func process(_ r: EventRecord, position: SourcePosition? = nil, domain: Int = 0, into alerts: inout [Alert]) -> Outcome {
+    public mutating func process(_ r: EventRecord, position: SourcePosition? = nil, domain: Int = 0, childHash: UInt64? = nil,
+                                 into alerts: inout [Alert]) -> Outcome {
         guard case .symbol(let typeSym) = r[c.typeSlot], case .string(let childId) = r[c.childIdSlot],
               case .instant(let at) = r[c.occurredAtSlot], case .string(let eventId) = r[c.eventIdSlot],
               case .symbol(let agency) = r[c.agencySlot] else {
@@ -210,7 +212,8 @@ public struct Engine: Sendable {
         }
         let t = c.eventTypeIndex(typeSym)
         guard t >= 0 else { return .incomplete }
-        let ci = childIndex(childId, hash: stableHash(childId))
+        assert(childHash == nil || childHash == stableHash(childId), "a child id hash given that is not its id's")
+        let ci = childIndex(childId, hash: childHash ?? stableHash(childId))
         stats.events += 1
         children[ci].dirty = true
         if domain >= 0 {

@@ -134,11 +134,11 @@ final class ReadAhead: @unchecked Sendable {
         return x
     }
 
-    /// The child id hash of the event `distance` lines after the one `next` returned last, if that line is an
-    /// event already read.
+    /// The child id hash of the event `distance` lines after the one `next` returned last (0: that one), if that
+    /// line is an event already read.
     func upcoming(_ distance: Int) -> UInt64? {
         let i = item + distance - 1
-        return i < current.items.count ? current.items[i].child : nil
+        return i >= 0 && i < current.items.count ? current.items[i].child : nil
     }
 
     /// Stops reading (what is queued is dropped) and waits for the thread to end. Idempotent.

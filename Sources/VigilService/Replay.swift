@@ -181,7 +181,7 @@ public final class Replay {
             if let sw = switchTo, s.at >= sw.at { switchRules(&summary, onAlert) }
             engine.advance(to: s.at, into: &alerts)
             prefetch(after: s)
-            engine.process(s.record, into: &alerts)
+            engine.process(s.record, childHash: s.ahead?.upcoming(0), into: &alerts)
             for a in alerts { emit(a, &summary, onAlert) }
             alerts.removeAll(keepingCapacity: true)
             if !next(s, &summary) {
@@ -257,7 +257,7 @@ public final class Replay {
             while validateNext(s, &summary, onInvalid) {
                 engine.advance(to: max(engine.clock, s.at), into: &alerts)
                 prefetch(after: s)
-                engine.process(s.record, into: &alerts)
+                engine.process(s.record, childHash: s.ahead?.upcoming(0), into: &alerts)
                 for a in alerts { emit(a, &summary, onAlert) }
                 alerts.removeAll(keepingCapacity: true)
             }

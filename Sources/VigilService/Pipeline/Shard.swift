@@ -122,12 +122,14 @@ final class Shard: PipelineStage, @unchecked Sendable {
                 switch item {
                 case .event(let i, let partition, let clock):
                     engine.prefetch { d in k + d < hashes.count ? hashes[k + d] : nil }
+                    // Intake hashed the child id to pick this shard: the engine finds the child by that hash.
+                    let childHash = k < hashes.count ? hashes[k] : nil
                     k += 1
                     let m = work.batch.messages[Int(i)]
                     engine.advance(domain: Int(partition), to: clock, into: &alerts)
                     if work.events.load(&at, into: &decoded) {
                         engine.process(decoded, position: SourcePosition(topicOf: input, partition: partition, offset: m.offset),
-                                       domain: Int(partition), into: &alerts)
+                                       domain: Int(partition), childHash: childHash, into: &alerts)
                     } else {
                         // Intake packed every event it hands over: this is a defect, said as loudly as one.
                         logger.critical("shard \(index): the event at partition \(partition) offset \(m.offset) could not be read back from intake's batch; not evaluated")

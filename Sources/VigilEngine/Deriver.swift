@@ -43,7 +43,7 @@ final class Deriver: Sendable {
     /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
     /// counters, and where alerts go.
     struct Context {
-        let child: String
+        var child: String
         var seq: UInt64
         var counts = Counts()
         var alerts: [Alert] = []
@@ -67,6 +67,11 @@ final class Deriver: Sendable {
         var overflowDrops = 0
         var pendingRefused = 0
         var suppressedByRule: [String: Int] = [:]
+
+        /// Whether anything was counted (most steps of an event that arms nothing count nothing).
+        var any: Bool {
+            alerts | suppressed | deadlinesArmed | deadlinesMet | deadlinesCancelled | deadlinesFired | overflowDrops | pendingRefused != 0
+        }
     }
 
     /// The last four instants worked out as a date plus months (`at: child.date_of_birth + 5 months`): one

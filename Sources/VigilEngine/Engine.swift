@@ -114,6 +114,8 @@ public struct Engine: Sendable {
     var scratch: EventRecord
     /// Room to pack an event's fields into before its child keeps them (`PackedFields.pack`).
     var packed: [UInt8] = []
+    /// The context of the live path's derivation steps (`begin(child:)`, `finish`).
+    var step = Deriver.Context(child: "", seq: 0)
     let c: EventContract
 
     public init(rules: CompiledRuleSet, limits: EngineLimits = EngineLimits()) {
@@ -188,10 +190,10 @@ public struct Engine: Sendable {
             let ci = Int(top.child)
             // Stale entries (met, cancelled, re-derived) no longer match a pending expectation.
             guard children[ci].now.pending.contains(where: { $0.id == top.pending && $0.deadline == top.deadline }) else { continue }
-            var x = context(child: children[ci].id)
+            begin(child: children[ci].id)
             let armedFrom = children[ci].now.nextPendingId
-            deriver.popDue(&children[ci].now, through: top.deadline, &x)
-            finish(ci, &x, armedFrom: armedFrom, into: &alerts)
+            deriver.popDue(&children[ci].now, through: top.deadline, &step)
+            finish(ci, armedFrom: armedFrom, into: &alerts)
         }
     }
 
@@ -231,12 +233,12 @@ public struct Engine: Sendable {
         let event = children[ci].keep(ref, fields: packed[..<packedBytes], idHash: h)
         if at >= children[ci].now.frontier {
             // In order: today's fast path.
-            var x = context(child: childId)
+            begin(child: childId)
             let armedFrom = children[ci].now.nextPendingId
-            deriver.popDue(&children[ci].now, through: at, &x)
-            deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &x)
+            deriver.popDue(&children[ci].now, through: at, &step)
+            deriver.apply(r, ref: ref, type: t, to: &children[ci].now, &step)
             children[ci].append(event)
-            finish(ci, &x, armedFrom: armedFrom, into: &alerts)
+            finish(ci, armedFrom: armedFrom, into: &alerts)
         } else {
             reconcile(ci, late: event, ref: ref, recordedAt: c.recordedAtSlot.flatMap { r[$0].instant }, into: &alerts)
         }
@@ -244,26 +246,35 @@ public struct Engine: Sendable {
         return .processed
     }
 
-    /// A derivation step's context for a child: the engine's arming counter, and counts from zero.
-    func context(child: String) -> Deriver.Context { Deriver.Context(child: child, seq: seq) }
+    /// Starts a derivation step for a child in `step`: the engine's arming counter, counts from zero, no alerts.
+    /// The context is the engine's, kept from step to step (made and destroyed for every event, it cost about
+    /// 160 instructions an event), and with it the dates it worked out.
+    mutating func begin(child: String) {
+        step.child = child
+        step.seq = seq
+    }
 
-    /// Takes a derivation step's arming counter back and adds its counts, queues the deadlines it armed
-    /// (pending ids from `armedFrom` on), and remembers the alerts fired.
-    mutating func finish(_ ci: Int, _ x: inout Deriver.Context, armedFrom: UInt32, into alerts: inout [Alert]) {
-        seq = x.seq
-        stats.add(x.counts)
+    /// Takes the step's arming counter back and adds its counts, queues the deadlines it armed (pending ids
+    /// from `armedFrom` on), and remembers the alerts fired; the step's counts and alerts are then cleared.
+    mutating func finish(_ ci: Int, armedFrom: UInt32, into alerts: inout [Alert]) {
+        seq = step.seq
+        if step.counts.any {
+            stats.add(step.counts)
+            step.counts = Deriver.Counts()
+        }
         children[ci].dirty = true
         let domain = Int(max(children[ci].domain, 0))
         for p in children[ci].now.pending where p.id >= armedFrom {
             queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
         }
         // Most steps fire nothing.
-        guard !x.alerts.isEmpty else { return }
-        for a in x.alerts where a.status == .fired {
+        guard !step.alerts.isEmpty else { return }
+        for a in step.alerts where a.status == .fired {
             children[ci].emitted.append(EmittedAlert(alertId: a.alertId, recordId: a.alertId, rule: Int32(a.ruleIndex), firedAt: a.firedAt,
                                                      deadline: a.deadline, trigger: a.evidence[0]))
         }
-        alerts += x.alerts
+        alerts += step.alerts
+        step.alerts.removeAll(keepingCapacity: true)
     }
 
     mutating func childIndex(_ id: String, hash: UInt64) -> Int {

@@ -119,6 +119,8 @@ extension Engine {
     mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
         let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
+        // Most events fold nothing: one read of the child to tell.
+        guard let first = children[ci].timeline.first, first.at.micros < oldest || children[ci].timeline.count > cap else { return }
         var removed = false
         while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
             removed = true

@@ -263,9 +263,12 @@ public struct Engine: Sendable {
             step.counts = Deriver.Counts()
         }
         children[ci].dirty = true
-        let domain = Int(max(children[ci].domain, 0))
-        for p in children[ci].now.pending where p.id >= armedFrom {
-            queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
+        // Pending ids are handed out in order (`Derivation.nextPendingId`): where it has not moved, nothing was armed.
+        if children[ci].now.nextPendingId != armedFrom {
+            let domain = Int(max(children[ci].domain, 0))
+            for p in children[ci].now.pending where p.id >= armedFrom {
+                queues[domain].push(Timer(deadline: p.deadline, seq: p.seq, child: Int32(ci), pending: p.id))
+            }
         }
         // Most steps fire nothing.
         guard !step.alerts.isEmpty else { return }

@@ -23,7 +23,7 @@ public struct PackedEvents: Sendable {
         let start = bytes.count
         let total = PackedFields.varintSize(UInt64(size)) + size
         if bytes.capacity - start < total { bytes.reserveCapacity(max(bytes.capacity * 2, start + total, 4096)) }
-        bytes.append(contentsOf: repeatElement(0, count: total))
+        bytes.appendZeros(total)
         bytes.withUnsafeMutableBytes { b in
             guard let base = b.baseAddress else { return }
             var w = RawWriter(p: base + start)

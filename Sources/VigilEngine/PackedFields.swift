@@ -17,7 +17,7 @@ enum PackedFields {
         guard size > 0 else { return 0 }
         let start = bytes.count
         ChildState.makeRoom(&bytes, for: size)
-        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.appendZeros(size)
         bytes.withUnsafeMutableBytes { b in
             guard let base = b.baseAddress else { return }
             _ = write(r, keep: keep, to: base + start)

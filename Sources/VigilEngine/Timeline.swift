@@ -6,10 +6,6 @@
 /// buffer, which a growth keeps (the bytes move to the end of the new buffer). The buffer's every byte is in
 /// the array (its count is its size), so that copying a child copies it as any array is copied. The number of
 /// events and of bytes at the back are beside the buffer (16 bytes in all, in the child's struct).
-/// Zeros to append from: an array slice is appended by one copy, where `repeatElement(0, count:)` took the generic
-/// path (about 330 instructions a call however short).
-private let zeros = [UInt8](repeating: 0, count: 4096)
-
 public struct Timeline: RandomAccessCollection, Sendable {
     /// The events, free room, the events' bytes.
     private(set) var buffer: [UInt8] = []
@@ -64,12 +60,7 @@ public struct Timeline: RandomAccessCollection, Sendable {
         grown.reserveCapacity(size)
         // What malloc gave beyond the size asked is used too.
         let total = Swift.max(grown.capacity, size)
-        var extra = total - old
-        while extra > 0 {
-            let k = Swift.min(extra, zeros.count)
-            grown.append(contentsOf: zeros[..<k])
-            extra -= k
-        }
+        grown.appendZeros(total - old)
         if back > 0 {
             grown.withUnsafeMutableBytes { b in
                 guard let base = b.baseAddress else { return }

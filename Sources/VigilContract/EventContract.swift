@@ -184,7 +184,9 @@ public struct EventContract: Sendable {
         throw SchemaError(pointer: node.path, reason: "cannot classify field for rules (types \(t.rawValue))")
     }
 
-    public func eventTypeIndex(_ s: Symbol) -> Int {
+    /// The index of the event type `s` names, -1 when it names none. Inlinable: called from another module's
+    /// mutating method (the engine's, once an event), it copied the whole contract to pass it.
+    @inlinable public func eventTypeIndex(_ s: Symbol) -> Int {
         Int(s.id) < eventTypeIndexBySymbol.count ? Int(eventTypeIndexBySymbol[Int(s.id)]) : -1
     }
 

@@ -60,7 +60,7 @@ extension Engine {
             let ref = e.ref(p, in: bytes)
             deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&d, through: e.at, &x)
-            deriver.apply(scratch, ref: ref, type: deriver.tables.eventTypeIndex(e.type), to: &d, &x)
+            deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
         for k in ignored.indices where ignored[k] != timeline[k].ignored { children[ci].setIgnored(k, ignored[k]) }
         deriver.popDue(&d, through: target, &x)
@@ -134,7 +134,7 @@ extension Engine {
             let ref = first.ref(p, in: bytes)
             deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
-            deriver.apply(scratch, ref: ref, type: deriver.tables.eventTypeIndex(first.type), to: &children[ci].base, &x)
+            deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             seq = x.seq
             children[ci].folded.append(SeenEvent(idHash: stableHash(ref.eventId), at: first.at))
             let through = children[ci].base.frontier

@@ -212,7 +212,7 @@ public struct Engine: Sendable {
               case .symbol(let agency) = r[c.agencySlot] else {
             return .incomplete
         }
-        let t = deriver.tables.eventTypeIndex(typeSym)
+        let t = c.eventTypeIndex(typeSym)
         guard t >= 0 else { return .incomplete }
         assert(childHash == nil || childHash == stableHash(childId), "a child id hash given that is not its id's")
         let ci = childIndex(childId, hash: childHash ?? stableHash(childId))

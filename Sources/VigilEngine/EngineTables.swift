@@ -27,15 +27,6 @@ final class EngineTables: @unchecked Sendable {
     /// Per state and per window, its key slots (none for a state without a key).
     let stateKeys: [[Int]]
     let windowKeys: [[Int]]
-    /// Per symbol, the index of the event type it names (-1 for none): the contract's table behind a stable
-    /// pointer (calling `EventContract.eventTypeIndex` from the engine's mutating methods copied the 129-byte
-    /// contract, once an event).
-    let typeIndexBySymbol: UnsafeMutableBufferPointer<Int16>
-
-    /// The index of the event type `s` names, -1 when it names none (`EventContract.eventTypeIndex`).
-    @inline(__always) func eventTypeIndex(_ s: Symbol) -> Int {
-        Int(s.id) < typeIndexBySymbol.count ? Int(typeIndexBySymbol[Int(s.id)]) : -1
-    }
 
     struct State {
         var condition: ConditionCode
@@ -100,10 +91,6 @@ final class EngineTables: @unchecked Sendable {
         _ = windows.initialize(from: rules.windows.map { Window(condition: $0.condition, retention: $0.retention, distinctSlot: $0.distinctSlot) })
         stateKeys = rules.states.map(\.keySlots)
         windowKeys = rules.windows.map(\.keySlots)
-        // One more, naming none: never empty, and the symbol past the contract's table names none as before.
-        let byType = rules.contract.eventTypeIndexBySymbol + [-1]
-        typeIndexBySymbol = .allocate(capacity: byType.count)
-        _ = typeIndexBySymbol.initialize(from: byType)
     }
 
     deinit {
@@ -115,7 +102,6 @@ final class EngineTables: @unchecked Sendable {
         immediates.deallocate()
         states.deallocate()
         windows.deallocate()
-        typeIndexBySymbol.deallocate()
     }
 }
 

@@ -119,11 +119,9 @@ extension Engine {
     mutating func fold(_ ci: Int, keeping: Int? = nil) {
         let oldest = children[ci].now.newest.micros - horizon
         let cap = min(limits.maxTimelinePerChild, keeping ?? Int.max)
-        // Most events fold nothing: one read of the child to tell.
-        guard let first = children[ci].timeline.first, first.at.micros < oldest || children[ci].timeline.count > cap else { return }
-        var removed = false
+        // Most events fold nothing: one read of the child to tell. Past it, the loop removes one event at least.
+        guard let head = children[ci].timeline.first, head.at.micros < oldest || children[ci].timeline.count > cap else { return }
         while !children[ci].timeline.isEmpty, children[ci].timeline[0].at.micros < oldest || children[ci].timeline.count > cap {
-            removed = true
             if children[ci].timeline[0].at.micros >= oldest && keeping == nil { stats.timelineOverflow += 1 }
             let first = children[ci].removeOldest()
             guard !first.ignored else { continue }
@@ -142,6 +140,6 @@ extension Engine {
             if let s = children[ci].folded.first, s.at.micros < keep { children[ci].folded.removeAll { $0.at.micros < keep } }
             children[ci].emitted.removeAll { $0.firedAt <= through }
         }
-        if removed { children[ci].reclaimFields() }
+        children[ci].reclaimFields()
     }
 }

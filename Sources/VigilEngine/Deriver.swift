@@ -48,11 +48,6 @@ final class Deriver: Sendable {
         var counts = Counts()
         var alerts: [Alert] = []
         var datesPlusMonths = DatesPlusMonths()
-
-        init(child: String, seq: UInt64) {
-            self.child = child
-            self.seq = seq
-        }
     }
 
     /// What a derivation step counts, added to the engine's `EngineStats` when the step is done (moving the

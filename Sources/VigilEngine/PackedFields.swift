@@ -180,7 +180,7 @@ enum PackedFields {
     /// Calls `body` with each slot and value of the fields in `range` of `bytes`, in the order written; with
     /// `only`, just for the slots it marks (the others are skipped over, their strings never made). Stops at
     /// the first field that is not whole.
-    static func forEach(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool]? = nil, _ body: (Int, FieldValue) -> Void) {
+    static func forEach(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool]? = nil, _ body: (Int, consuming FieldValue) -> Void) {
         bytes.withUnsafeBytes { raw in
             guard range.lowerBound >= 0, range.upperBound <= raw.count else { return }
             var r = RawReader(raw, range)

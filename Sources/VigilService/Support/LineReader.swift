@@ -109,13 +109,16 @@ public final class LineReader {
         return body(Line(bytes: UnsafeRawBufferPointer(start: nil, count: 0), length: max(length, maxLine + 1)))
     }
 
+    /// The index of the first `byte` in `buffer[i..<end]`, by `memchr` (a loop over the class's array read a
+    /// byte at a time, bounds-checked: about 15 instructions a byte, a quarter of what replay's read-ahead
+    /// thread did; BENCHMARKS.md, 2026-12-07, evening).
     func find(_ byte: UInt8, from i: Int) -> Int? {
-        var k = i
-        while k < end {
-            if buffer[k] == byte { return k }
-            k += 1
+        let end = self.end
+        guard i >= 0, i < end else { return nil }
+        return buffer.withUnsafeBytes { p -> Int? in
+            guard let base = p.baseAddress, end <= p.count, let hit = memchr(base + i, Int32(byte), end - i) else { return nil }
+            return base.distance(to: UnsafeRawPointer(hit))
         }
-        return nil
     }
 
     func fill() {

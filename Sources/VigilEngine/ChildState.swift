@@ -460,12 +460,14 @@ public struct ChildState: Sendable, Codable {
         a.reserveCapacity(max(need, a.count + a.count / 4))
     }
 
-    /// Gives back the room of an array that has lost at least half of what it held: all of it once it is
-    /// empty, else what it does not use (one copy). A child's expectations and window entries come and go, and
-    /// an array keeps its room when emptied (a child's met expectations held 11 bytes a child on the 1M-children
-    /// benchmark: BENCHMARKS.md, 2026-12-01).
+    /// Gives back the room of an array that uses a quarter of it or less: all of it once it is empty, else what
+    /// it does not use (one copy). A child's expectations and window entries come and go, and an array keeps its
+    /// room when emptied (a child's met expectations held 11 bytes a child on the 1M-children benchmark:
+    /// BENCHMARKS.md, 2026-12-01). At a half (before 2026-12-07) an array that lost one of two entries gave back
+    /// its room and took it again at the next (about 5% of the engine's instructions went to that churn); at a
+    /// quarter, the dense stream holds 35 B a child more (BENCHMARKS.md, 2026-12-07, evening).
     static func trim<T>(_ a: inout [T]) {
-        guard a.capacity > 0, a.count * 2 <= a.capacity else { return }
+        guard a.capacity > 0, a.count * 4 <= a.capacity else { return }
         guard !a.isEmpty else { a = []; return }
         var kept: [T] = []
         kept.reserveCapacity(a.count)

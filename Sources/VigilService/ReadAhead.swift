@@ -53,9 +53,11 @@ final class ReadAhead: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     private let decoder: EventDecoder
-    private var current = Batch()
-    private var item = 0
-    private var offset = 0
+    // Read and written by the evaluating thread only (`next`, `upcoming`), for every line: not checked for
+    // overlapping access at run time (two `swift_beginAccess` calls a line, checked).
+    @exclusivity(unchecked) private var current = Batch()
+    @exclusivity(unchecked) private var item = 0
+    @exclusivity(unchecked) private var offset = 0
 
     /// Starts reading `reader` (which only this reads from now on) on a thread of its own.
     init(_ reader: LineReader, decoder: EventDecoder) {

@@ -13,7 +13,9 @@ public final class Replay {
     /// The rule pack in force (the one switched to, after a switch).
     public private(set) var rules: CompiledRuleSet
     public let decoder: EventDecoder
-    public private(set) var engine: Engine
+    /// A replay runs on one thread: the engine, modified for every event, is not checked for overlapping access
+    /// at run time (with the sources' fields below, four `swift_beginAccess` calls an event, checked).
+    @exclusivity(unchecked) public private(set) var engine: Engine
     /// A switch of rule pack to make before the first event at or after `at` (a backtest of a rule change:
     /// the oracle of a live reload). The clock is not run on to `at` first: the switch happens where the input
     /// is, as a live reload happens between two batches.
@@ -60,13 +62,13 @@ public final class Replay {
     final class Source {
         let reader: LineReader
         let fileIndex: Int
-        var record: EventRecord
-        var at = Instant.distantPast
-        var line = 0
+        @exclusivity(unchecked) var record: EventRecord
+        @exclusivity(unchecked) var at = Instant.distantPast
+        @exclusivity(unchecked) var line = 0
         /// The latest `occurred_at` read from this file, and whether every event so far came at or after the
         /// ones before it.
-        var latest = Instant.distantPast
-        var sorted = true
+        @exclusivity(unchecked) var latest = Instant.distantPast
+        @exclusivity(unchecked) var sorted = true
         /// Reading, validating and decoding on a thread of its own (`readAhead`), or nil: here, by `reader`.
         var ahead: ReadAhead?
         /// For a file out of order: its valid lines sorted by (time, line), and the next to read.

@@ -7,21 +7,25 @@ import Darwin
 /// Reads a file line by line through a fixed buffer, handing out each line's bytes without copying.
 /// Lines end at `\n` (a preceding `\r` is dropped); a last line without a newline is still a line.
 /// A line longer than `maxLine` is skipped and reported as oversized, with its length but not its bytes.
+///
+/// One thread reads a reader at a time (replay's read-ahead thread owns its own), so the properties read for
+/// every line are not checked for overlapping access at run time: checked, they were three `swift_beginAccess`
+/// calls a line, about 300 instructions (BENCHMARKS.md, 2026-12-07, evening).
 public final class LineReader {
     public let path: String
     let fd: Int32
-    var buffer: [UInt8]
-    var start = 0
-    var end = 0
-    var eof = false
+    @exclusivity(unchecked) var buffer: [UInt8]
+    @exclusivity(unchecked) var start = 0
+    @exclusivity(unchecked) var end = 0
+    @exclusivity(unchecked) var eof = false
     /// 1-based number of the line last returned.
-    public private(set) var lineNumber = 0
+    @exclusivity(unchecked) public private(set) var lineNumber = 0
     /// Byte offset in the file of the line last returned.
-    public private(set) var lineOffset: Int64 = 0
+    @exclusivity(unchecked) public private(set) var lineOffset: Int64 = 0
     /// Why reading stopped before the end of the file (an `errno`: a directory, an I/O error), if it did.
     public private(set) var readError: Int32?
     /// File offset of `buffer[start]`.
-    var position: Int64 = 0
+    @exclusivity(unchecked) var position: Int64 = 0
     public let maxLine: Int
 
     public struct OpenError: Error, CustomStringConvertible {

@@ -33,7 +33,9 @@ final class Intake: PipelineStage, @unchecked Sendable {
     private var decoder: EventDecoder
     private let plausibility: TimePlausibility
     private var record: EventRecord
-    private var tracker: PartitionTracker
+    /// Used by intake's thread alone, three or four times a message: not checked for overlapping access at run
+    /// time (as `Shard.engine`).
+    @exclusivity(unchecked) private var tracker: PartitionTracker
     private var epoch = 0
     private var caughtUpAnnounced = false
     private var lastCheckpoint: Instant

@@ -9,8 +9,10 @@ import VigilRules
 final class Shard: PipelineStage, @unchecked Sendable {
     let index: Int
     let name: String
-    /// Read by the pipeline only after `join`.
-    private(set) var engine: Engine
+    /// Read by the pipeline only after `join`. Used by the shard's thread alone before that, three times an
+    /// event: not checked for overlapping access at run time (as `Replay.engine`; BENCHMARKS.md, 2026-12-07,
+    /// evening).
+    @exclusivity(unchecked) private(set) var engine: Engine
     /// What an event is read back into (intake decoded it: `ShardWork.events`).
     private var record: EventRecord
     /// A position on the input topic (the topic's name looked up once, not per message).

@@ -14,7 +14,7 @@ public final class Replay {
     public private(set) var rules: CompiledRuleSet
     public let decoder: EventDecoder
     /// A replay runs on one thread: the engine, modified for every event, is not checked for overlapping access
-    /// at run time (with the sources' fields below, four `swift_beginAccess` calls an event, checked).
+    /// at run time (with the sources' fields below, six `swift_beginAccess` calls an event, checked).
     @exclusivity(unchecked) public private(set) var engine: Engine
     /// A switch of rule pack to make before the first event at or after `at` (a backtest of a rule change:
     /// the oracle of a live reload). The clock is not run on to `at` first: the switch happens where the input

@@ -9,8 +9,8 @@ import Darwin
 /// A line longer than `maxLine` is skipped and reported as oversized, with its length but not its bytes.
 ///
 /// One thread reads a reader at a time (replay's read-ahead thread owns its own), so the properties read for
-/// every line are not checked for overlapping access at run time: checked, they were three `swift_beginAccess`
-/// calls a line, about 300 instructions (BENCHMARKS.md, 2026-12-07, evening).
+/// every line are not checked for overlapping access at run time: checked, they were three or four
+/// `swift_beginAccess` calls a line, about 380 instructions (BENCHMARKS.md, 2026-12-07, evening).
 public final class LineReader {
     public let path: String
     let fd: Int32

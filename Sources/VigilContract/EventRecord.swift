@@ -87,7 +87,7 @@ public struct EventRecord: Sendable {
     }
 
     public mutating func reset() {
-        clear(from: 0)
+        for s in written { values[Int(s)] = .missing }
         written.removeAll(keepingCapacity: true)
     }
 
@@ -95,20 +95,8 @@ public struct EventRecord: Sendable {
     /// with the same slots first every time, which are then only overwritten.
     public mutating func reset(keepingFirst kept: Int) {
         guard written.count > kept else { return }
-        clear(from: kept)
+        for s in written[kept...] { values[Int(s)] = .missing }
         written.removeLast(written.count - kept)
-    }
-
-    /// Sets the slots written from the `k`th on to missing, through the storage.
-    private mutating func clear(from k: Int) {
-        let written = self.written
-        values.withUnsafeMutableBufferPointer { b in
-            for s in written[k...] {
-                let slot = Int(s)
-                precondition(slot >= 0 && slot < b.count, "a slot out of range")
-                b[slot] = .missing
-            }
-        }
     }
 }
 

@@ -18,10 +18,9 @@ final class Deriver: Sendable {
     /// Slots a timeline keeps per event: every one a rule could read (not only those this pack reads, so that a
     /// rule added later can be derived over the history), but the envelope (kept apart).
     let timelineSlot: [Bool]
-    /// Slots this pack reads (`capturedSlots`): all a re-derivation takes of a timeline event's fields.
+    /// Slots this pack reads (`capturedSlots`), but the envelope (a timeline event's reference holds it): all a
+    /// re-derivation takes of a timeline event's fields.
     let readSlot: [Bool]
-    /// The envelope's slots in the order `record(of:...)` sets them.
-    let envelopeSlots: [Int32]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
         self.rules = rules
@@ -36,8 +35,8 @@ final class Deriver: Sendable {
         timelineSlot = keep
         var read = [Bool](repeating: false, count: rules.contract.slotCount)
         for s in rules.capturedSlots where s >= 0 && s < read.count { read[s] = true }
+        for s in [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot] { read[s] = false }
         readSlot = read
-        envelopeSlots = [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot].map { Int32($0) }
     }
 
     /// What a derivation step needs besides the derivation: the child, the engine's arming counter and
@@ -98,13 +97,13 @@ final class Deriver: Sendable {
     // MARK: events
 
     /// Applies one event (of event type index `t`) to `d`.
-    func apply(_ r: EventRecord, ref: EventRef, type t: Int, to d: inout Derivation, _ x: inout Context) {
+    func apply<R: FieldReader>(_ r: R, ref: EventRef, type t: Int, to d: inout Derivation, _ x: inout Context) {
         record(r, ref: ref, type: t, in: &d, &x)
         react(to: r, ref: ref, type: t, in: &d, &x)
     }
 
     /// An event's first half: the states and windows it updates (what the rules then read).
-    @inline(__always) func record(_ r: EventRecord, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
+    @inline(__always) func record<R: FieldReader>(_ r: R, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
         let at = ref.occurredAt
         if at > d.newest { d.newest = at }
         if at > d.through { d.through = at }
@@ -117,7 +116,7 @@ final class Deriver: Sendable {
 
     /// An event's second half: the rules' reactions to it (expectations met or cancelled, immediate rules,
     /// expectations armed), over the derivation `record` left.
-    @inline(__always) func react(to r: EventRecord, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
+    @inline(__always) func react<R: FieldReader>(to r: R, ref: EventRef, type t: Int, in d: inout Derivation, _ x: inout Context) {
         let at = ref.occurredAt
         let ranges = tables.ranges[t]
         let lists = tables.lists
@@ -155,32 +154,20 @@ final class Deriver: Sendable {
             let ri = Int(p.rule)
             if let fireIf = tables.expectations[ri]?.fireIf, !eval(fireIf, emptyRecord, d, p.deadline) { continue }
             x.counts.deadlinesFired += 1
-            fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: nil, &x)
+            fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: EventRecord?.none, &x)
         }
     }
 
     /// The record a timeline event stands for (envelope, and the fields this pack reads of its packed fields
-    /// at `range` of `bytes`), written into `r`.
-    func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout EventRecord) {
-        // A record this wrote last has the envelope's slots first: they are overwritten, not cleared and set.
-        let written = r.writtenSlots
-        if written.count >= envelopeSlots.count && envelopeSlots.indices.allSatisfy({ written[$0] == envelopeSlots[$0] }) {
-            r.reset(keepingFirst: envelopeSlots.count)
-        } else {
-            r.reset()
-        }
-        r.set(c.eventIdSlot, .string(e.eventId))
-        r.set(c.typeSlot, .symbol(e.type))
-        r.set(c.occurredAtSlot, .instant(e.occurredAt))
-        r.set(c.agencySlot, .symbol(e.agency))
-        r.set(c.childIdSlot, .string(child))
-        PackedFields.forEach(bytes, range, only: readSlot) { r.set($0, $1) }
+    /// at `range` of `bytes`), indexed in `r` to be read in place.
+    func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout PackedRecord) {
+        r.index(bytes, range, only: readSlot, ref: e, child: child)
     }
 
     // MARK: state and windows
 
     /// Correlation/state key: field values joined; a missing value is `\0` so it only matches a missing value.
-    func key(_ slots: [Int], _ r: EventRecord) -> String {
+    func key<R: FieldReader>(_ slots: [Int], _ r: R) -> String {
         if slots.isEmpty { return "" }
         var s = ""
         for (k, slot) in slots.enumerated() {
@@ -205,7 +192,7 @@ final class Deriver: Sendable {
         }
     }
 
-    func updateState(_ s: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    func updateState<R: FieldReader>(_ s: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let def = tables.states[s]
         guard eval(def.condition, r, d, ref.occurredAt) else { return }
         let k = key(tables.stateKeys[s], r)  // "" for a state without a key
@@ -228,7 +215,7 @@ final class Deriver: Sendable {
         }
     }
 
-    func appendWindow(_ w: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    func appendWindow<R: FieldReader>(_ w: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let def = tables.windows[w]
         guard eval(def.condition, r, d, ref.occurredAt) else { return }
         var distinct: UInt64 = 0
@@ -258,7 +245,7 @@ final class Deriver: Sendable {
 
     // MARK: expectations
 
-    func checkExpectation(_ ri: Int, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    func checkExpectation<R: FieldReader>(_ ri: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let rule = Int32(ri)
         guard let exp = tables.expectations[ri], d.pending.contains(where: { $0.rule == rule }) else { return }
         let at = ref.occurredAt
@@ -283,24 +270,24 @@ final class Deriver: Sendable {
     }
 
     /// The same, a date plus months looked up in `memo` first.
-    func deadline(_ rule: DeadlineRule, _ r: EventRecord, _ at: Instant, _ memo: inout DatesPlusMonths) -> Instant? {
+    func deadline<R: FieldReader>(_ rule: DeadlineRule, _ r: R, _ at: Instant, _ memo: inout DatesPlusMonths) -> Instant? {
         switch rule {
         case .exact(let m): return at + m
         case .workingDays(let n, let cal): return rules.calendars[cal].deadline(workingDays: n, after: at)
         case .months(let n, let cal): return rules.calendars[cal].deadline(months: n, after: at)
         case .dateFieldPlusMonths(let slot, let n, let cal):
-            guard case .date(let d) = r[slot] else { return nil }
+            guard let d = r.date(at: slot) else { return nil }
             return memo.instant(d, plus: n, in: cal, rules.calendars)
         case .dateFieldPlusDays(let slot, let n, let cal):
-            guard case .date(let d) = r[slot] else { return nil }
+            guard let d = r.date(at: slot) else { return nil }
             return rules.calendars[cal].zone.startOfDay(d.adding(days: n))
         case .instantFieldPlus(let slot, let m):
-            guard case .instant(let t) = r[slot] else { return nil }
+            guard let t = r.instant(at: slot) else { return nil }
             return t + m
         }
     }
 
-    func arm(_ ri: Int, _ clause: Int, _ exp: EngineTables.Expectation, _ r: EventRecord, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    func arm<R: FieldReader>(_ ri: Int, _ clause: Int, _ exp: EngineTables.Expectation, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         guard let due = deadline(tables.armClauses[exp.arms.lowerBound + clause].deadline, r, ref.occurredAt, &x.datesPlusMonths) else { return }
         let k = key(tables.correlate[ri], r)
         if let lb = exp.lookback {
@@ -335,8 +322,8 @@ final class Deriver: Sendable {
 
     // MARK: alerts
 
-    func fire(_ ri: Int, _ d: inout Derivation, at firedAt: Instant, deadline: Instant?, trigger: EventRef, args: [String]?,
-              record: EventRecord?, _ x: inout Context) {
+    func fire<R: FieldReader>(_ ri: Int, _ d: inout Derivation, at firedAt: Instant, deadline: Instant?, trigger: EventRef, args: [String]?,
+              record: R?, _ x: inout Context) {
         let rule = rules.rules[ri]
         if let window = rule.suppressMicros {
             if let mark = d.fired.first(where: { $0.rule == Int32(ri) }),

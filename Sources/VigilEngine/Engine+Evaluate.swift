@@ -20,12 +20,12 @@ struct LastSetter: EvalTrace {
 extension Deriver {
     /// Runs one compiled condition over an event and a child's derivation. `now` is the event's time (windows
     /// end at it, ages are measured at it); `it` is the element bound by `any(...)`.
-    @inline(__always) func eval(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
+    @inline(__always) func eval<R: FieldReader>(_ code: ConditionCode, _ r: R, _ d: Derivation, _ now: Instant, _ it: FieldValue = .missing) -> Bool {
         var none = NoTrace()
         return eval(code, r, d, now, it, trace: &none)
     }
 
-    func eval<T: EvalTrace>(_ code: ConditionCode, _ r: EventRecord, _ d: Derivation, _ now: Instant, _ it: FieldValue, trace: inout T) -> Bool {
+    func eval<R: FieldReader, T: EvalTrace>(_ code: ConditionCode, _ r: R, _ d: Derivation, _ now: Instant, _ it: FieldValue, trace: inout T) -> Bool {
         var flag = true
         var pc = code.start
         let end = code.end
@@ -72,7 +72,7 @@ extension Deriver {
                 let s = UInt16(state)
                 flag = d.states.contains { $0.state == s }
             case .age(let slot, let op, let bound, let cal):
-                guard case .date(let dob) = r[slot] else { flag = false; break }
+                guard let dob = r.date(at: slot) else { flag = false; break }
                 flag = op.holds(now, threshold(born: dob, bound, cal, seenFrom: now))
             case .windowCount(let w, let micros, let op, let n):
                 let lower = now.micros - micros
@@ -150,27 +150,27 @@ extension Deriver {
     }
 
     /// `fetch` of a symbol: a field's read in place.
-    @inline(__always) func symbol(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Symbol? {
+    @inline(__always) func symbol<R: FieldReader>(_ ref: ValueRef, _ r: R, _ d: Derivation, _ it: FieldValue) -> Symbol? {
         if case .slot(let slot) = ref { return r.symbol(at: slot) }
         if case .symbol(let v) = fetch(ref, r, d, it) { return v }
         return nil
     }
 
     /// `fetch` of an integer: a field's read in place.
-    @inline(__always) func int(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Int64? {
+    @inline(__always) func int<R: FieldReader>(_ ref: ValueRef, _ r: R, _ d: Derivation, _ it: FieldValue) -> Int64? {
         if case .slot(let slot) = ref { return r.int(at: slot) }
         if case .int(let v) = fetch(ref, r, d, it) { return v }
         return nil
     }
 
     /// `fetch` of a boolean: a field's read in place.
-    @inline(__always) func bool(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> Bool? {
+    @inline(__always) func bool<R: FieldReader>(_ ref: ValueRef, _ r: R, _ d: Derivation, _ it: FieldValue) -> Bool? {
         if case .slot(let slot) = ref { return r.bool(at: slot) }
         if case .bool(let v) = fetch(ref, r, d, it) { return v }
         return nil
     }
 
-    @inline(__always) func fetch(_ ref: ValueRef, _ r: EventRecord, _ d: Derivation, _ it: FieldValue) -> FieldValue {
+    @inline(__always) func fetch<R: FieldReader>(_ ref: ValueRef, _ r: R, _ d: Derivation, _ it: FieldValue) -> FieldValue {
         switch ref {
         case .slot(let s): return r[s]
         case .it: return it

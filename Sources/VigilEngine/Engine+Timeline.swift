@@ -62,6 +62,8 @@ extension Engine {
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
+        // The child's buffer let go of before the child is written (held, writing it would copy it).
+        scratch.release()
         for k in ignored.indices where ignored[k] != timeline[k].ignored { children[ci].setIgnored(k, ignored[k]) }
         deriver.popDue(&d, through: target, &x)
         seq = x.seq
@@ -133,6 +135,7 @@ extension Engine {
             deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
+            scratch.release()
             seq = x.seq
             children[ci].folded.append(SeenEvent(idHash: stableHash(ref.eventId), at: first.at))
             let through = children[ci].base.frontier

@@ -110,8 +110,8 @@ public struct Engine: Sendable {
     public internal(set) var clock: Instant = .distantPast
     /// The instant each clock domain was last advanced to (a switch of rule pack derives its children to it).
     var domainClock: [Instant] = []
-    /// A record to rebuild timeline events into.
-    var scratch: EventRecord
+    /// Where a timeline event's fields are read in place (a re-derivation, a fold).
+    var scratch: PackedRecord
     /// Room to pack an event's fields into before its child keeps them (`PackedFields.pack`).
     var packed: [UInt8] = []
     /// The context of the live path's derivation steps (`begin(child:)`, `finish`).
@@ -125,7 +125,7 @@ public struct Engine: Sendable {
         keys = PackKeys(rules)
         horizon = max(limits.duplicateHorizon, rules.horizonMicros)
         c = rules.contract
-        scratch = EventRecord(slotCount: rules.contract.slotCount)
+        scratch = PackedRecord(rules.contract)
     }
 
     /// The slots to decode of each event for an engine of `rules`: what the pack reads, and what any rule

@@ -189,34 +189,54 @@ enum PackedFields {
                 guard !r.failed, h >> 3 < UInt64(UInt16.max), let tag = Tag(rawValue: UInt8(h & 7) + 1) else { return }
                 let slot = Int(h >> 3)
                 if let only, slot >= only.count || !only[slot] {
-                    switch tag {
-                    case .bool, .int, .symbol, .date, .instant: _ = r.varint()
-                    case .symbols: r.skip(Int(min(r.varint(), 256)))
-                    case .string: r.skip(r.length())
-                    case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
-                    }
+                    skip(tag, &r)
                     guard !r.failed else { return }
                     continue
                 }
-                let v: FieldValue
-                switch tag {
-                case .bool: v = .bool(r.varint() != 0)
-                case .int: v = .int(unzigzag(r.varint()))
-                case .symbol: v = .symbol(Symbol(UInt16(truncatingIfNeeded: r.varint())))
-                case .string: v = .string(r.text(r.length()))
-                case .date: v = .date(Day(number: Int32(truncatingIfNeeded: unzigzag(r.varint()))))
-                case .instant: v = .instant(instant(code: r.varint()))
-                case .symbols:
-                    var set = SymbolSet()
-                    for _ in 0..<Int(min(r.varint(), 256)) { set.insert(Symbol(UInt16(r.u8()))) }
-                    v = .symbols(set)
-                case .strings:
-                    let n = r.length()
-                    v = .strings((0..<n).map { _ in r.text(r.length()) })
-                }
+                let v = value(tag, &r)
                 guard !r.failed else { return }
                 body(slot, v)
             }
+        }
+    }
+
+    /// Reads past a value tagged `tag` (its bytes not looked at, no string made).
+    @inline(__always) static func skip(_ tag: Tag, _ r: inout RawReader) {
+        switch tag {
+        case .bool, .int, .symbol, .date, .instant: _ = r.varint()
+        case .symbols: r.skip(Int(min(r.varint(), 256)))
+        case .string: r.skip(r.length())
+        case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
+        }
+    }
+
+    /// The same, by the tag's raw value (a value past 8 reads nothing).
+    @inline(__always) static func skip(raw tag: UInt8, _ r: inout RawReader) {
+        switch tag {
+        case Tag.symbols.rawValue: r.skip(Int(min(r.varint(), 256)))
+        case Tag.string.rawValue: r.skip(r.length())
+        case Tag.strings.rawValue: for _ in 0..<r.length() { r.skip(r.length()) }
+        case 1...8: _ = r.varint()
+        default: break
+        }
+    }
+
+    /// Reads a value tagged `tag` (what is read past the end is zeros and empty strings, and `r` is `failed`).
+    @inline(__always) static func value(_ tag: Tag, _ r: inout RawReader) -> FieldValue {
+        switch tag {
+        case .bool: return .bool(r.varint() != 0)
+        case .int: return .int(unzigzag(r.varint()))
+        case .symbol: return .symbol(Symbol(UInt16(truncatingIfNeeded: r.varint())))
+        case .string: return .string(r.text(r.length()))
+        case .date: return .date(Day(number: Int32(truncatingIfNeeded: unzigzag(r.varint()))))
+        case .instant: return .instant(instant(code: r.varint()))
+        case .symbols:
+            var set = SymbolSet()
+            for _ in 0..<Int(min(r.varint(), 256)) { set.insert(Symbol(UInt16(r.u8()))) }
+            return .symbols(set)
+        case .strings:
+            let n = r.length()
+            return .strings((0..<n).map { _ in r.text(r.length()) })
         }
     }
 }
@@ -245,6 +265,16 @@ struct RawReader {
 
     /// A varint (7 bits a byte, low first); a tenth byte ends it whatever it holds.
     @inline(__always) mutating func varint() -> UInt64 {
+        // Most are one byte (slots' heads, symbols, lengths).
+        if at < end, raw[at] < 0x80 {
+            defer { at += 1 }
+            return UInt64(raw[at])
+        }
+        return longVarint()
+    }
+
+    /// A varint of more than one byte (or one past the end).
+    mutating func longVarint() -> UInt64 {
         var x: UInt64 = 0
         var shift: UInt64 = 0
         while true {

@@ -311,6 +311,49 @@ import VigilContract
         #expect(MemoryLayout<PendingExpectation>.stride == 96)
         #expect(MemoryLayout<StateEntry>.stride == 104)
     }
+
+    /// A timeline event's fields read in place (`PackedRecord`, what a re-derivation and a fold read) are what a
+    /// record filled from them reads (the fields asked for, and the envelope from the event's reference), through
+    /// every accessor the rules use: whole, cut short, and for a second event indexed after a first.
+    @Test func aPackedRecordReadsWhatARecordFilledFromTheSameBytesReads() {
+        let c = EventContract.embedded
+        let envelope = [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot]
+        let free = (0..<c.slotCount).filter { !envelope.contains($0) }
+        var first = EventRecord(slotCount: c.slotCount)
+        for (k, (_, v)) in values.enumerated() { first.set(free[k], v) }
+        first.set(free[values.count], .string("not asked for"))
+        var second = EventRecord(slotCount: c.slotCount)
+        second.set(free[2], .symbol(Symbol(7)))
+        let all = [Bool](repeating: true, count: c.slotCount)
+        var bytes: [UInt8] = [9]
+        _ = PackedFields.append(first, keep: all, to: &bytes)
+        let split = bytes.count
+        _ = PackedFields.append(second, keep: all, to: &bytes)
+        var only = all
+        only[free[values.count]] = false
+        for s in envelope { only[s] = false }
+        let ref = EventRef(eventId: "E-1", type: Symbol(4), agency: Symbol(2), occurredAt: Instant(micros: 1_000_000))
+
+        var packed = PackedRecord(c)
+        // The first event whole, cut short in its last field (an array of strings) and cut after its first, then the
+        // second: each read as the record the old path filled (the envelope, then the fields forEach gives).
+        for range in [1..<split, 1..<(split - 3), 1..<4, split..<bytes.count] {
+            packed.index(bytes, range, only: only, ref: ref, child: "C-1")
+            var r = EventRecord(slotCount: c.slotCount)
+            r.set(c.eventIdSlot, .string("E-1"))
+            r.set(c.typeSlot, .symbol(Symbol(4)))
+            r.set(c.occurredAtSlot, .instant(Instant(micros: 1_000_000)))
+            r.set(c.agencySlot, .symbol(Symbol(2)))
+            r.set(c.childIdSlot, .string("C-1"))
+            PackedFields.forEach(bytes, range, only: only) { r.set($0, $1) }
+            for s in 0..<c.slotCount {
+                #expect(packed[s] == r[s], "slot \(s) of \(range)")
+                #expect(packed.symbol(at: s) == r.symbol(at: s) && packed.int(at: s) == r.int(at: s) && packed.bool(at: s) == r.bool(at: s))
+                #expect(packed.date(at: s) == r.date(at: s) && packed.instant(at: s) == r.instant(at: s) && packed.has(s) == r.has(s))
+            }
+        }
+        #expect(packed[free[0]] == .missing && packed[free[2]] == .symbol(Symbol(7)), "the second event's fields only")
+    }
 }
 
 /// The child index keeps 32 bits of each id's hash: ids whose hashes share them are told apart by the id, across

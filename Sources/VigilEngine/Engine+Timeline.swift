@@ -51,9 +51,15 @@ extension Engine {
         // part of the child), the events' `ignored` marks kept aside and written back after.
         let timeline = children[ci].timeline
         var ignored = [Bool](repeating: false, count: timeline.count)
+        // The low 12 bits of the events' id hashes seen so far: an event whose bit is clear has no earlier event of
+        // its id, and the scan of them is skipped (it was a tenth of a late record's instructions at 50 events).
+        var seen = [UInt64](repeating: 0, count: 64)
         for k in timeline.indices {
             let e = timeline[k]
-            ignored[k] = appliedBefore(k, e, in: timeline, ignored: ignored, folded: children[ci].folded)
+            let bit = Int(e.idHash & 4095)
+            let earlier = seen[bit >> 6] & (1 << UInt64(bit & 63)) != 0
+            seen[bit >> 6] |= 1 << UInt64(bit & 63)
+            ignored[k] = appliedBefore(k, e, in: timeline, ignored: ignored, folded: children[ci].folded, scan: earlier)
             if ignored[k] { continue }
             let bytes = timeline.buffer
             let p = e.parts(in: bytes)
@@ -92,13 +98,14 @@ extension Engine {
     }
 
     /// Whether event `k` of `timeline` is a duplicate of an event applied before it (earlier in the timeline and
-    /// not `ignored`, or folded into the base: `folded`) within the duplicate horizon.
-    func appliedBefore(_ k: Int, _ e: TimelineEvent, in timeline: Timeline, ignored: [Bool], folded: [SeenEvent]) -> Bool {
+    /// not `ignored`, or folded into the base: `folded`) within the duplicate horizon. The events before it are
+    /// looked at only with `scan` (false when none of them can have its id).
+    func appliedBefore(_ k: Int, _ e: TimelineEvent, in timeline: Timeline, ignored: [Bool], folded: [SeenEvent], scan: Bool) -> Bool {
         let horizon = limits.duplicateHorizon
         let bytes = timeline.buffer
         // The ids' hashes first (in the events), the ids themselves only where a hash matches.
         let h = e.idHash
-        for j in 0..<k where timeline[j].idHash == h {
+        for j in 0..<(scan ? k : 0) where timeline[j].idHash == h {
             let t = timeline[j]
             if !ignored[j] && e.at.micros - t.at.micros <= horizon && t.sameId(as: e, in: bytes) { return true }
         }

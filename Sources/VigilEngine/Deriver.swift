@@ -109,8 +109,8 @@ final class Deriver: Sendable {
         if at > d.through { d.through = at }
         let ranges = tables.ranges[t]
         let lists = tables.lists
-        for k in ranges.states { updateState(Int(lists[k]), r, &d, ref, &x) }
-        for k in ranges.windows { appendWindow(Int(lists[k]), r, &d, ref, &x) }
+        for k in ranges.states { updateState(Int(lists[k]), entry: k, r, &d, ref, &x) }
+        for k in ranges.windows { appendWindow(Int(lists[k]), entry: k, r, &d, ref, &x) }
         if let oldest = d.entries.first, oldest.at.micros < d.newest.micros - tables.minimumRetention { pruneWindows(&d) }
     }
 
@@ -123,13 +123,13 @@ final class Deriver: Sendable {
         for k in ranges.checks { checkExpectation(Int(lists[k]), r, &d, ref, &x) }
         for k in ranges.immediates {
             let ri = Int(lists[k])
-            guard let code = tables.immediates[ri], eval(code, r, d, at) else { continue }
+            guard let code = tables.immediates[ri], eval(tables.entered(code, k), r, d, at) else { continue }
             fire(ri, &d, at: at, deadline: nil, trigger: ref, args: nil, record: r, &x)
         }
         var lastArmed = -1
         for k in stride(from: ranges.arms.lowerBound, to: ranges.arms.upperBound, by: 2) {
             let ri = Int(lists[k]), clause = Int(lists[k + 1])
-            guard ri != lastArmed, let exp = tables.expectations[ri], eval(tables.armClauses[exp.arms.lowerBound + clause].condition, r, d, at) else { continue }
+            guard ri != lastArmed, let exp = tables.expectations[ri], eval(tables.entered(tables.armClauses[exp.arms.lowerBound + clause].condition, k), r, d, at) else { continue }
             arm(ri, clause, exp, r, &d, ref, &x)
             lastArmed = ri
         }
@@ -192,9 +192,10 @@ final class Deriver: Sendable {
         }
     }
 
-    func updateState<R: FieldReader>(_ s: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    /// Updates state `s` for the event `r`, dispatched as entry `k` of the tables' lists.
+    func updateState<R: FieldReader>(_ s: Int, entry k: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let def = tables.states[s]
-        guard eval(def.condition, r, d, ref.occurredAt) else { return }
+        guard eval(tables.entered(def.condition, k), r, d, ref.occurredAt) else { return }
         let k = key(tables.stateKeys[s], r)  // "" for a state without a key
         let value = r[def.valueSlot]
         let existing = d.states.firstIndex { $0.state == UInt16(s) && $0.key == k }
@@ -215,9 +216,10 @@ final class Deriver: Sendable {
         }
     }
 
-    func appendWindow<R: FieldReader>(_ w: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
+    /// Adds the event `r`, dispatched as entry `k` of the tables' lists, to window `w`.
+    func appendWindow<R: FieldReader>(_ w: Int, entry k: Int, _ r: R, _ d: inout Derivation, _ ref: EventRef, _ x: inout Context) {
         let def = tables.windows[w]
-        guard eval(def.condition, r, d, ref.occurredAt) else { return }
+        guard eval(tables.entered(def.condition, k), r, d, ref.occurredAt) else { return }
         var distinct: UInt64 = 0
         if let slot = def.distinctSlot {
             switch r[slot] {

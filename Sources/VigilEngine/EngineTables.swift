@@ -8,6 +8,12 @@ final class EngineTables: @unchecked Sendable {
     let program: UnsafeMutableBufferPointer<Instruction>
     /// Per event type, ranges into `lists`: states, windows, expectation checks, immediates, arms (rule, clause).
     let lists: UnsafeMutableBufferPointer<Int32>
+    /// Per entry of `lists` (for an arm, its rule's), where the condition it dispatches is entered for an event of
+    /// the type it is listed under: 2 when the condition begins with a test of the event's type that such an event
+    /// passes and the jump after it (`type = X and ...`, tested already by the dispatch: entered after them, the
+    /// result is the same, as the test leaves the result true, the jump then falls through, and evaluation starts
+    /// with a true result), else 0. Checks of expectations (two conditions) are entered at their start.
+    let skips: UnsafeMutableBufferPointer<UInt8>
     let ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)]
     /// The shortest window retention: entries younger than this are never pruned.
     let minimumRetention: Int64
@@ -27,6 +33,11 @@ final class EngineTables: @unchecked Sendable {
     /// Per state and per window, its key slots (none for a state without a key).
     let stateKeys: [[Int]]
     let windowKeys: [[Int]]
+
+    /// `code` entered as entry `k` of `lists` says (`skips`).
+    @inline(__always) func entered(_ code: ConditionCode, _ k: Int) -> ConditionCode {
+        ConditionCode(start: code.start + Int(skips[k]), end: code.end)
+    }
 
     struct State {
         var condition: ConditionCode
@@ -70,6 +81,28 @@ final class EngineTables: @unchecked Sendable {
         lists = .allocate(capacity: max(flat.count, 1))
         _ = lists.initialize(from: flat)
         self.ranges = ranges
+        skips = .allocate(capacity: max(flat.count, 1))
+        skips.initialize(repeating: 0)
+        let typeSlot = rules.contract.typeSlot
+        let program = rules.program
+        func skip(_ code: ConditionCode?, forType t: Int) -> UInt8 {
+            guard let code, code.end - code.start >= 2, code.start >= 0, code.end <= program.count,
+                  case .jumpIfFalse = program[code.start + 1] else { return 0 }
+            switch program[code.start] {
+            case .symbolIs(.slot(typeSlot), let s): return rules.contract.eventTypeIndex(s) == t ? 2 : 0
+            case .symbolIn(.slot(typeSlot), let set):
+                return set.members.contains { rules.contract.eventTypeIndex($0) == t } ? 2 : 0
+            default: return 0
+            }
+        }
+        for (t, r) in ranges.enumerated() {
+            for k in r.states { skips[k] = skip(rules.states[Int(flat[k])].condition, forType: t) }
+            for k in r.windows { skips[k] = skip(rules.windows[Int(flat[k])].condition, forType: t) }
+            for k in r.immediates { skips[k] = skip(rules.rules[Int(flat[k])].immediate, forType: t) }
+            for k in stride(from: r.arms.lowerBound, to: r.arms.upperBound, by: 2) {
+                skips[k] = skip(rules.rules[Int(flat[k])].expectation?.arms[Int(flat[k + 1])].condition, forType: t)
+            }
+        }
         var clauses: [ArmClause] = []
         var facts: [Expectation?] = []
         correlate = rules.rules.map { $0.expectation?.correlateSlots ?? [] }
@@ -97,6 +130,7 @@ final class EngineTables: @unchecked Sendable {
         program.baseAddress?.deinitialize(count: program.count)
         program.deallocate()
         lists.deallocate()
+        skips.deallocate()
         expectations.deallocate()
         armClauses.deallocate()
         immediates.deallocate()

@@ -30,7 +30,34 @@ extension Deriver {
         var pc = code.start
         let end = code.end
         let program = tables.program
+        let ops = tables.ops
         while pc < end {
+            let op = ops[pc]
+            switch op.kind {
+            case .jumpIfFalse:
+                pc += flag ? 1 : Int(op.operand)
+                continue
+            case .jumpIfTrue:
+                pc += flag ? Int(op.operand) : 1
+                continue
+            case .symbolIs:
+                flag = r.symbol(at: Int(op.slot))?.id == UInt16(truncatingIfNeeded: op.operand)
+                trace.set(pc)
+                pc += 1
+                continue
+            case .exists:
+                flag = r.has(Int(op.slot))
+                trace.set(pc)
+                pc += 1
+                continue
+            case .boolIs:
+                flag = r.bool(at: Int(op.slot)) == (op.operand != 0)
+                trace.set(pc)
+                pc += 1
+                continue
+            case .general:
+                break
+            }
             switch program[pc] {
             case .constant(let b):
                 flag = b

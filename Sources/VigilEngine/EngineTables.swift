@@ -6,6 +6,9 @@ import VigilRules
 /// the engine's last copy.
 final class EngineTables: @unchecked Sendable {
     let program: UnsafeMutableBufferPointer<Instruction>
+    /// Beside `program`, its most run instructions as 12 bytes each (`Op`): a step reads one of these, and reads the
+    /// instruction itself (56 bytes, all of them loaded before its case was chosen) only for the others.
+    let ops: UnsafeMutableBufferPointer<Op>
     /// Per event type, ranges into `lists`: states, windows, expectation checks, immediates, arms (rule, clause).
     let lists: UnsafeMutableBufferPointer<Int32>
     /// Per entry of `lists` (for an arm, its rule's), where the condition it dispatches is entered for an event of
@@ -33,6 +36,32 @@ final class EngineTables: @unchecked Sendable {
     /// Per state and per window, its key slots (none for a state without a key).
     let stateKeys: [[Int]]
     let windowKeys: [[Int]]
+
+    /// An instruction of the program the interpreter runs from its kind and two numbers; `general` for any other.
+    struct Op {
+        var kind: Kind
+        /// A jump's offset, a symbol's id, a boolean as 0 or 1.
+        var operand: Int32
+        var slot: Int32
+        enum Kind: UInt8 { case general, jumpIfFalse, jumpIfTrue, symbolIs, exists, boolIs }
+
+        init(kind: Kind = .general, operand: Int32 = 0, slot: Int32 = 0) {
+            self.kind = kind
+            self.operand = operand
+            self.slot = slot
+        }
+
+        init(_ i: Instruction) {
+            switch i {
+            case .jumpIfFalse(let k) where Int32(exactly: k) != nil: self.init(kind: .jumpIfFalse, operand: Int32(k))
+            case .jumpIfTrue(let k) where Int32(exactly: k) != nil: self.init(kind: .jumpIfTrue, operand: Int32(k))
+            case .symbolIs(.slot(let s), let v) where Int32(exactly: s) != nil: self.init(kind: .symbolIs, operand: Int32(v.id), slot: Int32(s))
+            case .exists(.slot(let s)) where Int32(exactly: s) != nil: self.init(kind: .exists, slot: Int32(s))
+            case .boolIs(.slot(let s), let b) where Int32(exactly: s) != nil: self.init(kind: .boolIs, operand: b ? 1 : 0, slot: Int32(s))
+            default: self.init()
+            }
+        }
+    }
 
     /// `code` entered as entry `k` of `lists` says (`skips`).
     @inline(__always) func entered(_ code: ConditionCode, _ k: Int) -> ConditionCode {
@@ -63,6 +92,8 @@ final class EngineTables: @unchecked Sendable {
         minimumRetention = rules.windows.map(\.retention).min() ?? 0
         program = .allocate(capacity: max(rules.program.count, 1))
         _ = program.initialize(from: rules.program)
+        ops = .allocate(capacity: max(rules.program.count, 1))
+        _ = ops.initialize(from: rules.program.map(Op.init))
         var flat: [Int32] = []
         var ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)] = []
         func add(_ xs: [Int]) -> Range<Int> {
@@ -129,6 +160,7 @@ final class EngineTables: @unchecked Sendable {
     deinit {
         program.baseAddress?.deinitialize(count: program.count)
         program.deallocate()
+        ops.deallocate()
         lists.deallocate()
         skips.deallocate()
         expectations.deallocate()

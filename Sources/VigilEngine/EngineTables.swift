@@ -11,11 +11,12 @@ final class EngineTables: @unchecked Sendable {
     let ops: UnsafeMutableBufferPointer<Op>
     /// Per event type, ranges into `lists`: states, windows, expectation checks, immediates, arms (rule, clause).
     let lists: UnsafeMutableBufferPointer<Int32>
-    /// Per entry of `lists` (for an arm, its rule's), where the condition it dispatches is entered for an event of
-    /// the type it is listed under: 2 when the condition begins with a test of the event's type that such an event
-    /// passes and the jump after it (`type = X and ...`, tested already by the dispatch: entered after them, the
-    /// result is the same, as the test leaves the result true, the jump then falls through, and evaluation starts
-    /// with a true result), else 0. Checks of expectations (two conditions) are entered at their start.
+    /// Per entry of `lists` (for an arm, at its rule's place, for its clause), where the condition it dispatches is
+    /// entered for an event of the type it is listed under: 2 when the condition begins with a test of the event's
+    /// type that such an event passes and the jump after it (`type = X and ...`, tested already by the dispatch:
+    /// entered after them, the result is the same, as the test leaves the result true, the jump then falls through,
+    /// and evaluation starts with a true result), else 0. Checks of expectations (two conditions) are entered at
+    /// their start.
     let skips: UnsafeMutableBufferPointer<UInt8>
     let ranges: [(states: Range<Int>, windows: Range<Int>, checks: Range<Int>, immediates: Range<Int>, arms: Range<Int>)]
     /// The shortest window retention: entries younger than this are never pruned.

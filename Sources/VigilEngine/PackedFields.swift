@@ -201,16 +201,9 @@ enum PackedFields {
     }
 
     /// Reads past a value tagged `tag` (its bytes not looked at, no string made).
-    @inline(__always) static func skip(_ tag: Tag, _ r: inout RawReader) {
-        switch tag {
-        case .bool, .int, .symbol, .date, .instant: _ = r.varint()
-        case .symbols: r.skip(Int(min(r.varint(), 256)))
-        case .string: r.skip(r.length())
-        case .strings: for _ in 0..<r.length() { r.skip(r.length()) }
-        }
-    }
+    @inline(__always) static func skip(_ tag: Tag, _ r: inout RawReader) { skip(raw: tag.rawValue, &r) }
 
-    /// The same, by the tag's raw value (a value past 8 reads nothing).
+    /// The same, by the tag's raw value (one that is no tag's reads nothing).
     @inline(__always) static func skip(raw tag: UInt8, _ r: inout RawReader) {
         switch tag {
         case Tag.symbols.rawValue: r.skip(Int(min(r.varint(), 256)))

@@ -25,7 +25,7 @@ extension EventRecord: FieldReader {
 ///
 /// What it replaces: an `EventRecord` rebuilt for every event of a re-derivation, each read field decoded into a
 /// `FieldValue` (a string made for every string field) and swapped into the record, the slots cleared again for
-/// the next event. That was about a third of a late record's instructions (callgrind, `vigil-bench late`).
+/// the next event. That was about a quarter of a late record's instructions (callgrind, `vigil-bench late`).
 struct PackedRecord: FieldReader {
     /// A slot's value: its tag (`PackedFields.Tag`'s raw value; 0 for none), and a number value itself (a bool as
     /// 0 or 1, a symbol's id, a date's day number, an instant's microseconds) or where another value starts in

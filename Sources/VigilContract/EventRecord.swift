@@ -90,14 +90,6 @@ public struct EventRecord: Sendable {
         for s in written { values[Int(s)] = .missing }
         written.removeAll(keepingCapacity: true)
     }
-
-    /// Clears the slots set after the first `kept` (those stay set, and listed first): for a record refilled
-    /// with the same slots first every time, which are then only overwritten.
-    public mutating func reset(keepingFirst kept: Int) {
-        guard written.count > kept else { return }
-        for s in written[kept...] { values[Int(s)] = .missing }
-        written.removeLast(written.count - kept)
-    }
 }
 
 /// Why a message is not a valid event: a JSON path and a reason that never quotes the message's values.

@@ -18,8 +18,8 @@ final class Deriver: Sendable {
     /// Slots a timeline keeps per event: every one a rule could read (not only those this pack reads, so that a
     /// rule added later can be derived over the history), but the envelope (kept apart).
     let timelineSlot: [Bool]
-    /// Slots this pack reads (`capturedSlots`), but the envelope (a timeline event's reference holds it): all a
-    /// re-derivation takes of a timeline event's fields.
+    /// Slots this pack reads (`capturedSlots`): all a re-derivation takes of a timeline event's fields
+    /// (`PackedRecord`).
     let readSlot: [Bool]
 
     init(rules: CompiledRuleSet, limits: EngineLimits) {
@@ -35,7 +35,6 @@ final class Deriver: Sendable {
         timelineSlot = keep
         var read = [Bool](repeating: false, count: rules.contract.slotCount)
         for s in rules.capturedSlots where s >= 0 && s < read.count { read[s] = true }
-        for s in [c.eventIdSlot, c.typeSlot, c.occurredAtSlot, c.agencySlot, c.childIdSlot] { read[s] = false }
         readSlot = read
     }
 
@@ -156,12 +155,6 @@ final class Deriver: Sendable {
             x.counts.deadlinesFired += 1
             fire(ri, &d, at: p.deadline, deadline: p.deadline, trigger: p.ref, args: p.args, record: EventRecord?.none, &x)
         }
-    }
-
-    /// The record a timeline event stands for (envelope, and the fields this pack reads of its packed fields
-    /// at `range` of `bytes`), indexed in `r` to be read in place.
-    func record(of e: EventRef, fields bytes: [UInt8], _ range: Range<Int>, child: String, into r: inout PackedRecord) {
-        r.index(bytes, range, only: readSlot, ref: e, child: child)
     }
 
     // MARK: state and windows

@@ -64,7 +64,7 @@ extension Engine {
             let bytes = timeline.buffer
             let p = e.parts(in: bytes)
             let ref = e.ref(p, in: bytes)
-            deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
+            scratch.index(bytes, p.fields, ref: ref, child: id)
             deriver.popDue(&d, through: e.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(e.type), to: &d, &x)
         }
@@ -139,7 +139,7 @@ extension Engine {
             let bytes = children[ci].fieldBytes
             let p = first.parts(in: bytes)
             let ref = first.ref(p, in: bytes)
-            deriver.record(of: ref, fields: bytes, p.fields, child: id, into: &scratch)
+            scratch.index(bytes, p.fields, ref: ref, child: id)
             deriver.popDue(&children[ci].base, through: first.at, &x)
             deriver.apply(scratch, ref: ref, type: c.eventTypeIndex(first.type), to: &children[ci].base, &x)
             scratch.release()

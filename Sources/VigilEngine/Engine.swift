@@ -125,7 +125,7 @@ public struct Engine: Sendable {
         keys = PackKeys(rules)
         horizon = max(limits.duplicateHorizon, rules.horizonMicros)
         c = rules.contract
-        scratch = PackedRecord(rules.contract)
+        scratch = PackedRecord(rules.contract, reading: deriver.readSlot)
     }
 
     /// The slots to decode of each event for an engine of `rules`: what the pack reads, and what any rule

@@ -29,10 +29,13 @@ extension EventRecord: FieldReader {
 struct PackedRecord: FieldReader {
     /// A slot's value: its tag (`PackedFields.Tag`'s raw value; 0 for none), and a number value itself (a bool as
     /// 0 or 1, a symbol's id, a date's day number, an instant's microseconds) or where another value starts in
-    /// `bytes` (the envelope's two strings: `Cell.eventId`, `Cell.childId`).
+    /// `bytes` (the envelope's two strings: `Cell.eventId`, `Cell.childId`). And whether the slot is one whose
+    /// fields are kept (what the pack reads; the envelope's never, its cells are the reference's): in the cell's
+    /// padding, not in an array beside it that every copy of the record would retain.
     struct Cell {
         var word: Int64 = 0
         var tag: UInt8 = 0
+        var kept = false
         static let eventId: Int64 = -1
         static let childId: Int64 = -2
     }
@@ -48,8 +51,11 @@ struct PackedRecord: FieldReader {
     private var child = ""
     private let typeSlot: Int, agencySlot: Int, occurredAtSlot: Int
 
-    init(_ c: EventContract) {
-        cells = [Cell](repeating: Cell(), count: c.slotCount)
+    /// A record for events of contract `c` that keeps the fields in the slots `reading` marks (the others are
+    /// skipped over).
+    init(_ c: EventContract, reading: [Bool]) {
+        cells = (0..<c.slotCount).map { Cell(kept: $0 < reading.count && reading[$0]) }
+        for s in [c.typeSlot, c.occurredAtSlot, c.agencySlot] { cells[s].kept = false }
         indexed = [Int32](repeating: 0, count: c.slotCount)
         typeSlot = c.typeSlot
         agencySlot = c.agencySlot
@@ -58,11 +64,10 @@ struct PackedRecord: FieldReader {
         cells[c.childIdSlot] = Cell(word: Cell.childId, tag: PackedFields.Tag.string.rawValue)
     }
 
-    /// Indexes the event `ref` of `child`, its packed fields at `range` of `bytes`: of them, those in the slots that
-    /// `only` marks (the others are skipped over; `only` never marks the envelope's). A slot packed twice reads as
-    /// the later value, as it did set into a record. Stops at the first field that is not whole, the fields before
-    /// it indexed.
-    mutating func index(_ bytes: [UInt8], _ range: Range<Int>, only: [Bool], ref: EventRef, child: String) {
+    /// Indexes the event `ref` of `child`, its packed fields at `range` of `bytes`: of them, those in the slots it
+    /// reads. A slot packed twice reads as the later value, as it did set into a record. Stops at the first field
+    /// that is not whole, the fields before it indexed.
+    mutating func index(_ bytes: [UInt8], _ range: Range<Int>, ref: EventRef, child: String) {
         self.bytes = bytes
         eventId = ref.eventId
         self.child = child
@@ -99,12 +104,13 @@ struct PackedRecord: FieldReader {
                             PackedFields.skip(raw: tag, &r)
                         }
                         guard !r.failed else { return }
-                        guard slot < only.count, only[slot], slot < cells.count else { continue }
+                        guard slot < cells.count, cells[slot].kept else { continue }
                         if cells[slot].tag == 0 {
                             indexed[n] = Int32(truncatingIfNeeded: slot)
                             n += 1
                         }
-                        cells[slot] = Cell(word: word, tag: tag)
+                        cells[slot].word = word
+                        cells[slot].tag = tag
                     }
                 }
                 return n

@@ -334,11 +334,14 @@ import VigilContract
         for s in envelope { only[s] = false }
         let ref = EventRef(eventId: "E-1", type: Symbol(4), agency: Symbol(2), occurredAt: Instant(micros: 1_000_000))
 
-        var packed = PackedRecord(c)
+        // Reading the envelope's slots too: they still read as the reference's.
+        var reading = all
+        reading[free[values.count]] = false
+        var packed = PackedRecord(c, reading: reading)
         // The first event whole, cut short in its last field (an array of strings) and cut after its first, then the
         // second: each read as the record the old path filled (the envelope, then the fields forEach gives).
         for range in [1..<split, 1..<(split - 3), 1..<4, split..<bytes.count] {
-            packed.index(bytes, range, only: only, ref: ref, child: "C-1")
+            packed.index(bytes, range, ref: ref, child: "C-1")
             var r = EventRecord(slotCount: c.slotCount)
             r.set(c.eventIdSlot, .string("E-1"))
             r.set(c.typeSlot, .symbol(Symbol(4)))
